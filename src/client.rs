@@ -1,0 +1,182 @@
+//! The client core: owns the runtime, accepts messages, hands them to the outbox.
+//!
+//! Every method may be called from any thread and returns without waiting for the network; the
+//! outcome arrives later as an [`Event`] through the sink given to [`Client::start`].
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::ClientConfig;
+use crate::events::EventSink;
+use crate::graph::GraphClient;
+use crate::logging::{self, LogForwarder};
+use crate::message::{self, InvalidMessage, MessageInput};
+use crate::outbox::{Command, Outgoing, Scheduler};
+use crate::secrets::Credentials;
+
+/// Why `send` refused a message (no result event follows a refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendRejected {
+    Invalid(InvalidMessage),
+    Closed,
+    QueueFull,
+}
+
+pub struct Client {
+    config: Arc<ClientConfig>,
+    credentials: Arc<Credentials>,
+    commands: mpsc::UnboundedSender<Command>,
+    outstanding: Arc<AtomicUsize>,
+    closed: AtomicBool,
+    runtime: Mutex<Option<Runtime>>,
+    scheduler: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Client {
+    /// Starts the runtime threads and the outbox.
+    pub fn start(config: ClientConfig, sink: Arc<dyn EventSink>) -> Result<Self, String> {
+        let config = Arc::new(config);
+        let dispatch = tracing::Dispatch::new(LogForwarder::new(config.log_level, sink.clone()));
+        let start_dispatch = dispatch.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads)
+            .max_blocking_threads(4)
+            .thread_name("wa-runtime")
+            .enable_io()
+            .enable_time()
+            .on_thread_start(move || logging::install_on_thread(&start_dispatch))
+            .on_thread_stop(logging::remove_from_thread)
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        let graph = {
+            let _guard = runtime.enter();
+            Arc::new(GraphClient::new(&config)?)
+        };
+        let credentials = Arc::new(Credentials::default());
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let scheduler = Scheduler::new(
+            config.clone(),
+            graph,
+            sink,
+            credentials.clone(),
+            outstanding.clone(),
+        );
+        let handle = runtime.spawn(scheduler.run(command_rx));
+        drop(dispatch);
+        Ok(Self {
+            config,
+            credentials,
+            commands,
+            outstanding,
+            closed: AtomicBool::new(false),
+            runtime: Mutex::new(Some(runtime)),
+            scheduler: Mutex::new(Some(handle)),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.credentials
+    }
+
+    /// Sets the access token and app secret; held messages go out once a token is set.
+    pub fn set_config(&self, token: &str, app_secret: &str) {
+        self.credentials.set_config(token, app_secret);
+        let token = (!token.is_empty()).then(|| Arc::<str>::from(token));
+        let _ = self.commands.send(Command::SetToken(token));
+    }
+
+    pub fn set_webhook_token(&self, token: &str) {
+        self.credentials.set_webhook_token(token);
+    }
+
+    /// Validates and queues a message. On success exactly one result event follows.
+    pub fn send(&self, input: &MessageInput<'_>, request_ctx: usize) -> Result<(), SendRejected> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SendRejected::Closed);
+        }
+        let built = message::build(input).map_err(SendRejected::Invalid)?;
+        if self.outstanding.fetch_add(1, Ordering::AcqRel) >= self.config.outbox_capacity {
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Err(SendRejected::QueueFull);
+        }
+        let outgoing = Outgoing {
+            channel: Arc::from(input.channel),
+            recipient: Arc::from(built.recipient_key.as_str()),
+            body: bytes::Bytes::from(built.body),
+            request_ctx,
+            callback_info: input.callback_info.map(str::to_string),
+            accepted_at: Instant::now(),
+        };
+        if self.commands.send(Command::Send(outgoing)).is_err() {
+            // The outbox already finished closing: the message was not accepted.
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Err(SendRejected::Closed);
+        }
+        Ok(())
+    }
+
+    /// Starts an orderly close (idempotent); `CloseComplete` is the last event.
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.commands.send(Command::Close);
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Messages accepted and not yet answered.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// Stops everything and joins the runtime's threads. After an earlier `close` it waits for
+    /// the close to finish (bounded by the drain time); without one it aborts at once.
+    /// Must not be called from a runtime thread.
+    pub fn shutdown(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.commands.send(Command::Abort);
+        }
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(runtime) = runtime else {
+            return;
+        };
+        if let Some(handle) = self
+            .scheduler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let limit = self.config.drain_timeout + Duration::from_secs(2);
+            runtime.block_on(async {
+                let abort = handle.abort_handle();
+                if tokio::time::timeout(limit, handle).await.is_err() {
+                    abort.abort();
+                }
+            });
+        }
+        runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,235 @@
+//! Client settings: defaults, environment overrides, explicit settings.
+//!
+//! Precedence: an explicit setting (from the options object) wins over the environment, which
+//! wins over the default. The environment exists so that a host calling the seed's parameterless
+//! `Create()` can still be pointed at the emulator.
+
+use std::time::Duration;
+
+use crate::events::LogLevel;
+
+pub const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.facebook.com";
+/// Newest stable Graph API version at the time of writing (cloud-api.md §7).
+pub const DEFAULT_API_VERSION: &str = "v26.0";
+
+/// How callbacks reach the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchMode {
+    /// Events are queued; the host drains them on its own thread (`dispatch`).
+    Poll,
+    /// A thread owned by the library runs the callbacks.
+    Thread,
+}
+
+/// Every setting of a client, resolved.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Scheme, host and optional port, without a trailing slash.
+    pub graph_base_url: String,
+    /// Empty means "no version": every send ends with `MissingVersion`.
+    pub api_version: String,
+    pub app_id: Option<String>,
+    pub webhook_listen: Option<String>,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Attempts per message, the first included.
+    pub max_attempts: u32,
+    /// No retry starts later than this after the message was accepted.
+    pub max_retry_age: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Messages accepted but without a final result, at most.
+    pub outbox_capacity: usize,
+    /// Sends per second per channel (phone number id); 0 = unlimited.
+    pub channel_rate_per_sec: u32,
+    /// Pause for a recipient after Graph's pair-rate error 131056.
+    pub pair_rate_backoff: Duration,
+    /// How long messages wait for a token before ending with `MissingToken`.
+    pub token_hold: Duration,
+    /// How long `close` lets requests already on the wire finish.
+    pub drain_timeout: Duration,
+    /// Requests on the wire at once, over all recipients.
+    pub max_in_flight: usize,
+    pub dispatch_mode: DispatchMode,
+    pub log_level: LogLevel,
+    pub worker_threads: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            graph_base_url: DEFAULT_GRAPH_BASE_URL.to_string(),
+            api_version: DEFAULT_API_VERSION.to_string(),
+            app_id: None,
+            webhook_listen: None,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_attempts: 5,
+            max_retry_age: Duration::from_secs(300),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            outbox_capacity: 100_000,
+            channel_rate_per_sec: 80,
+            pair_rate_backoff: Duration::from_secs(6),
+            token_hold: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(5),
+            max_in_flight: 256,
+            dispatch_mode: DispatchMode::Poll,
+            log_level: LogLevel::Info,
+            worker_threads: 1,
+        }
+    }
+}
+
+/// Settings given explicitly by the host; `None` = not set.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub graph_base_url: Option<String>,
+    pub api_version: Option<String>,
+    pub app_id: Option<String>,
+    pub webhook_listen: Option<String>,
+    pub request_timeout: Option<Duration>,
+    pub max_attempts: Option<u32>,
+    pub max_retry_age: Option<Duration>,
+    pub backoff_initial: Option<Duration>,
+    pub backoff_max: Option<Duration>,
+    pub outbox_capacity: Option<usize>,
+    pub channel_rate_per_sec: Option<u32>,
+    pub pair_rate_backoff: Option<Duration>,
+    pub token_hold: Option<Duration>,
+    pub drain_timeout: Option<Duration>,
+    pub max_in_flight: Option<usize>,
+    pub dispatch_mode: Option<DispatchMode>,
+    pub log_level: Option<LogLevel>,
+    pub worker_threads: Option<usize>,
+}
+
+/// Checks a Graph base URL: http or https, a host, no path, query or credentials.
+pub fn validate_base_url(url: &str) -> Result<String, String> {
+    let trimmed = url.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or("the Graph base URL must start with http:// or https://")?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err("the Graph base URL must be scheme://host[:port] with nothing after it".into());
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Checks an API version: empty (no version) or `v<major>.<minor>`.
+pub fn validate_api_version(version: &str) -> Result<(), String> {
+    if version.is_empty() {
+        return Ok(());
+    }
+    let valid = version
+        .strip_prefix('v')
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major.bytes().all(|b| b.is_ascii_digit())
+                && minor.bytes().all(|b| b.is_ascii_digit())
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("API version {version:?} is not of the form vNN.N"))
+    }
+}
+
+impl Options {
+    /// Resolves explicit settings over `env` over defaults. `env` is a lookup so tests need not
+    /// touch the process environment.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<ClientConfig, String> {
+        let d = ClientConfig::default();
+        let from_env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let graph_base_url = match self
+            .graph_base_url
+            .clone()
+            .or_else(|| from_env("WA_GRAPH_BASE_URL"))
+        {
+            Some(url) => validate_base_url(&url)?,
+            None => d.graph_base_url,
+        };
+        // An explicitly empty version is meaningful ("no version"), so the environment variable
+        // is taken even when empty as long as it is set.
+        let api_version = self
+            .api_version
+            .clone()
+            .or_else(|| env("WA_API_VERSION"))
+            .unwrap_or(d.api_version);
+        validate_api_version(&api_version)?;
+        let request_timeout = self.request_timeout.unwrap_or(d.request_timeout);
+        Ok(ClientConfig {
+            graph_base_url,
+            api_version,
+            app_id: self.app_id.clone().or_else(|| from_env("WA_APP_ID")),
+            webhook_listen: self
+                .webhook_listen
+                .clone()
+                .or_else(|| from_env("WA_WEBHOOK_LISTEN")),
+            request_timeout,
+            connect_timeout: d.connect_timeout.min(request_timeout),
+            max_attempts: self.max_attempts.unwrap_or(d.max_attempts).max(1),
+            max_retry_age: self.max_retry_age.unwrap_or(d.max_retry_age),
+            backoff_initial: self.backoff_initial.unwrap_or(d.backoff_initial),
+            backoff_max: self.backoff_max.unwrap_or(d.backoff_max),
+            outbox_capacity: self.outbox_capacity.unwrap_or(d.outbox_capacity).max(1),
+            channel_rate_per_sec: self.channel_rate_per_sec.unwrap_or(d.channel_rate_per_sec),
+            pair_rate_backoff: self.pair_rate_backoff.unwrap_or(d.pair_rate_backoff),
+            token_hold: self.token_hold.unwrap_or(d.token_hold),
+            drain_timeout: self.drain_timeout.unwrap_or(d.drain_timeout),
+            max_in_flight: self.max_in_flight.unwrap_or(d.max_in_flight).max(1),
+            dispatch_mode: self.dispatch_mode.unwrap_or(d.dispatch_mode),
+            log_level: self.log_level.unwrap_or(d.log_level),
+            worker_threads: self.worker_threads.unwrap_or(d.worker_threads).clamp(1, 64),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn explicit_wins_over_environment_wins_over_default() {
+        let env = env_of(&[
+            ("WA_GRAPH_BASE_URL", "http://127.0.0.1:9"),
+            ("WA_API_VERSION", "v25.0"),
+        ]);
+        let c = Options::default().resolve(&env).unwrap();
+        assert_eq!(c.graph_base_url, "http://127.0.0.1:9");
+        assert_eq!(c.api_version, "v25.0");
+        let explicit = Options {
+            graph_base_url: Some("http://localhost:1/".into()),
+            api_version: Some("".into()),
+            ..Default::default()
+        };
+        let c = explicit.resolve(&env).unwrap();
+        assert_eq!(c.graph_base_url, "http://localhost:1");
+        assert_eq!(c.api_version, "");
+        let c = Options::default().resolve(|_| None).unwrap();
+        assert_eq!(c.graph_base_url, DEFAULT_GRAPH_BASE_URL);
+        assert_eq!(c.api_version, DEFAULT_API_VERSION);
+    }
+
+    #[test]
+    fn rejects_malformed_settings() {
+        assert!(validate_base_url("ftp://x").is_err());
+        assert!(validate_base_url("http://host/path").is_err());
+        assert!(validate_base_url("http://user@host").is_err());
+        assert!(validate_api_version("26.0").is_err());
+        assert!(validate_api_version("v26").is_err());
+        assert!(validate_api_version("v26.0").is_ok());
+    }
+}

@@ -1,0 +1,243 @@
+//! Events produced by the client's runtime and consumed on the host's thread.
+//!
+//! The runtime never calls host code. It pushes [`Event`]s into an [`EventQueue`]; the host drains
+//! the queue either from its own event loop (poll mode: an eventfd becomes readable when events
+//! are pending) or through a dispatcher thread owned by the library (thread mode).
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::DeliveryError;
+
+/// Severity of a log line, most severe first (numbers are part of the C ABI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Off = 0,
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+/// Something the host must be told about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The final result of one accepted message (exactly one per message).
+    SendResult {
+        /// The host's per-request context pointer, carried as an opaque number.
+        request_ctx: usize,
+        /// `None` means success.
+        error: Option<DeliveryError>,
+        callback_info: Option<String>,
+        /// The `wamid` on success, the error text on failure.
+        content: String,
+    },
+    Log {
+        level: LogLevel,
+        text: String,
+    },
+    /// Always the last event of a client.
+    CloseComplete,
+}
+
+/// Where the runtime delivers events.
+pub trait EventSink: Send + Sync + 'static {
+    fn push(&self, event: Event);
+}
+
+struct QueueState {
+    events: VecDeque<Event>,
+    /// Set once `CloseComplete` was queued: nothing may follow it.
+    finished: bool,
+    /// Thread mode: the dispatcher thread is asked to exit.
+    stop: bool,
+}
+
+/// A multi-producer queue of events with a wake-up signal for the consumer.
+pub struct EventQueue {
+    state: Mutex<QueueState>,
+    /// Thread mode wakes the dispatcher thread through this.
+    available: Condvar,
+    /// Poll mode: readable while events are pending.
+    wake_fd: Option<OwnedFd>,
+}
+
+impl EventQueue {
+    /// `with_fd` creates the eventfd used by poll mode.
+    pub fn new(with_fd: bool) -> std::io::Result<Self> {
+        let wake_fd = if with_fd {
+            // SAFETY: plain syscall; the returned descriptor is checked and then owned.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        } else {
+            None
+        };
+        Ok(Self {
+            state: Mutex::new(QueueState {
+                events: VecDeque::new(),
+                finished: false,
+                stop: false,
+            }),
+            available: Condvar::new(),
+            wake_fd,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // A panic while holding this lock cannot leave the queue inconsistent (pushes and drains
+        // are single operations), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn wake_fd(&self) -> Option<RawFd> {
+        self.wake_fd.as_ref().map(|fd| fd.as_raw_fd())
+    }
+
+    fn signal_fd(&self) {
+        if let Some(fd) = &self.wake_fd {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our own eventfd. EAGAIN (counter full)
+            // is harmless: the fd is readable anyway.
+            unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    fn clear_fd(&self) {
+        if let Some(fd) = &self.wake_fd {
+            let mut value: u64 = 0;
+            // SAFETY: reads 8 bytes into a live u64 from our own non-blocking eventfd.
+            unsafe { libc::read(fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+        }
+    }
+
+    /// Takes every pending event. The wake fd is cleared first so that an event pushed after
+    /// the take makes it readable again.
+    pub fn take_all(&self) -> VecDeque<Event> {
+        self.clear_fd();
+        std::mem::take(&mut self.lock().events)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().events.is_empty()
+    }
+
+    /// Thread mode: blocks until events are pending or `stop` was called. `None` means stop.
+    pub fn wait_batch(&self) -> Option<VecDeque<Event>> {
+        let mut state = self.lock();
+        loop {
+            if state.stop {
+                return None;
+            }
+            if !state.events.is_empty() {
+                return Some(std::mem::take(&mut state.events));
+            }
+            state = self
+                .available
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Poll mode: waits up to `timeout` for the wake fd to become readable.
+    pub fn wait_readable(&self, timeout: Option<Duration>) -> bool {
+        let Some(fd) = &self.wake_fd else {
+            return false;
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if !self.is_empty() {
+                return true;
+            }
+            let ms = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    left.as_millis().clamp(1, i32::MAX as u128) as i32
+                }
+            };
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd on the stack.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n > 0 {
+                return true;
+            }
+            if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return false;
+            }
+        }
+    }
+
+    /// Asks a thread-mode dispatcher to exit.
+    pub fn stop(&self) {
+        self.lock().stop = true;
+        self.available.notify_all();
+    }
+
+    /// Discards pending events and refuses new ones (used when the host frees the client
+    /// without waiting for close-complete).
+    pub fn discard(&self) {
+        let mut state = self.lock();
+        state.events.clear();
+        state.finished = true;
+    }
+}
+
+impl EventSink for EventQueue {
+    fn push(&self, event: Event) {
+        let mut state = self.lock();
+        if state.finished {
+            return;
+        }
+        if event == Event::CloseComplete {
+            state.finished = true;
+        }
+        let was_empty = state.events.is_empty();
+        state.events.push_back(event);
+        drop(state);
+        if was_empty {
+            self.signal_fd();
+            self.available.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_follows_close_complete() {
+        let q = EventQueue::new(true).unwrap();
+        q.push(Event::CloseComplete);
+        q.push(Event::Log {
+            level: LogLevel::Info,
+            text: "late".into(),
+        });
+        let all = q.take_all();
+        assert_eq!(all, VecDeque::from(vec![Event::CloseComplete]));
+    }
+
+    #[test]
+    fn fd_is_readable_only_while_events_are_pending() {
+        let q = EventQueue::new(true).unwrap();
+        assert!(!q.wait_readable(Some(Duration::from_millis(1))));
+        q.push(Event::CloseComplete);
+        assert!(q.wait_readable(Some(Duration::from_millis(1))));
+        assert_eq!(q.take_all().len(), 1);
+        assert!(!q.wait_readable(Some(Duration::from_millis(1))));
+    }
+}

@@ -1,0 +1,543 @@
+//! `wa_client`: the seed's `IWhatsAppClient` as a C object.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::options::{wa_log_level, wa_options};
+use super::result::whatsapp_error_t;
+use super::{
+    borrow_opt_str, borrow_str, fail, guard, guard_value, to_cstring, wa_result, write_out,
+};
+use crate::client::{Client, SendRejected};
+use crate::config::{DispatchMode, Options};
+use crate::events::{Event, EventQueue};
+use crate::message::{InvalidMessage, MessageInput};
+
+/// A client. Create with `wa_client_new`, end with `wa_client_close`, wait for close-complete,
+/// then `wa_client_free`. All functions taking a `wa_client*` may be called from any thread,
+/// concurrently, except `wa_client_free` (once, when no other call on it is running).
+pub struct wa_client {
+    shared: Arc<Shared>,
+}
+
+/// The host's callbacks. Every callback receives `user_data` first; a NULL function pointer means
+/// "not interested". Strings passed to callbacks are valid only during the call.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct wa_client_callbacks {
+    pub user_data: *mut c_void,
+    /// The client finished closing. Always the last callback; the client may be freed from
+    /// inside it.
+    pub close_complete: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    /// The final result of one accepted message (exactly one per message). `request_ctx` is
+    /// the pointer given to `wa_client_send_message`; `callback_info` is the caller's text
+    /// (NULL if none was given); `content` is the message id ("wamid...") on success and the
+    /// error text otherwise.
+    pub send_result: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            request_ctx: *mut c_void,
+            error: whatsapp_error_t,
+            callback_info: *const c_char,
+            content: *const c_char,
+        ),
+    >,
+    /// A log line of this client (never containing a token or secret).
+    pub log: Option<
+        unsafe extern "C" fn(user_data: *mut c_void, level: wa_log_level, text: *const c_char),
+    >,
+    /// Called exactly once, after the last callback, when the client is freed. Not called when
+    /// `wa_client_new` fails.
+    pub destroy: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+}
+
+/// The callback table behind a `Send + Sync` wrapper.
+struct Callbacks(wa_client_callbacks);
+// SAFETY: the header requires user_data and the functions to be usable from the dispatching
+// thread (the host's thread in poll mode, the client's thread in thread mode); the table is
+// only read, and callbacks of one client never run concurrently.
+unsafe impl Send for Callbacks {}
+// SAFETY: as above; shared references only read the copied table.
+unsafe impl Sync for Callbacks {}
+
+struct Shared {
+    core: Client,
+    events: Arc<EventQueue>,
+    callbacks: Callbacks,
+    mode: DispatchMode,
+    version: CString,
+    /// Serialises poll-mode dispatch: callbacks of one client never run concurrently.
+    dispatching: Mutex<()>,
+    dispatcher_thread: Mutex<Option<JoinHandle<()>>>,
+    /// `wa_client_free` was called inside one of this client's callbacks: the dispatching frame
+    /// tears down once the callback returns.
+    free_requested: AtomicBool,
+    torn_down: AtomicBool,
+}
+
+thread_local! {
+    /// Clients whose callbacks are running on this thread (detects re-entrant dispatch and
+    /// free-from-callback).
+    static DISPATCHING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+fn is_dispatching_here(shared: &Arc<Shared>) -> bool {
+    let id = Arc::as_ptr(shared) as usize;
+    DISPATCHING
+        .try_with(|d| d.borrow().contains(&id))
+        .unwrap_or(false)
+}
+
+struct DispatchMark(usize);
+
+impl DispatchMark {
+    fn new(shared: &Arc<Shared>) -> Self {
+        let id = Arc::as_ptr(shared) as usize;
+        let _ = DISPATCHING.try_with(|d| d.borrow_mut().push(id));
+        DispatchMark(id)
+    }
+}
+
+impl Drop for DispatchMark {
+    fn drop(&mut self) {
+        let _ = DISPATCHING.try_with(|d| {
+            let mut d = d.borrow_mut();
+            if let Some(pos) = d.iter().rposition(|x| *x == self.0) {
+                d.remove(pos);
+            }
+        });
+    }
+}
+
+impl Shared {
+    /// Runs the callbacks for `events` on the calling thread; returns how many ran.
+    fn invoke_all(self: &Arc<Self>, events: impl IntoIterator<Item = Event>) -> usize {
+        let _mark = DispatchMark::new(self);
+        let mut count = 0;
+        for event in events {
+            if self.torn_down.load(Ordering::Acquire) || self.free_requested.load(Ordering::Acquire)
+            {
+                break;
+            }
+            self.invoke(event);
+            count += 1;
+        }
+        count
+    }
+
+    fn invoke(&self, event: Event) {
+        let cb = &self.callbacks.0;
+        match event {
+            Event::SendResult {
+                request_ctx,
+                error,
+                callback_info,
+                content,
+            } => {
+                if let Some(f) = cb.send_result {
+                    let info = callback_info.as_deref().map(to_cstring);
+                    let content = to_cstring(&content);
+                    let info_ptr = info.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+                    // SAFETY: host callback per the table contract; strings live until it returns.
+                    unsafe {
+                        f(
+                            cb.user_data,
+                            request_ctx as *mut c_void,
+                            error.into(),
+                            info_ptr,
+                            content.as_ptr(),
+                        )
+                    };
+                }
+            }
+            Event::Log { level, text } => {
+                if let Some(f) = cb.log {
+                    let text = to_cstring(&text);
+                    // SAFETY: host callback per the table contract; the string lives until it returns.
+                    unsafe { f(cb.user_data, level.into(), text.as_ptr()) };
+                }
+            }
+            Event::CloseComplete => {
+                if let Some(f) = cb.close_complete {
+                    // SAFETY: host callback per the table contract.
+                    unsafe { f(cb.user_data) };
+                }
+            }
+        }
+    }
+
+    /// Stops everything, joins the threads, then calls `destroy` (exactly once).
+    fn teardown(self: &Arc<Self>) {
+        if self.torn_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.core.shutdown();
+        self.events.discard();
+        self.events.stop();
+        let thread = self
+            .dispatcher_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+        if let Some(destroy) = self.callbacks.0.destroy {
+            // SAFETY: host callback per the table contract; no callback follows it.
+            unsafe { destroy(self.callbacks.0.user_data) };
+        }
+    }
+
+    /// Poll mode: drains pending events on the calling thread.
+    fn dispatch(self: &Arc<Self>) -> Result<usize, wa_result> {
+        if is_dispatching_here(self) {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_STATE,
+                "wa_client_dispatch called from inside one of the same client's callbacks",
+            ));
+        }
+        let count = {
+            let _serial = self.dispatching.lock().unwrap_or_else(|p| p.into_inner());
+            if self.torn_down.load(Ordering::Acquire) {
+                return Ok(0);
+            }
+            let events = self.events.take_all();
+            self.invoke_all(events)
+        };
+        if self.free_requested.load(Ordering::Acquire) {
+            self.teardown();
+        }
+        Ok(count)
+    }
+}
+
+/// Thread mode: the client's own thread runs the callbacks.
+fn run_dispatcher(shared: Arc<Shared>) {
+    while let Some(events) = shared.events.wait_batch() {
+        let _ =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.invoke_all(events)));
+        if shared.free_requested.load(Ordering::Acquire) {
+            shared.teardown();
+            break;
+        }
+    }
+}
+
+/// Borrows the shared state behind a handle.
+fn shared_of(client: *const wa_client) -> Result<Arc<Shared>, wa_result> {
+    if client.is_null() {
+        return Err(fail(wa_result::WA_ERR_NULL_ARGUMENT, "client is NULL"));
+    }
+    // SAFETY: non-NULL; the caller passes a live client from wa_client_new that is not being
+    // freed concurrently (header contract). The Arc clone keeps the state alive for this call
+    // even if a callback frees the handle.
+    Ok(unsafe { (*client).shared.clone() })
+}
+
+/// Creates a client and starts its runtime thread. `options` may be NULL (defaults and
+/// environment). `callbacks` is copied; it may be NULL (no callbacks). On success `*out` owns
+/// the client (free with `wa_client_free`); on failure nothing is written and `destroy` is not
+/// called.
+#[no_mangle]
+pub extern "C" fn wa_client_new(
+    options: *const wa_options,
+    callbacks: *const wa_client_callbacks,
+    out: *mut *mut wa_client,
+) -> wa_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(fail(wa_result::WA_ERR_NULL_ARGUMENT, "out is NULL"));
+        }
+        let explicit = if options.is_null() {
+            Options::default()
+        } else {
+            // SAFETY: non-NULL live options object (header contract); only read.
+            unsafe { (*options).inner.clone() }
+        };
+        let callbacks = if callbacks.is_null() {
+            wa_client_callbacks {
+                user_data: std::ptr::null_mut(),
+                close_complete: None,
+                send_result: None,
+                log: None,
+                destroy: None,
+            }
+        } else {
+            // SAFETY: non-NULL callback table readable for the call (header contract); copied.
+            unsafe { *callbacks }
+        };
+        let config = explicit
+            .resolve(|name| std::env::var(name).ok())
+            .map_err(|e| fail(wa_result::WA_ERR_INVALID_ARGUMENT, e))?;
+        let mode = config.dispatch_mode;
+        let version = CString::new(config.api_version.clone())
+            .map_err(|_| fail(wa_result::WA_ERR_INVALID_ARGUMENT, "version contains NUL"))?;
+        let events = Arc::new(EventQueue::new(mode == DispatchMode::Poll).map_err(|e| {
+            fail(
+                wa_result::WA_ERR_SYSTEM,
+                format!("cannot create the event fd: {e}"),
+            )
+        })?);
+        let core =
+            Client::start(config, events.clone()).map_err(|e| fail(wa_result::WA_ERR_SYSTEM, e))?;
+        let shared = Arc::new(Shared {
+            core,
+            events,
+            callbacks: Callbacks(callbacks),
+            mode,
+            version,
+            dispatching: Mutex::new(()),
+            dispatcher_thread: Mutex::new(None),
+            free_requested: AtomicBool::new(false),
+            torn_down: AtomicBool::new(false),
+        });
+        if mode == DispatchMode::Thread {
+            let for_thread = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name("wa-dispatch".into())
+                .spawn(move || run_dispatcher(for_thread))
+                .map_err(|e| {
+                    shared.core.shutdown();
+                    fail(
+                        wa_result::WA_ERR_SYSTEM,
+                        format!("cannot start the dispatch thread: {e}"),
+                    )
+                })?;
+            *shared
+                .dispatcher_thread
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        }
+        let handle = Box::into_raw(Box::new(wa_client { shared }));
+        // SAFETY: `out` is non-NULL and writable (header contract).
+        unsafe { write_out(out, handle) }
+    })
+}
+
+/// Sets the access token (Bearer for Graph) and the app secret (verifies webhooks). Either may
+/// be "" (no token: sends are held for the token hold time). Messages held for lack of a token
+/// go out once one is set. `app_secret` may be NULL (same as "").
+#[no_mangle]
+pub extern "C" fn wa_client_set_config(
+    client: *mut wa_client,
+    token: *const c_char,
+    app_secret: *const c_char,
+) -> wa_result {
+    guard(|| {
+        let shared = shared_of(client)?;
+        // SAFETY: NUL-terminated strings valid for the call (header contract).
+        let token = unsafe { borrow_str(token, "token") }?;
+        // SAFETY: as above.
+        let app_secret = unsafe { borrow_opt_str(app_secret, "app_secret") }?.unwrap_or("");
+        shared.core.set_config(token, app_secret);
+        Ok(())
+    })
+}
+
+/// Sets the verify token that Meta's webhook verification request must present.
+#[no_mangle]
+pub extern "C" fn wa_client_set_webhook_token(
+    client: *mut wa_client,
+    token: *const c_char,
+) -> wa_result {
+    guard(|| {
+        let shared = shared_of(client)?;
+        // SAFETY: NUL-terminated string valid for the call (header contract).
+        let token = unsafe { borrow_str(token, "token") }?;
+        shared.core.set_webhook_token(token);
+        Ok(())
+    })
+}
+
+/// The configured Graph API version, e.g. "v26.0" ("" when none is configured, or for NULL).
+/// The string belongs to the client and stays valid until `wa_client_free`.
+#[no_mangle]
+pub extern "C" fn wa_client_version(client: *const wa_client) -> *const c_char {
+    guard_value(c"".as_ptr(), || match shared_of(client) {
+        // The CString lives in the shared state, which the handle keeps alive until free.
+        Ok(shared) => shared.version.as_ptr(),
+        Err(_) => c"".as_ptr(),
+    })
+}
+
+/// Queues a message for `remote_num` (phone number with country code, or a business-scoped
+/// user id) from `channel` (the sending phone number id).
+///
+/// `type` is a Cloud API type (text, image, audio, video, document, sticker, location,
+/// contacts, interactive, template, reaction) or an alias: "contact" (one contact object or an
+/// array, sent as contacts) or "media" (the object's "type" names the media kind). `message_json`
+/// is the content object for the type, e.g. `{"body":"hi","preview_url":false}` for text (for
+/// text a bare JSON string is also taken as the body). `callback_info` (may be NULL) comes back
+/// with the result and, up to 512 bytes, as `biz_opaque_callback_data` in status webhooks.
+/// `refers_to_id` (may be NULL) makes the message a reply to that message id. `request_ctx` is
+/// returned with the result.
+///
+/// Returns WA_OK when the message was accepted: exactly one `send_result` callback follows.
+/// Invalid input returns an error at once (`wa_last_error_message` says why); no request is
+/// made and no callback follows. `WA_ERR_CLOSED` after `wa_client_close`; `WA_ERR_QUEUE_FULL`
+/// when the outbox is full.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn wa_client_send_message(
+    client: *mut wa_client,
+    message_json: *const c_char,
+    remote_num: *const c_char,
+    r#type: *const c_char,
+    channel: *const c_char,
+    callback_info: *const c_char,
+    refers_to_id: *const c_char,
+    request_ctx: *mut c_void,
+) -> wa_result {
+    guard(|| {
+        let shared = shared_of(client)?;
+        // SAFETY (all five): NUL-terminated strings valid for the call (header contract).
+        let input = unsafe {
+            MessageInput {
+                message_json: borrow_str(message_json, "message_json")?,
+                remote_num: borrow_str(remote_num, "remote_num")?,
+                message_type: borrow_str(r#type, "type")?,
+                channel: borrow_str(channel, "channel")?,
+                callback_info: borrow_opt_str(callback_info, "callback_info")?,
+                refers_to_id: borrow_opt_str(refers_to_id, "refers_to_id")?,
+            }
+        };
+        shared
+            .core
+            .send(&input, request_ctx as usize)
+            .map_err(|rejected| match rejected {
+                SendRejected::Closed => fail(wa_result::WA_ERR_CLOSED, "the client is closed"),
+                SendRejected::QueueFull => fail(wa_result::WA_ERR_QUEUE_FULL, "the outbox is full"),
+                SendRejected::Invalid(invalid) => {
+                    let code = match &invalid {
+                        InvalidMessage::Json(_) => wa_result::WA_ERR_INVALID_JSON,
+                        InvalidMessage::UnknownType(_) => wa_result::WA_ERR_UNKNOWN_TYPE,
+                        InvalidMessage::TooLarge(_) => wa_result::WA_ERR_TOO_LARGE,
+                        InvalidMessage::Argument(_) => wa_result::WA_ERR_INVALID_ARGUMENT,
+                    };
+                    fail(code, invalid.to_string())
+                }
+            })
+    })
+}
+
+/// Starts closing: new sends return `WA_ERR_CLOSED`, requests on the wire get up to the drain
+/// time to finish, every other accepted message gets a `WHATSAPP_ERR_CLOSING` result, then
+/// `close_complete` is called as the last callback. Returns at once; calling it again is a
+/// no-op returning WA_OK. May be called from inside a callback.
+#[no_mangle]
+pub extern "C" fn wa_client_close(client: *mut wa_client) -> wa_result {
+    guard(|| {
+        shared_of(client)?.core.close();
+        Ok(())
+    })
+}
+
+/// Frees the client: stops and joins every thread it started, then calls `destroy`. Call it
+/// after `close_complete` (it may be called from inside `close_complete`). Called earlier, it
+/// closes at once and discards the results not yet dispatched (no further callbacks except
+/// `destroy`). NULL is ignored. Must not run concurrently with another call on the same client.
+#[no_mangle]
+pub extern "C" fn wa_client_free(client: *mut wa_client) {
+    if client.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: the pointer came from wa_client_new and is freed once (header contract).
+        let handle = unsafe { Box::from_raw(client) };
+        let shared = handle.shared.clone();
+        drop(handle);
+        if is_dispatching_here(&shared) {
+            // Inside one of its callbacks: the dispatching frame finishes the job after the
+            // callback returns.
+            shared.free_requested.store(true, Ordering::Release);
+        } else {
+            shared.teardown();
+        }
+    });
+}
+
+/// Poll mode: a file descriptor that is readable while events are pending. Register it with
+/// the host's poll/epoll loop for reading and call `wa_client_dispatch` when it is readable. Do
+/// not read, write or close it; it stays valid until `wa_client_free`.
+/// `WA_ERR_INVALID_STATE` in thread mode.
+#[no_mangle]
+pub extern "C" fn wa_client_event_fd(client: *const wa_client, out_fd: *mut c_int) -> wa_result {
+    guard(|| {
+        let shared = shared_of(client)?;
+        let fd = shared.events.wake_fd().ok_or_else(|| {
+            fail(
+                wa_result::WA_ERR_INVALID_STATE,
+                "no event fd in thread dispatch mode",
+            )
+        })?;
+        // SAFETY: writable output per the header contract (NULL is checked).
+        unsafe { write_out(out_fd, fd) }
+    })
+}
+
+/// Poll mode: runs the callbacks of every pending event on the calling thread and returns
+/// without waiting. `out_count` (may be NULL) receives how many callbacks-worth of events ran.
+/// Not allowed from inside a callback of the same client (`WA_ERR_INVALID_STATE`).
+#[no_mangle]
+pub extern "C" fn wa_client_dispatch(client: *mut wa_client, out_count: *mut usize) -> wa_result {
+    guard(|| {
+        let shared = shared_of(client)?;
+        if shared.mode != DispatchMode::Poll {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_STATE,
+                "dispatch is for poll mode",
+            ));
+        }
+        let count = shared.dispatch()?;
+        if !out_count.is_null() {
+            // SAFETY: non-NULL writable output (header contract).
+            unsafe { out_count.write(count) };
+        }
+        Ok(())
+    })
+}
+
+/// Poll mode: waits up to `timeout_ms` (negative: no limit) for events, then dispatches them
+/// like `wa_client_dispatch`. For simple programs without an event loop.
+#[no_mangle]
+pub extern "C" fn wa_client_wait(
+    client: *mut wa_client,
+    timeout_ms: i32,
+    out_count: *mut usize,
+) -> wa_result {
+    guard(|| {
+        let shared = shared_of(client)?;
+        if shared.mode != DispatchMode::Poll {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_STATE,
+                "wait is for poll mode",
+            ));
+        }
+        if is_dispatching_here(&shared) {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_STATE,
+                "wa_client_wait called from inside a callback",
+            ));
+        }
+        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        shared.events.wait_readable(timeout);
+        let count = shared.dispatch()?;
+        if !out_count.is_null() {
+            // SAFETY: non-NULL writable output (header contract).
+            unsafe { out_count.write(count) };
+        }
+        Ok(())
+    })
+}
+
+/// Messages accepted by this client and not yet answered (0 for NULL).
+#[no_mangle]
+pub extern "C" fn wa_client_pending(client: *const wa_client) -> usize {
+    guard_value(0, || shared_of(client).map_or(0, |s| s.core.outstanding()))
+}

@@ -1,0 +1,159 @@
+//! The C surface: a thin layer over the core, one file per exported object.
+//!
+//! Every export catches panics (a panic never unwinds into C), checks its pointers for NULL and
+//! its strings for UTF-8, and reports through a [`wa_result`]; outputs are written only on
+//! success. Exports are plain `extern "C" fn`s: Rust's `unsafe` marker means nothing to a C
+//! caller, so the contract of each pointer is written in the header instead, and each
+//! dereference below carries a `SAFETY:` note.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+// The C names are part of the ABI.
+#![allow(non_camel_case_types)]
+
+pub mod client;
+pub mod options;
+pub mod result;
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+pub use result::wa_result;
+
+thread_local! {
+    /// Detail of the last failed call on this thread, for `wa_last_error_message`.
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+pub(crate) fn set_last_error(text: impl Into<String>) {
+    let text = text.into();
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = text);
+}
+
+fn clear_last_error() {
+    let _ = LAST_ERROR.try_with(|e| e.borrow_mut().clear());
+}
+
+/// Runs an export's body, turning a panic into `WA_ERR_PANIC`.
+pub(crate) fn guard(body: impl FnOnce() -> Result<(), wa_result>) -> wa_result {
+    clear_last_error();
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => wa_result::WA_OK,
+        Ok(Err(code)) => code,
+        Err(_) => {
+            set_last_error("internal error (panic caught at the C boundary)");
+            wa_result::WA_ERR_PANIC
+        }
+    }
+}
+
+/// Like [`guard`] for exports that return a value instead of a result code.
+pub(crate) fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
+pub(crate) fn fail(code: wa_result, detail: impl Into<String>) -> wa_result {
+    set_last_error(detail);
+    code
+}
+
+/// Borrows a required C string argument.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that stays valid for `'a`.
+pub(crate) unsafe fn borrow_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, wa_result> {
+    if ptr.is_null() {
+        return Err(fail(
+            wa_result::WA_ERR_NULL_ARGUMENT,
+            format!("{name} is NULL"),
+        ));
+    }
+    // SAFETY: non-NULL and NUL-terminated per this function's contract.
+    let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
+    std::str::from_utf8(bytes).map_err(|_| {
+        fail(
+            wa_result::WA_ERR_INVALID_UTF8,
+            format!("{name} is not valid UTF-8"),
+        )
+    })
+}
+
+/// Borrows an optional C string argument (NULL = absent).
+///
+/// # Safety
+/// As [`borrow_str`].
+pub(crate) unsafe fn borrow_opt_str<'a>(
+    ptr: *const c_char,
+    name: &str,
+) -> Result<Option<&'a str>, wa_result> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { borrow_str(ptr, name) }.map(Some)
+}
+
+/// Writes an output only on success; a NULL output pointer is an error.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of `T`.
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) -> Result<(), wa_result> {
+    if out.is_null() {
+        return Err(fail(
+            wa_result::WA_ERR_NULL_ARGUMENT,
+            "output pointer is NULL",
+        ));
+    }
+    // SAFETY: non-NULL and writable per this function's contract.
+    unsafe { out.write(value) };
+    Ok(())
+}
+
+/// A C string for a callback argument; NUL bytes inside (possible in JSON text) become U+FFFD.
+pub(crate) fn to_cstring(s: &str) -> CString {
+    CString::new(s)
+        .unwrap_or_else(|_| CString::new(s.replace('\0', "\u{FFFD}")).unwrap_or_default())
+}
+
+/// Copies the detail of the last failed call on the calling thread into `buf` (NUL-terminated,
+/// truncated to fit) and stores the full length, without the NUL, in `*out_len`. Returns
+/// `WA_ERR_BUFFER_TOO_SMALL` when the text was truncated. An empty text means no detail.
+#[no_mangle]
+pub extern "C" fn wa_last_error_message(
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> wa_result {
+    let text = LAST_ERROR
+        .try_with(|e| e.borrow().clone())
+        .unwrap_or_default();
+    match catch_unwind(AssertUnwindSafe(|| {
+        if buf.is_null() || len == 0 {
+            return Err(wa_result::WA_ERR_NULL_ARGUMENT);
+        }
+        let n = text.len().min(len - 1);
+        // SAFETY: the caller gives a writable buffer of `len` bytes; we write n + 1 <= len.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
+        }
+        if !out_len.is_null() {
+            // SAFETY: non-NULL output pointer from the caller.
+            unsafe { out_len.write(text.len()) };
+        }
+        if n < text.len() {
+            Err(wa_result::WA_ERR_BUFFER_TOO_SMALL)
+        } else {
+            Ok(())
+        }
+    })) {
+        Ok(Ok(())) => wa_result::WA_OK,
+        Ok(Err(code)) => code,
+        Err(_) => wa_result::WA_ERR_PANIC,
+    }
+}
+
+/// The library's version, e.g. "0.1.0" (static; never freed).
+#[no_mangle]
+pub extern "C" fn wa_library_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}

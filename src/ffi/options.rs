@@ -1,0 +1,353 @@
+//! `wa_options`: settings for `wa_client_new` (sentry-native style: new, setters, free).
+//!
+//! A setting made here wins over the environment variables (`WA_GRAPH_BASE_URL`,
+//! `WA_API_VERSION`, `WA_APP_ID`, `WA_WEBHOOK_LISTEN`), which win over the defaults.
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use super::{borrow_str, fail, guard, wa_result, write_out};
+use crate::config::{validate_api_version, validate_base_url, DispatchMode, Options};
+use crate::events::LogLevel;
+
+/// Settings for a client. Owned by the caller; free with `wa_options_free`. Not thread-safe:
+/// use one options object from one thread at a time. `wa_client_new` copies it.
+pub struct wa_options {
+    pub(crate) inner: Options,
+}
+
+/// How callbacks reach the host (`wa_options_set_dispatch_mode`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wa_dispatch_mode {
+    /// Default. Callbacks run only inside `wa_client_dispatch`/`wa_client_wait`, on the thread
+    /// that calls them; `wa_client_event_fd` is readable while events are pending.
+    WA_DISPATCH_POLL = 0,
+    /// Callbacks run on a thread owned by the client.
+    WA_DISPATCH_THREAD = 1,
+}
+
+/// Severity of log lines delivered to the log callback (`wa_options_set_log_level`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wa_log_level {
+    WA_LOG_OFF = 0,
+    WA_LOG_ERROR = 1,
+    WA_LOG_WARN = 2,
+    /// Default.
+    WA_LOG_INFO = 3,
+    WA_LOG_DEBUG = 4,
+    WA_LOG_TRACE = 5,
+}
+
+impl From<LogLevel> for wa_log_level {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Off => wa_log_level::WA_LOG_OFF,
+            LogLevel::Error => wa_log_level::WA_LOG_ERROR,
+            LogLevel::Warn => wa_log_level::WA_LOG_WARN,
+            LogLevel::Info => wa_log_level::WA_LOG_INFO,
+            LogLevel::Debug => wa_log_level::WA_LOG_DEBUG,
+            LogLevel::Trace => wa_log_level::WA_LOG_TRACE,
+        }
+    }
+}
+
+/// Runs `f` on the options behind `options`, checking for NULL.
+fn with_options(
+    options: *mut wa_options,
+    f: impl FnOnce(&mut Options) -> Result<(), wa_result>,
+) -> wa_result {
+    guard(|| {
+        if options.is_null() {
+            return Err(fail(wa_result::WA_ERR_NULL_ARGUMENT, "options is NULL"));
+        }
+        // SAFETY: non-NULL; the caller passes a live options object from wa_options_new and
+        // does not use it from another thread at the same time (header contract).
+        f(unsafe { &mut (*options).inner })
+    })
+}
+
+fn ms(value: u32) -> Duration {
+    Duration::from_millis(u64::from(value))
+}
+
+/// Creates an options object with every setting unset (defaults apply). Free it with
+/// `wa_options_free`.
+#[no_mangle]
+pub extern "C" fn wa_options_new(out: *mut *mut wa_options) -> wa_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(fail(wa_result::WA_ERR_NULL_ARGUMENT, "out is NULL"));
+        }
+        let options = Box::into_raw(Box::new(wa_options {
+            inner: Options::default(),
+        }));
+        // SAFETY: `out` is non-NULL and writable per the header contract.
+        unsafe { write_out(out, options) }
+    })
+}
+
+/// Frees an options object. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn wa_options_free(options: *mut wa_options) {
+    if options.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: the pointer came from wa_options_new and is freed once (header contract).
+        drop(unsafe { Box::from_raw(options) });
+    });
+}
+
+/// Graph base URL, scheme://host[:port] (default `https://graph.facebook.com`; the emulator's
+/// address in tests). `WA_ERR_INVALID_ARGUMENT` when it has a path, query or credentials.
+#[no_mangle]
+pub extern "C" fn wa_options_set_graph_base_url(
+    options: *mut wa_options,
+    url: *const c_char,
+) -> wa_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated string valid for the call (header contract).
+        let url = unsafe { borrow_str(url, "url") }?;
+        let url =
+            validate_base_url(url).map_err(|e| fail(wa_result::WA_ERR_INVALID_ARGUMENT, e))?;
+        o.graph_base_url = Some(url);
+        Ok(())
+    })
+}
+
+/// Graph API version such as "v26.0" (default "v26.0"). The empty string means "no version":
+/// every send then ends with `WHATSAPP_ERR_MISSING_VERSION`.
+#[no_mangle]
+pub extern "C" fn wa_options_set_api_version(
+    options: *mut wa_options,
+    version: *const c_char,
+) -> wa_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated string valid for the call (header contract).
+        let version = unsafe { borrow_str(version, "version") }?;
+        validate_api_version(version).map_err(|e| fail(wa_result::WA_ERR_INVALID_ARGUMENT, e))?;
+        o.api_version = Some(version.to_string());
+        Ok(())
+    })
+}
+
+/// Meta app id (used by onboarding). Environment: `WA_APP_ID`.
+#[no_mangle]
+pub extern "C" fn wa_options_set_app_id(
+    options: *mut wa_options,
+    app_id: *const c_char,
+) -> wa_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated string valid for the call (header contract).
+        o.app_id = Some(unsafe { borrow_str(app_id, "app_id") }?.to_string());
+        Ok(())
+    })
+}
+
+/// Address for the built-in webhook listener, e.g. "127.0.0.1:8080" (used by the inbound path).
+/// Environment: `WA_WEBHOOK_LISTEN`.
+#[no_mangle]
+pub extern "C" fn wa_options_set_webhook_listen(
+    options: *mut wa_options,
+    address: *const c_char,
+) -> wa_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated string valid for the call (header contract).
+        o.webhook_listen = Some(unsafe { borrow_str(address, "address") }?.to_string());
+        Ok(())
+    })
+}
+
+/// Timeout of one HTTP request in milliseconds (default 30000; must be > 0).
+#[no_mangle]
+pub extern "C" fn wa_options_set_request_timeout_ms(
+    options: *mut wa_options,
+    timeout_ms: u32,
+) -> wa_result {
+    with_options(options, |o| {
+        if timeout_ms == 0 {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "timeout_ms must be > 0",
+            ));
+        }
+        o.request_timeout = Some(ms(timeout_ms));
+        Ok(())
+    })
+}
+
+/// Retry limits for transient failures: at most `max_attempts` attempts per message (first
+/// included; default 5; 1 = never retry), no retry later than `max_age_ms` after the message was
+/// accepted (default 300000), exponential backoff from `backoff_initial_ms` (default 500) up to
+/// `backoff_max_ms` (default 30000) with jitter. A `Retry-After` from Graph is honoured.
+#[no_mangle]
+pub extern "C" fn wa_options_set_retry(
+    options: *mut wa_options,
+    max_attempts: u32,
+    max_age_ms: u32,
+    backoff_initial_ms: u32,
+    backoff_max_ms: u32,
+) -> wa_result {
+    with_options(options, |o| {
+        if max_attempts == 0 || backoff_initial_ms > backoff_max_ms {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "max_attempts must be >= 1 and backoff_initial_ms <= backoff_max_ms",
+            ));
+        }
+        o.max_attempts = Some(max_attempts);
+        o.max_retry_age = Some(ms(max_age_ms));
+        o.backoff_initial = Some(ms(backoff_initial_ms));
+        o.backoff_max = Some(ms(backoff_max_ms));
+        Ok(())
+    })
+}
+
+/// Most messages accepted and not yet answered (default 100000); beyond it `send_message`
+/// returns `WA_ERR_QUEUE_FULL`.
+#[no_mangle]
+pub extern "C" fn wa_options_set_outbox_capacity(
+    options: *mut wa_options,
+    capacity: usize,
+) -> wa_result {
+    with_options(options, |o| {
+        if capacity == 0 {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "capacity must be > 0",
+            ));
+        }
+        o.outbox_capacity = Some(capacity);
+        Ok(())
+    })
+}
+
+/// Sends per second per channel (phone number id), default 80 (Meta's default throughput);
+/// 0 = unlimited.
+#[no_mangle]
+pub extern "C" fn wa_options_set_channel_rate(
+    options: *mut wa_options,
+    messages_per_second: u32,
+) -> wa_result {
+    with_options(options, |o| {
+        o.channel_rate_per_sec = Some(messages_per_second);
+        Ok(())
+    })
+}
+
+/// Pause before retrying a recipient after Graph's pair-rate error 131056, and the spacing of
+/// that recipient's next messages for a while after it (default 6000 ms, Meta's pair rate).
+#[no_mangle]
+pub extern "C" fn wa_options_set_pair_rate_backoff_ms(
+    options: *mut wa_options,
+    backoff_ms: u32,
+) -> wa_result {
+    with_options(options, |o| {
+        o.pair_rate_backoff = Some(ms(backoff_ms));
+        Ok(())
+    })
+}
+
+/// How long messages sent before a token is set wait for one (default 300000 ms); after it
+/// they end with `WHATSAPP_ERR_MISSING_TOKEN`.
+#[no_mangle]
+pub extern "C" fn wa_options_set_token_hold_ms(
+    options: *mut wa_options,
+    hold_ms: u32,
+) -> wa_result {
+    with_options(options, |o| {
+        o.token_hold = Some(ms(hold_ms));
+        Ok(())
+    })
+}
+
+/// How long `wa_client_close` lets requests already on the wire finish (default 5000 ms).
+#[no_mangle]
+pub extern "C" fn wa_options_set_drain_timeout_ms(
+    options: *mut wa_options,
+    drain_ms: u32,
+) -> wa_result {
+    with_options(options, |o| {
+        o.drain_timeout = Some(ms(drain_ms));
+        Ok(())
+    })
+}
+
+/// Requests on the wire at once over all recipients (default 256; must be > 0).
+#[no_mangle]
+pub extern "C" fn wa_options_set_max_in_flight(
+    options: *mut wa_options,
+    max_in_flight: u32,
+) -> wa_result {
+    with_options(options, |o| {
+        if max_in_flight == 0 {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "max_in_flight must be > 0",
+            ));
+        }
+        o.max_in_flight = Some(max_in_flight as usize);
+        Ok(())
+    })
+}
+
+/// Runtime worker threads of the client (default 1, at most 64).
+#[no_mangle]
+pub extern "C" fn wa_options_set_worker_threads(
+    options: *mut wa_options,
+    threads: u32,
+) -> wa_result {
+    with_options(options, |o| {
+        if threads == 0 || threads > 64 {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "threads must be 1..64",
+            ));
+        }
+        o.worker_threads = Some(threads as usize);
+        Ok(())
+    })
+}
+
+/// `mode` is a `wa_dispatch_mode` value; default `WA_DISPATCH_POLL`.
+#[no_mangle]
+pub extern "C" fn wa_options_set_dispatch_mode(options: *mut wa_options, mode: u32) -> wa_result {
+    with_options(options, |o| {
+        o.dispatch_mode = Some(match mode {
+            0 => DispatchMode::Poll,
+            1 => DispatchMode::Thread,
+            _ => {
+                return Err(fail(
+                    wa_result::WA_ERR_INVALID_ARGUMENT,
+                    "unknown dispatch mode",
+                ))
+            }
+        });
+        Ok(())
+    })
+}
+
+/// `level` is a `wa_log_level` value: lines up to that severity reach the log callback
+/// (default `WA_LOG_INFO`).
+#[no_mangle]
+pub extern "C" fn wa_options_set_log_level(options: *mut wa_options, level: u32) -> wa_result {
+    with_options(options, |o| {
+        o.log_level = Some(match level {
+            0 => LogLevel::Off,
+            1 => LogLevel::Error,
+            2 => LogLevel::Warn,
+            3 => LogLevel::Info,
+            4 => LogLevel::Debug,
+            5 => LogLevel::Trace,
+            _ => {
+                return Err(fail(
+                    wa_result::WA_ERR_INVALID_ARGUMENT,
+                    "unknown log level",
+                ))
+            }
+        });
+        Ok(())
+    })
+}

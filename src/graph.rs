@@ -1,0 +1,170 @@
+//! One HTTP attempt against Graph's send endpoint, and what its answer means.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use crate::config::ClientConfig;
+use crate::error::{parse_retry_after, DeliveryError, GraphError};
+
+pub const USER_AGENT: &str = concat!("whatsapp-connector/", env!("CARGO_PKG_VERSION"));
+/// Graph success and error bodies are small; a larger answer is not Graph's.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// The outcome of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    Accepted { wamid: String },
+    Failed(Failure),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The final error if this failure ends the message.
+    pub error: DeliveryError,
+    /// Host-facing text (Graph's message and details, or the transport problem).
+    pub text: String,
+    pub retryable: bool,
+    pub retry_after: Option<Duration>,
+    pub pair_rate_limited: bool,
+}
+
+/// rustls needs one process-wide crypto provider; ours is ring (see Cargo.toml).
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means the host process already installed one, which serves us as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Graph's send endpoint for one configuration.
+pub struct GraphClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl GraphClient {
+    pub fn new(config: &ClientConfig) -> Result<Self, String> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            .pool_max_idle_per_host(config.max_in_flight)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            base: format!("{}/{}", config.graph_base_url, config.api_version),
+        })
+    }
+
+    /// `POST {base}/{version}/{channel}/messages`.
+    pub async fn send(&self, channel: &str, token: &str, body: bytes::Bytes) -> Attempt {
+        let url = format!("{}/{}/messages", self.base, channel);
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return transport_failure(&e),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = match read_limited(response).await {
+            Ok(body) => body,
+            Err(e) => return transport_failure(&e),
+        };
+        if (200..300).contains(&status) {
+            return match wamid_of(&body) {
+                Some(wamid) => Attempt::Accepted { wamid },
+                None => Attempt::Failed(Failure {
+                    error: DeliveryError::OtherHttp,
+                    text: format!("HTTP {status} without a message id in the answer"),
+                    retryable: false,
+                    retry_after: None,
+                    pair_rate_limited: false,
+                }),
+            };
+        }
+        let error = GraphError::parse(status, &body);
+        Attempt::Failed(Failure {
+            error: error.delivery_error(),
+            text: error.text(),
+            retryable: error.is_retryable(),
+            retry_after,
+            pair_rate_limited: error.is_pair_rate_limit(),
+        })
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn wamid_of(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let id = value.pointer("/messages/0/id")?.as_str()?;
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// Connection problems and timeouts are transient: the request may not have reached Graph.
+fn transport_failure(e: &reqwest::Error) -> Attempt {
+    let what = if e.is_timeout() {
+        "request timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "transport error"
+    };
+    // The URL is left out: it is ours, and error texts stay short.
+    let detail = e.without_url_ref_text();
+    Attempt::Failed(Failure {
+        error: DeliveryError::OtherHttp,
+        text: format!("{what}: {detail}"),
+        retryable: true,
+        retry_after: None,
+        pair_rate_limited: false,
+    })
+}
+
+trait WithoutUrl {
+    fn without_url_ref_text(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref_text(&self) -> String {
+        // reqwest's Display starts with the kind; the source chain says what actually happened.
+        let mut text = String::new();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        if text.is_empty() {
+            text = self.to_string();
+        }
+        text
+    }
+}

@@ -1,0 +1,17 @@
+//! whatsapp-connector: connects C and C++ applications to a WhatsApp Business Account over
+//! Meta's WhatsApp Business Cloud API.
+//!
+//! The core lives in plain Rust modules without FFI types ([`client`], [`outbox`], [`graph`],
+//! [`message`], [`events`]); the C surface in [`ffi`] is a thin layer over them, one file per
+//! exported object. The generated header is `include/whatsapp_connector.h`.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod ffi;
+pub mod graph;
+mod logging;
+pub mod message;
+pub mod outbox;
+pub mod secrets;

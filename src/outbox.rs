@@ -1,0 +1,644 @@
+//! The outbox: every accepted message waits here until its one final result.
+//!
+//! A single scheduler task owns all state (no locks on the hot path). It keeps one FIFO per
+//! (channel, recipient) so messages to a recipient go out in acceptance order, the next only after
+//! the previous reached its final outcome, while different recipients proceed concurrently. A token
+//! bucket per channel keeps the sending rate under Meta's per-number throughput limit. Attempts
+//! run as separate tasks and report back; retries, hold-until-token and close are decided here.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::config::ClientConfig;
+use crate::error::DeliveryError;
+use crate::events::{Event, EventSink};
+use crate::graph::{Attempt, Failure, GraphClient};
+use crate::secrets::Credentials;
+
+/// A message accepted by `send`.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub channel: Arc<str>,
+    pub recipient: Arc<str>,
+    pub body: Bytes,
+    pub request_ctx: usize,
+    pub callback_info: Option<String>,
+    pub accepted_at: Instant,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Send(Outgoing),
+    /// A new token (`None`: no token; sends are held).
+    SetToken(Option<Arc<str>>),
+    /// Stop accepting, drain, answer everything, then `CloseComplete`.
+    Close,
+    /// The host is freeing the client without waiting: stop at once, no events.
+    Abort,
+}
+
+type QueueKey = (Arc<str>, Arc<str>);
+
+struct Pending {
+    msg: Outgoing,
+    attempts: u32,
+}
+
+#[derive(Default)]
+struct RecipientQueue {
+    pending: VecDeque<Pending>,
+    /// The head is on the wire.
+    in_flight: Option<AbortHandle>,
+    /// Listed in its channel's ready list.
+    listed: bool,
+    /// No attempt before this (retry backoff, pair-rate spacing).
+    not_before: Option<Instant>,
+    /// A wake-up timer is armed for `not_before`.
+    timer_armed: bool,
+    /// After a pair-rate error the recipient is spaced out until then.
+    slow_until: Option<Instant>,
+}
+
+/// Sends per second for one channel; `rate == 0` means unlimited.
+struct TokenBucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate_per_sec: u32, now: Instant) -> Self {
+        let rate = f64::from(rate_per_sec);
+        // One second's worth of burst, as Meta counts per second.
+        let capacity = rate.max(1.0);
+        Self {
+            rate,
+            capacity,
+            tokens: capacity,
+            last: now,
+        }
+    }
+
+    fn try_take(&mut self, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn next_token_at(&self, now: Instant) -> Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        now + Duration::from_secs_f64(missing / self.rate.max(f64::MIN_POSITIVE))
+    }
+}
+
+struct ChannelState {
+    bucket: TokenBucket,
+    ready: VecDeque<QueueKey>,
+    refill_timer_armed: bool,
+}
+
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerTarget {
+    Queue(QueueKey),
+    Channel(Arc<str>),
+    HoldExpiry,
+    DrainDeadline,
+}
+
+struct Done {
+    key: QueueKey,
+    outcome: Attempt,
+}
+
+pub struct Scheduler {
+    config: Arc<ClientConfig>,
+    graph: Arc<GraphClient>,
+    sink: Arc<dyn EventSink>,
+    credentials: Arc<Credentials>,
+    /// Accepted messages without a final result; shared with `Client::send` for the capacity check.
+    outstanding: Arc<AtomicUsize>,
+    token: Option<Arc<str>>,
+    queues: HashMap<QueueKey, RecipientQueue>,
+    channels: HashMap<Arc<str>, ChannelState>,
+    timers: BinaryHeap<Reverse<(Instant, TimerTarget)>>,
+    hold_timer_armed: bool,
+    in_flight: usize,
+    closing: bool,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+}
+
+impl Scheduler {
+    pub fn new(
+        config: Arc<ClientConfig>,
+        graph: Arc<GraphClient>,
+        sink: Arc<dyn EventSink>,
+        credentials: Arc<Credentials>,
+        outstanding: Arc<AtomicUsize>,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Self {
+            config,
+            graph,
+            sink,
+            credentials,
+            outstanding,
+            token: None,
+            queues: HashMap::new(),
+            channels: HashMap::new(),
+            timers: BinaryHeap::new(),
+            hold_timer_armed: false,
+            in_flight: 0,
+            closing: false,
+            done_tx,
+            done_rx,
+        }
+    }
+
+    /// Runs until closed (or aborted); returns after `CloseComplete` was queued.
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut batch = Vec::with_capacity(256);
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            tokio::select! {
+                biased;
+                Some(done) = self.done_rx.recv() => {
+                    self.on_done(done);
+                    while let Ok(done) = self.done_rx.try_recv() {
+                        self.on_done(done);
+                    }
+                }
+                n = commands.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        // Every sender is gone: the client was dropped without close.
+                        return;
+                    }
+                    for command in batch.drain(..) {
+                        if let Command::Abort = command {
+                            self.abort_all();
+                            return;
+                        }
+                        self.on_command(command);
+                    }
+                }
+                _ = sleep_until_opt(next_timer), if next_timer.is_some() => {
+                    self.on_timers();
+                }
+            }
+            self.pump();
+            if self.closing && self.in_flight == 0 {
+                // Refuse further commands, then answer whatever raced in before the refusal,
+                // so that every accepted message still gets its one result before CloseComplete.
+                commands.close();
+                while let Ok(command) = commands.try_recv() {
+                    if let Command::Send(msg) = command {
+                        self.finish(msg, Err((DeliveryError::Closing, closing_text())));
+                    }
+                }
+                tracing::info!("client closed");
+                self.sink.push(Event::CloseComplete);
+                return;
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Send(msg) => self.accept(msg),
+            Command::SetToken(token) => {
+                self.token = token;
+                if self.token.is_none() {
+                    self.arm_hold_timer();
+                }
+            }
+            Command::Close => self.start_close(),
+            Command::Abort => self.abort_all(),
+        }
+    }
+
+    fn accept(&mut self, msg: Outgoing) {
+        if self.closing {
+            self.finish(msg, Err((DeliveryError::Closing, closing_text())));
+            return;
+        }
+        if self.config.api_version.is_empty() {
+            let text = "no Graph API version is configured".to_string();
+            self.finish(msg, Err((DeliveryError::MissingVersion, text)));
+            return;
+        }
+        let key: QueueKey = (msg.channel.clone(), msg.recipient.clone());
+        self.queues
+            .entry(key.clone())
+            .or_default()
+            .pending
+            .push_back(Pending { msg, attempts: 0 });
+        if self.token.is_none() {
+            self.arm_hold_timer();
+        }
+        self.make_ready(&key, Instant::now());
+    }
+
+    /// Lists a queue as ready to send its head, or arms its timer if it must wait.
+    fn make_ready(&mut self, key: &QueueKey, now: Instant) {
+        let Some(queue) = self.queues.get_mut(key) else {
+            return;
+        };
+        if queue.in_flight.is_some() || queue.listed || queue.pending.is_empty() {
+            if queue.pending.is_empty() && queue.in_flight.is_none() && !queue.timer_armed {
+                self.queues.remove(key);
+            }
+            return;
+        }
+        if let Some(at) = queue.not_before.filter(|at| *at > now) {
+            if !queue.timer_armed {
+                queue.timer_armed = true;
+                self.timers
+                    .push(Reverse((at, TimerTarget::Queue(key.clone()))));
+            }
+            return;
+        }
+        queue.listed = true;
+        let rate = self.config.channel_rate_per_sec;
+        self.channels
+            .entry(key.0.clone())
+            .or_insert_with(|| ChannelState {
+                bucket: TokenBucket::new(rate, now),
+                ready: VecDeque::new(),
+                refill_timer_armed: false,
+            })
+            .ready
+            .push_back(key.clone());
+    }
+
+    /// Starts attempts for ready queues as far as tokens, pacing and in-flight limits allow.
+    fn pump(&mut self) {
+        if self.closing || self.in_flight >= self.config.max_in_flight {
+            return;
+        }
+        let Some(token) = self.token.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut to_start = Vec::new();
+        let mut budget = self.config.max_in_flight - self.in_flight;
+        for (channel, state) in self.channels.iter_mut() {
+            while budget > 0 && !state.ready.is_empty() {
+                if !state.bucket.try_take(now) {
+                    if !state.refill_timer_armed {
+                        state.refill_timer_armed = true;
+                        let at = state.bucket.next_token_at(now);
+                        self.timers
+                            .push(Reverse((at, TimerTarget::Channel(channel.clone()))));
+                    }
+                    break;
+                }
+                if let Some(key) = state.ready.pop_front() {
+                    budget -= 1;
+                    to_start.push(key);
+                }
+            }
+        }
+        for key in to_start {
+            self.start_attempt(key, &token);
+        }
+        self.channels.retain(|_, s| {
+            !s.ready.is_empty() || s.refill_timer_armed || s.bucket.tokens < s.bucket.capacity
+        });
+    }
+
+    fn start_attempt(&mut self, key: QueueKey, token: &Arc<str>) {
+        let Some(queue) = self.queues.get_mut(&key) else {
+            return;
+        };
+        queue.listed = false;
+        let Some(head) = queue.pending.front_mut() else {
+            return;
+        };
+        head.attempts += 1;
+        let body = head.msg.body.clone();
+        let graph = self.graph.clone();
+        let done_tx = self.done_tx.clone();
+        let token = token.clone();
+        let task_key = key.clone();
+        let task = tokio::spawn(async move {
+            let outcome = graph.send(&task_key.0, &token, body).await;
+            let _ = done_tx.send(Done {
+                key: task_key,
+                outcome,
+            });
+        });
+        queue.in_flight = Some(task.abort_handle());
+        self.in_flight += 1;
+    }
+
+    fn on_done(&mut self, done: Done) {
+        let Some(queue) = self.queues.get_mut(&done.key) else {
+            return;
+        };
+        if queue.in_flight.take().is_none() {
+            return;
+        }
+        self.in_flight -= 1;
+        let now = Instant::now();
+        let Some(head) = queue.pending.front() else {
+            return;
+        };
+        let attempts = head.attempts;
+        let age = now.saturating_duration_since(head.msg.accepted_at);
+        let result = match done.outcome {
+            Attempt::Accepted { wamid } => {
+                if queue.slow_until.is_some_and(|until| until > now) {
+                    queue.not_before = Some(now + self.config.pair_rate_backoff);
+                }
+                Ok(wamid)
+            }
+            Attempt::Failed(failure) => {
+                if failure.pair_rate_limited {
+                    queue.slow_until = Some(now + self.config.pair_rate_backoff * 10);
+                }
+                match retry_delay(&self.config, &failure, attempts, age) {
+                    Some(delay) if !self.closing => {
+                        tracing::debug!(attempt = attempts, delay_ms = delay.as_millis() as u64, error = %failure.text, "retrying");
+                        queue.not_before = Some(now + delay);
+                        self.make_ready(&done.key, now);
+                        return;
+                    }
+                    Some(_) => Err((DeliveryError::Closing, closing_text())),
+                    None => Err((failure.error, failure.text)),
+                }
+            }
+        };
+        if let Some(head) = queue.pending.pop_front() {
+            self.finish(head.msg, result);
+        }
+        self.make_ready(&done.key, now);
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, target))) = self.timers.pop() else {
+                break;
+            };
+            match target {
+                TimerTarget::Queue(key) => {
+                    if let Some(queue) = self.queues.get_mut(&key) {
+                        queue.timer_armed = false;
+                    }
+                    self.make_ready(&key, now);
+                }
+                TimerTarget::Channel(channel) => {
+                    if let Some(state) = self.channels.get_mut(&channel) {
+                        state.refill_timer_armed = false;
+                    }
+                }
+                TimerTarget::HoldExpiry => {
+                    self.hold_timer_armed = false;
+                    self.expire_held(now);
+                }
+                TimerTarget::DrainDeadline => self.abort_in_flight(),
+            }
+        }
+    }
+
+    /// Arms one timer for the oldest message waiting for a token.
+    fn arm_hold_timer(&mut self) {
+        if self.hold_timer_armed || self.token.is_some() {
+            return;
+        }
+        let oldest = self
+            .queues
+            .values()
+            .filter_map(|q| q.pending.front())
+            .map(|p| p.msg.accepted_at)
+            .min();
+        if let Some(oldest) = oldest {
+            self.hold_timer_armed = true;
+            self.timers.push(Reverse((
+                oldest + self.config.token_hold,
+                TimerTarget::HoldExpiry,
+            )));
+        }
+    }
+
+    /// Without a token, messages older than the hold time end with `MissingToken`.
+    fn expire_held(&mut self, now: Instant) {
+        if self.token.is_some() {
+            return;
+        }
+        let hold = self.config.token_hold;
+        let mut expired = Vec::new();
+        for queue in self.queues.values_mut() {
+            if queue.in_flight.is_some() {
+                continue;
+            }
+            while queue
+                .pending
+                .front()
+                .is_some_and(|p| now.saturating_duration_since(p.msg.accepted_at) >= hold)
+            {
+                if let Some(p) = queue.pending.pop_front() {
+                    expired.push(p.msg);
+                }
+            }
+        }
+        for msg in expired {
+            let text = "no access token was configured in time (SetConfig)".to_string();
+            self.finish(msg, Err((DeliveryError::MissingToken, text)));
+        }
+        self.queues
+            .retain(|_, q| !q.pending.is_empty() || q.in_flight.is_some() || q.timer_armed);
+        for state in self.channels.values_mut() {
+            let queues = &self.queues;
+            state
+                .ready
+                .retain(|key| queues.get(key).is_some_and(|q| !q.pending.is_empty()));
+        }
+        self.arm_hold_timer();
+    }
+
+    fn start_close(&mut self) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        tracing::info!(in_flight = self.in_flight, "closing");
+        let mut cancelled = Vec::new();
+        for queue in self.queues.values_mut() {
+            // The head stays while on the wire: it gets its real result if it finishes in time.
+            let keep = usize::from(queue.in_flight.is_some());
+            cancelled.extend(queue.pending.drain(keep..).map(|p| p.msg));
+            queue.listed = false;
+        }
+        for state in self.channels.values_mut() {
+            state.ready.clear();
+        }
+        for msg in cancelled {
+            self.finish(msg, Err((DeliveryError::Closing, closing_text())));
+        }
+        let deadline = Instant::now() + self.config.drain_timeout;
+        self.timers
+            .push(Reverse((deadline, TimerTarget::DrainDeadline)));
+    }
+
+    /// The drain time is over: requests still on the wire are abandoned with `Closing`.
+    fn abort_in_flight(&mut self) {
+        let mut cancelled = Vec::new();
+        for queue in self.queues.values_mut() {
+            if let Some(task) = queue.in_flight.take() {
+                task.abort();
+                self.in_flight -= 1;
+                cancelled.extend(queue.pending.drain(..).map(|p| p.msg));
+            }
+        }
+        for msg in cancelled {
+            self.finish(msg, Err((DeliveryError::Closing, closing_text())));
+        }
+    }
+
+    fn abort_all(&mut self) {
+        for queue in self.queues.values_mut() {
+            if let Some(task) = queue.in_flight.take() {
+                task.abort();
+            }
+        }
+        self.queues.clear();
+        self.in_flight = 0;
+    }
+
+    /// Delivers the one final result of a message.
+    fn finish(&self, msg: Outgoing, result: Result<String, (DeliveryError, String)>) {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        let (error, content) = match result {
+            Ok(wamid) => (None, wamid),
+            Err((error, text)) => {
+                let text = self.credentials.redact(&text);
+                if error != DeliveryError::Closing {
+                    tracing::warn!(?error, recipient = %msg.recipient, "send failed: {text}");
+                }
+                (Some(error), text)
+            }
+        };
+        self.sink.push(Event::SendResult {
+            request_ctx: msg.request_ctx,
+            error,
+            callback_info: msg.callback_info,
+            content,
+        });
+    }
+}
+
+fn closing_text() -> String {
+    "the client was closed before the message was sent".to_string()
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// The wait before the next attempt, or `None` when the failure is final.
+fn retry_delay(
+    config: &ClientConfig,
+    failure: &Failure,
+    attempts: u32,
+    age: Duration,
+) -> Option<Duration> {
+    if !failure.retryable || attempts >= config.max_attempts {
+        return None;
+    }
+    let exponent = attempts.saturating_sub(1).min(20);
+    let backoff = config
+        .backoff_initial
+        .saturating_mul(1u32 << exponent)
+        .min(config.backoff_max);
+    // Full jitter over the upper half keeps retries of many recipients from synchronising.
+    let jittered = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+    let mut delay = match failure.retry_after {
+        Some(retry_after) => retry_after,
+        None => jittered,
+    };
+    if failure.pair_rate_limited {
+        delay = delay.max(config.pair_rate_backoff);
+    }
+    (age + delay <= config.max_retry_age).then_some(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(retryable: bool, retry_after: Option<Duration>) -> Failure {
+        Failure {
+            error: DeliveryError::OtherHttp,
+            text: String::new(),
+            retryable,
+            retry_after,
+            pair_rate_limited: false,
+        }
+    }
+
+    #[test]
+    fn retry_delay_is_bounded_by_attempts_and_age() {
+        let config = ClientConfig {
+            max_attempts: 3,
+            max_retry_age: Duration::from_secs(10),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let f = failure(true, None);
+        let d1 = retry_delay(&config, &f, 1, Duration::ZERO).unwrap();
+        assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
+        let d2 = retry_delay(&config, &f, 2, Duration::ZERO).unwrap();
+        assert!(d2 >= Duration::from_millis(100) && d2 <= Duration::from_millis(200));
+        assert_eq!(retry_delay(&config, &f, 3, Duration::ZERO), None);
+        assert_eq!(retry_delay(&config, &f, 1, Duration::from_secs(10)), None);
+        assert_eq!(
+            retry_delay(&config, &failure(false, None), 1, Duration::ZERO),
+            None
+        );
+        let f = failure(true, Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_delay(&config, &f, 1, Duration::ZERO),
+            Some(Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn token_bucket_paces() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10, start);
+        for _ in 0..10 {
+            assert!(bucket.try_take(start));
+        }
+        assert!(!bucket.try_take(start));
+        let next = bucket.next_token_at(start);
+        assert!(next > start && next <= start + Duration::from_millis(101));
+        assert!(bucket.try_take(start + Duration::from_millis(100)));
+        let mut unlimited = TokenBucket::new(0, start);
+        assert!((0..10_000).all(|_| unlimited.try_take(start)));
+    }
+}
