@@ -1,0 +1,383 @@
+//! Test support: a wa-emulator process per test and a host that drives the C API exactly as a C
+//! program would (through the exported `extern "C"` functions).
+#![allow(dead_code)]
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use whatsapp_connector::ffi::client::*;
+use whatsapp_connector::ffi::options::*;
+use whatsapp_connector::ffi::result::whatsapp_error_t;
+use whatsapp_connector::ffi::wa_result;
+
+pub const TOKEN: &str = "test-token";
+pub const PHONE_ID: &str = "106540352242922";
+
+/// A running emulator; killed on drop.
+pub struct Emulator {
+    child: Child,
+    pub url: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Emulator {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wa-emulator"))
+            .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof", "--quiet"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("wa-emulator starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("emulator prints its address");
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .unwrap_or_else(|| panic!("unexpected first line from wa-emulator: {line:?}"))
+            .to_string();
+        Emulator {
+            child,
+            url,
+            http: reqwest::blocking::Client::new(),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        let v: Value = self
+            .http
+            .get(format!("{}/_emulator/requests", self.url))
+            .send()
+            .and_then(|r| r.json())
+            .expect("requests listing");
+        v["requests"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Requests to the send endpoint, in arrival order.
+    pub fn sends(&self) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/messages")))
+            .collect()
+    }
+
+    pub fn fault(&self, rule: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_emulator/faults", self.url))
+            .json(&rule)
+            .send()
+            .expect("fault accepted");
+        assert!(r.status().is_success(), "fault rule refused: {rule}");
+    }
+
+    pub fn config(&self, config: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_emulator/config", self.url))
+            .json(&config)
+            .send()
+            .expect("config accepted");
+        assert!(r.status().is_success(), "config refused: {config}");
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One send result as the host saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendResult {
+    pub ctx: usize,
+    pub error: whatsapp_error_t,
+    pub callback_info: Option<String>,
+    pub content: String,
+    pub thread: ThreadId,
+}
+
+#[derive(Default, Debug)]
+pub struct Seen {
+    pub results: Vec<SendResult>,
+    pub logs: Vec<(u32, String)>,
+    pub close_complete: usize,
+    pub destroyed: usize,
+    /// Every callback in order: "result", "log", "close", "destroy".
+    pub order: Vec<&'static str>,
+    /// A callback arrived after close-complete or destroy.
+    pub after_end: bool,
+}
+
+type ResultHook = Box<dyn Fn(&SendResult) + Send + Sync>;
+
+pub struct HostState {
+    pub seen: Mutex<Seen>,
+    pub changed: Condvar,
+    /// Runs inside the send-result callback (reentrancy tests).
+    pub on_result: Mutex<Option<ResultHook>>,
+    /// Called inside close-complete (e.g. to free the client there).
+    pub on_close: Mutex<Option<Box<dyn FnMut() + Send>>>,
+}
+
+fn state<'a>(user_data: *mut c_void) -> &'a HostState {
+    // SAFETY: user_data is the HostState leaked by Host::new; it outlives destroy.
+    unsafe { &*(user_data as *const HostState) }
+}
+
+fn opt_string(p: *const c_char) -> Option<String> {
+    // SAFETY: the library passes NUL-terminated strings valid during the callback.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+unsafe extern "C" fn on_send_result(
+    user_data: *mut c_void,
+    ctx: *mut c_void,
+    error: whatsapp_error_t,
+    info: *const c_char,
+    content: *const c_char,
+) {
+    let st = state(user_data);
+    let result = SendResult {
+        ctx: ctx as usize,
+        error,
+        callback_info: opt_string(info),
+        content: opt_string(content).expect("content is never NULL"),
+        thread: std::thread::current().id(),
+    };
+    {
+        let mut seen = st.seen.lock().unwrap();
+        if seen.close_complete > 0 || seen.destroyed > 0 {
+            seen.after_end = true;
+        }
+        seen.order.push("result");
+        seen.results.push(result.clone());
+    }
+    if let Some(hook) = st.on_result.lock().unwrap().as_ref() {
+        hook(&result);
+    }
+    st.changed.notify_all();
+}
+
+unsafe extern "C" fn on_log(user_data: *mut c_void, level: wa_log_level, text: *const c_char) {
+    let st = state(user_data);
+    let mut seen = st.seen.lock().unwrap();
+    if seen.close_complete > 0 || seen.destroyed > 0 {
+        seen.after_end = true;
+    }
+    seen.order.push("log");
+    seen.logs.push((level as u32, opt_string(text).unwrap_or_default()));
+}
+
+unsafe extern "C" fn on_close_complete(user_data: *mut c_void) {
+    let st = state(user_data);
+    {
+        let mut seen = st.seen.lock().unwrap();
+        if seen.close_complete > 0 || seen.destroyed > 0 {
+            seen.after_end = true;
+        }
+        seen.order.push("close");
+        seen.close_complete += 1;
+    }
+    if let Some(f) = st.on_close.lock().unwrap().as_mut() {
+        f();
+    }
+    st.changed.notify_all();
+}
+
+unsafe extern "C" fn on_destroy(user_data: *mut c_void) {
+    let st = state(user_data);
+    let mut seen = st.seen.lock().unwrap();
+    seen.order.push("destroy");
+    seen.destroyed += 1;
+    drop(seen);
+    st.changed.notify_all();
+}
+
+pub fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+/// Builds a wa_options through the C API.
+pub struct Opts(pub *mut wa_options);
+
+impl Opts {
+    pub fn for_emulator(emu: &Emulator) -> Self {
+        let mut raw = std::ptr::null_mut();
+        assert_eq!(wa_options_new(&mut raw), wa_result::WA_OK);
+        let o = Opts(raw);
+        assert_eq!(wa_options_set_graph_base_url(raw, cstr(&emu.url).as_ptr()), wa_result::WA_OK);
+        // Fast retries so that tests of retry behaviour stay short.
+        assert_eq!(wa_options_set_retry(raw, 4, 60_000, 20, 200), wa_result::WA_OK);
+        assert_eq!(wa_options_set_channel_rate(raw, 0), wa_result::WA_OK);
+        assert_eq!(wa_options_set_log_level(raw, wa_log_level::WA_LOG_DEBUG as u32), wa_result::WA_OK);
+        o
+    }
+}
+
+impl Drop for Opts {
+    fn drop(&mut self) {
+        wa_options_free(self.0);
+    }
+}
+
+/// A C-API host in poll mode (or thread mode), recording every callback.
+pub struct Host {
+    pub client: *mut wa_client,
+    pub state: Arc<HostState>,
+}
+
+// SAFETY: the client handle may be used from any thread (header contract).
+unsafe impl Send for Host {}
+// SAFETY: as above.
+unsafe impl Sync for Host {}
+
+impl Host {
+    pub fn new(opts: &Opts) -> Self {
+        let state = Arc::new(HostState {
+            seen: Mutex::new(Seen::default()),
+            changed: Condvar::new(),
+            on_result: Mutex::new(None),
+            on_close: Mutex::new(None),
+        });
+        let callbacks = wa_client_callbacks {
+            user_data: Arc::into_raw(state.clone()) as *mut c_void,
+            close_complete: Some(on_close_complete),
+            send_result: Some(on_send_result),
+            log: Some(on_log),
+            destroy: Some(on_destroy),
+        };
+        let mut client = std::ptr::null_mut();
+        let r = wa_client_new(opts.0, &callbacks, &mut client);
+        assert_eq!(r, wa_result::WA_OK);
+        // The Arc leaked into user_data is reclaimed by nobody: tests are short-lived.
+        Host { client, state }
+    }
+
+    pub fn with_token(emu: &Emulator) -> Self {
+        let host = Host::new(&Opts::for_emulator(emu));
+        host.set_token(TOKEN);
+        host
+    }
+
+    pub fn set_token(&self, token: &str) {
+        assert_eq!(
+            wa_client_set_config(self.client, cstr(token).as_ptr(), cstr("app-secret").as_ptr()),
+            wa_result::WA_OK
+        );
+    }
+
+    pub fn send_full(
+        &self,
+        json: &str,
+        to: &str,
+        kind: &str,
+        channel: &str,
+        info: Option<&str>,
+        refers_to: Option<&str>,
+        ctx: usize,
+    ) -> wa_result {
+        let info = info.map(cstr);
+        let refers = refers_to.map(cstr);
+        wa_client_send_message(
+            self.client,
+            cstr(json).as_ptr(),
+            cstr(to).as_ptr(),
+            cstr(kind).as_ptr(),
+            cstr(channel).as_ptr(),
+            info.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            refers.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            ctx as *mut c_void,
+        )
+    }
+
+    pub fn send(&self, json: &str, to: &str, kind: &str, ctx: usize) -> wa_result {
+        self.send_full(json, to, kind, PHONE_ID, Some(&format!("info-{ctx}")), None, ctx)
+    }
+
+    pub fn text(&self, body: &str, to: &str, ctx: usize) -> wa_result {
+        let json = serde_json::json!({ "body": body }).to_string();
+        self.send(&json, to, "text", ctx)
+    }
+
+    /// Poll mode: dispatches until `n` results arrived (or panics after `timeout`).
+    pub fn wait_results(&self, n: usize, timeout: Duration) -> Vec<SendResult> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let seen = self.state.seen.lock().unwrap();
+                if seen.results.len() >= n {
+                    return seen.results.clone();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for {n} results; seen {:?}", self.state.seen.lock().unwrap());
+            let r = wa_client_wait(self.client, left.as_millis().min(200) as i32, std::ptr::null_mut());
+            assert_eq!(r, wa_result::WA_OK);
+        }
+    }
+
+    /// Thread mode: waits until `n` results arrived.
+    pub fn wait_results_threaded(&self, n: usize, timeout: Duration) -> Vec<SendResult> {
+        let seen = self.state.seen.lock().unwrap();
+        let (seen, t) = self
+            .state
+            .changed
+            .wait_timeout_while(seen, timeout, |s| s.results.len() < n)
+            .unwrap();
+        assert!(!t.timed_out(), "timed out waiting for {n} results; seen {:?}", *seen);
+        seen.results.clone()
+    }
+
+    /// Poll mode: closes and dispatches until close-complete.
+    pub fn close_and_wait(&self, timeout: Duration) {
+        assert_eq!(wa_client_close(self.client), wa_result::WA_OK);
+        let deadline = Instant::now() + timeout;
+        while self.state.seen.lock().unwrap().close_complete == 0 {
+            assert!(Instant::now() < deadline, "close-complete did not arrive");
+            assert_eq!(wa_client_wait(self.client, 100, std::ptr::null_mut()), wa_result::WA_OK);
+        }
+    }
+
+    pub fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.state.seen.lock().unwrap()
+    }
+
+    pub fn free(&mut self) {
+        wa_client_free(self.client);
+        self.client = std::ptr::null_mut();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if !self.client.is_null() {
+            wa_client_free(self.client);
+        }
+    }
+}
+
+pub fn last_error() -> String {
+    let mut buf = vec![0 as c_char; 512];
+    let mut len = 0usize;
+    whatsapp_connector::ffi::wa_last_error_message(buf.as_mut_ptr(), buf.len(), &mut len);
+    // SAFETY: NUL-terminated by the library.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+pub const SECS: Duration = Duration::from_secs(1);
