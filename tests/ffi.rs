@@ -25,50 +25,144 @@ fn null_arguments_are_reported_not_dereferenced() {
     let mut opts = null_mut();
     let mut fd = 0;
     assert_eq!(wa_options_new(null_mut()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_graph_base_url(null_mut(), s.as_ptr()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_api_version(null_mut(), s.as_ptr()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_app_id(null_mut(), s.as_ptr()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_webhook_listen(null_mut(), s.as_ptr()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_request_timeout_ms(null_mut(), 1), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_retry(null_mut(), 1, 1, 1, 1), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_outbox_capacity(null_mut(), 1), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_channel_rate(null_mut(), 1), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_pair_rate_backoff_ms(null_mut(), 1), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_token_hold_ms(null_mut(), 1), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_drain_timeout_ms(null_mut(), 1), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_max_in_flight(null_mut(), 1), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_worker_threads(null_mut(), 1), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_dispatch_mode(null_mut(), 0), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_log_level(null_mut(), 0), wa_result::WA_ERR_NULL_ARGUMENT);
+    assert_eq!(
+        wa_options_set_graph_base_url(null_mut(), s.as_ptr()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_api_version(null_mut(), s.as_ptr()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_app_id(null_mut(), s.as_ptr()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_webhook_listen(null_mut(), s.as_ptr()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_request_timeout_ms(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_retry(null_mut(), 1, 1, 1, 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_outbox_capacity(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_channel_rate(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_pair_rate_backoff_ms(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_token_hold_ms(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_drain_timeout_ms(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_max_in_flight(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_worker_threads(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_dispatch_mode(null_mut(), 0),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_log_level(null_mut(), 0),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
     wa_options_free(null_mut());
 
     assert_eq!(wa_options_new(&mut opts), wa_result::WA_OK);
-    assert_eq!(wa_options_set_graph_base_url(opts, null()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_options_set_api_version(opts, null()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert!(last_error().contains("version"), "detail names the argument: {}", last_error());
-    assert_eq!(wa_client_new(opts, null(), null_mut()), wa_result::WA_ERR_NULL_ARGUMENT);
+    assert_eq!(
+        wa_options_set_graph_base_url(opts, null()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_api_version(opts, null()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert!(
+        last_error().contains("version"),
+        "detail names the argument: {}",
+        last_error()
+    );
+    assert_eq!(
+        wa_client_new(opts, null(), null_mut()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
     wa_options_free(opts);
 
-    assert_eq!(wa_client_set_config(null_mut(), s.as_ptr(), s.as_ptr()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_client_set_webhook_token(null_mut(), s.as_ptr()), wa_result::WA_ERR_NULL_ARGUMENT);
     assert_eq!(
-        wa_client_send_message(null_mut(), s.as_ptr(), s.as_ptr(), s.as_ptr(), s.as_ptr(), null(), null(), null_mut()),
+        wa_client_set_config(null_mut(), s.as_ptr(), s.as_ptr()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_client_set_webhook_token(null_mut(), s.as_ptr()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_client_send_message(
+            null_mut(),
+            s.as_ptr(),
+            s.as_ptr(),
+            s.as_ptr(),
+            s.as_ptr(),
+            null(),
+            null(),
+            null_mut()
+        ),
         wa_result::WA_ERR_NULL_ARGUMENT
     );
     assert_eq!(wa_client_close(null_mut()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_client_event_fd(null(), &mut fd), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_client_dispatch(null_mut(), null_mut()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_client_wait(null_mut(), 0, null_mut()), wa_result::WA_ERR_NULL_ARGUMENT);
+    assert_eq!(
+        wa_client_event_fd(null(), &mut fd),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_client_dispatch(null_mut(), null_mut()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_client_wait(null_mut(), 0, null_mut()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
     assert_eq!(wa_client_pending(null()), 0);
     // SAFETY: the returned pointers are static strings.
-    assert_eq!(unsafe { CStr::from_ptr(wa_client_version(null())) }.to_bytes(), b"");
+    assert_eq!(
+        unsafe { CStr::from_ptr(wa_client_version(null())) }.to_bytes(),
+        b""
+    );
     wa_client_free(null_mut());
 
     // A client with no callbacks at all works.
     assert_eq!(wa_client_new(null(), null(), &mut client), wa_result::WA_OK);
-    assert_eq!(wa_client_event_fd(client, null_mut()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_client_set_config(client, null(), null()), wa_result::WA_ERR_NULL_ARGUMENT);
-    assert_eq!(wa_client_set_webhook_token(client, null()), wa_result::WA_ERR_NULL_ARGUMENT);
+    assert_eq!(
+        wa_client_event_fd(client, null_mut()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_client_set_config(client, null(), null()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_client_set_webhook_token(client, null()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
     wa_client_free(client);
 }
 
@@ -81,37 +175,87 @@ fn bad_message_input_is_refused_without_request_or_callback() {
     let p = |s: &std::ffi::CString| s.as_ptr();
     let (json, to, kind, channel) = (cstr(text), cstr(TO), cstr("text"), cstr(PHONE_ID));
     let bad: *const c_char = invalid_utf8.as_ptr().cast();
-    let send = |j: *const c_char, t: *const c_char, k: *const c_char, c: *const c_char, info: *const c_char, re: *const c_char| {
+    let send = |j: *const c_char,
+                t: *const c_char,
+                k: *const c_char,
+                c: *const c_char,
+                info: *const c_char,
+                re: *const c_char| {
         wa_client_send_message(host.client, j, t, k, c, info, re, null_mut())
     };
     use wa_result::*;
-    assert_eq!(send(null(), p(&to), p(&kind), p(&channel), null(), null()), WA_ERR_NULL_ARGUMENT);
-    assert_eq!(send(p(&json), null(), p(&kind), p(&channel), null(), null()), WA_ERR_NULL_ARGUMENT);
-    assert_eq!(send(p(&json), p(&to), null(), p(&channel), null(), null()), WA_ERR_NULL_ARGUMENT);
-    assert_eq!(send(p(&json), p(&to), p(&kind), null(), null(), null()), WA_ERR_NULL_ARGUMENT);
-    assert_eq!(send(bad, p(&to), p(&kind), p(&channel), null(), null()), WA_ERR_INVALID_UTF8);
-    assert_eq!(send(p(&json), bad, p(&kind), p(&channel), null(), null()), WA_ERR_INVALID_UTF8);
-    assert_eq!(send(p(&json), p(&to), bad, p(&channel), null(), null()), WA_ERR_INVALID_UTF8);
-    assert_eq!(send(p(&json), p(&to), p(&kind), bad, null(), null()), WA_ERR_INVALID_UTF8);
-    assert_eq!(send(p(&json), p(&to), p(&kind), p(&channel), bad, null()), WA_ERR_INVALID_UTF8);
-    assert_eq!(send(p(&json), p(&to), p(&kind), p(&channel), null(), bad), WA_ERR_INVALID_UTF8);
+    assert_eq!(
+        send(null(), p(&to), p(&kind), p(&channel), null(), null()),
+        WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        send(p(&json), null(), p(&kind), p(&channel), null(), null()),
+        WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        send(p(&json), p(&to), null(), p(&channel), null(), null()),
+        WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        send(p(&json), p(&to), p(&kind), null(), null(), null()),
+        WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        send(bad, p(&to), p(&kind), p(&channel), null(), null()),
+        WA_ERR_INVALID_UTF8
+    );
+    assert_eq!(
+        send(p(&json), bad, p(&kind), p(&channel), null(), null()),
+        WA_ERR_INVALID_UTF8
+    );
+    assert_eq!(
+        send(p(&json), p(&to), bad, p(&channel), null(), null()),
+        WA_ERR_INVALID_UTF8
+    );
+    assert_eq!(
+        send(p(&json), p(&to), p(&kind), bad, null(), null()),
+        WA_ERR_INVALID_UTF8
+    );
+    assert_eq!(
+        send(p(&json), p(&to), p(&kind), p(&channel), bad, null()),
+        WA_ERR_INVALID_UTF8
+    );
+    assert_eq!(
+        send(p(&json), p(&to), p(&kind), p(&channel), null(), bad),
+        WA_ERR_INVALID_UTF8
+    );
     assert_eq!(host.send(r#"{"body":"#, TO, "text", 1), WA_ERR_INVALID_JSON);
     assert!(last_error().contains("JSON"), "{}", last_error());
     assert_eq!(host.send(text, TO, "fax", 1), WA_ERR_UNKNOWN_TYPE);
     assert!(last_error().contains("fax"));
-    assert_eq!(host.send(r#"{"caption":"no id"}"#, TO, "image", 1), WA_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        host.send(r#"{"caption":"no id"}"#, TO, "image", 1),
+        WA_ERR_INVALID_ARGUMENT
+    );
     assert!(last_error().contains("id"), "{}", last_error());
     assert_eq!(host.send(r#"{}"#, TO, "text", 1), WA_ERR_INVALID_ARGUMENT);
-    assert_eq!(host.send(text, "not-a-number", "text", 1), WA_ERR_INVALID_ARGUMENT);
-    assert_eq!(host.send_full(text, TO, "text", "../../x", None, None, 1), WA_ERR_INVALID_ARGUMENT);
-    assert_eq!(host.send_full(text, TO, "text", "", None, None, 1), WA_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        host.send(text, "not-a-number", "text", 1),
+        WA_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        host.send_full(text, TO, "text", "../../x", None, None, 1),
+        WA_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        host.send_full(text, TO, "text", "", None, None, 1),
+        WA_ERR_INVALID_ARGUMENT
+    );
     let oversize = serde_json::json!({ "body": "y".repeat(70 * 1024) }).to_string();
     assert_eq!(host.send(&oversize, TO, "text", 1), WA_ERR_TOO_LARGE);
     let long_text = serde_json::json!({ "body": "y".repeat(4097) }).to_string();
     assert_eq!(host.send(&long_text, TO, "text", 1), WA_ERR_TOO_LARGE);
     assert_eq!(wa_client_pending(host.client), 0);
     assert_eq!(wa_client_wait(host.client, 200, null_mut()), WA_OK);
-    assert!(host.seen().results.is_empty(), "refused input produced a callback");
+    assert!(
+        host.seen().results.is_empty(),
+        "refused input produced a callback"
+    );
     assert!(emu.sends().is_empty(), "refused input produced a request");
 }
 
@@ -120,19 +264,40 @@ fn option_setters_validate_their_values() {
     let mut o = null_mut();
     assert_eq!(wa_options_new(&mut o), wa_result::WA_OK);
     use wa_result::*;
-    assert_eq!(wa_options_set_graph_base_url(o, cstr("ftp://x").as_ptr()), WA_ERR_INVALID_ARGUMENT);
-    assert_eq!(wa_options_set_graph_base_url(o, cstr("http://h/p").as_ptr()), WA_ERR_INVALID_ARGUMENT);
-    assert_eq!(wa_options_set_api_version(o, cstr("26").as_ptr()), WA_ERR_INVALID_ARGUMENT);
-    assert_eq!(wa_options_set_request_timeout_ms(o, 0), WA_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        wa_options_set_graph_base_url(o, cstr("ftp://x").as_ptr()),
+        WA_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_graph_base_url(o, cstr("http://h/p").as_ptr()),
+        WA_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_api_version(o, cstr("26").as_ptr()),
+        WA_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_request_timeout_ms(o, 0),
+        WA_ERR_INVALID_ARGUMENT
+    );
     assert_eq!(wa_options_set_retry(o, 0, 1, 1, 1), WA_ERR_INVALID_ARGUMENT);
-    assert_eq!(wa_options_set_retry(o, 3, 1, 10, 1), WA_ERR_INVALID_ARGUMENT);
-    assert_eq!(wa_options_set_outbox_capacity(o, 0), WA_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        wa_options_set_retry(o, 3, 1, 10, 1),
+        WA_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        wa_options_set_outbox_capacity(o, 0),
+        WA_ERR_INVALID_ARGUMENT
+    );
     assert_eq!(wa_options_set_max_in_flight(o, 0), WA_ERR_INVALID_ARGUMENT);
     assert_eq!(wa_options_set_worker_threads(o, 0), WA_ERR_INVALID_ARGUMENT);
     assert_eq!(wa_options_set_dispatch_mode(o, 7), WA_ERR_INVALID_ARGUMENT);
     assert_eq!(wa_options_set_log_level(o, 99), WA_ERR_INVALID_ARGUMENT);
     let bad = [0xc3u8, 0x28, 0];
-    assert_eq!(wa_options_set_app_id(o, bad.as_ptr().cast()), WA_ERR_INVALID_UTF8);
+    assert_eq!(
+        wa_options_set_app_id(o, bad.as_ptr().cast()),
+        WA_ERR_INVALID_UTF8
+    );
     wa_options_free(o);
 }
 
@@ -141,7 +306,10 @@ fn static_texts_and_error_details() {
     // SAFETY: static NUL-terminated strings.
     let text = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string();
     assert_eq!(text(wa_result_text(0)), "ok");
-    assert_eq!(text(wa_result_text(wa_result::WA_ERR_QUEUE_FULL as u32)), "the outbox is full");
+    assert_eq!(
+        text(wa_result_text(wa_result::WA_ERR_QUEUE_FULL as u32)),
+        "the outbox is full"
+    );
     assert_eq!(text(wa_result_text(12345)), "unknown result code");
     for code in 0..=12 {
         assert!(!text(wa_result_text(code)).is_empty());
@@ -155,10 +323,16 @@ fn static_texts_and_error_details() {
     assert_eq!(wa_options_new(null_mut()), wa_result::WA_ERR_NULL_ARGUMENT);
     let mut small = [0 as c_char; 4];
     let mut len = 0usize;
-    assert_eq!(wa_last_error_message(small.as_mut_ptr(), small.len(), &mut len), wa_result::WA_ERR_BUFFER_TOO_SMALL);
+    assert_eq!(
+        wa_last_error_message(small.as_mut_ptr(), small.len(), &mut len),
+        wa_result::WA_ERR_BUFFER_TOO_SMALL
+    );
     assert_eq!(len, "out is NULL".len());
     assert_eq!(text(small.as_ptr()), "out");
-    assert_eq!(wa_last_error_message(null_mut(), 0, null_mut()), wa_result::WA_ERR_NULL_ARGUMENT);
+    assert_eq!(
+        wa_last_error_message(null_mut(), 0, null_mut()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
 }
 
 #[test]
@@ -169,21 +343,38 @@ fn poll_mode_runs_callbacks_on_the_dispatching_thread_and_signals_the_fd() {
     assert_eq!(wa_client_event_fd(host.client, &mut fd), wa_result::WA_OK);
     assert!(fd >= 0);
     assert_eq!(host.text("hi", TO, 1), wa_result::WA_OK);
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
     assert_eq!(n, 1, "the event fd became readable");
-    assert!(host.seen().results.is_empty(), "nothing runs before dispatch");
+    assert!(
+        host.seen().results.is_empty(),
+        "nothing runs before dispatch"
+    );
     let mut count = 0;
     // Log events may precede the result: dispatch until it is there.
     while host.seen().results.is_empty() {
-        assert_eq!(wa_client_dispatch(host.client, &mut count), wa_result::WA_OK);
+        assert_eq!(
+            wa_client_dispatch(host.client, &mut count),
+            wa_result::WA_OK
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(host.seen().results[0].thread, std::thread::current().id());
     // Drained: no longer readable.
-    assert_eq!(wa_client_dispatch(host.client, &mut count), wa_result::WA_OK);
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    assert_eq!(
+        wa_client_dispatch(host.client, &mut count),
+        wa_result::WA_OK
+    );
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0);
 }
@@ -192,22 +383,41 @@ fn poll_mode_runs_callbacks_on_the_dispatching_thread_and_signals_the_fd() {
 fn thread_mode_runs_callbacks_on_one_library_thread() {
     let emu = Emulator::start();
     let opts = Opts::for_emulator(&emu);
-    assert_eq!(wa_options_set_dispatch_mode(opts.0, wa_dispatch_mode::WA_DISPATCH_THREAD as u32), wa_result::WA_OK);
+    assert_eq!(
+        wa_options_set_dispatch_mode(opts.0, wa_dispatch_mode::WA_DISPATCH_THREAD as u32),
+        wa_result::WA_OK
+    );
     let mut host = Host::new(&opts);
     host.set_token(TOKEN);
     let mut fd = 0;
-    assert_eq!(wa_client_event_fd(host.client, &mut fd), wa_result::WA_ERR_INVALID_STATE);
-    assert_eq!(wa_client_dispatch(host.client, null_mut()), wa_result::WA_ERR_INVALID_STATE);
+    assert_eq!(
+        wa_client_event_fd(host.client, &mut fd),
+        wa_result::WA_ERR_INVALID_STATE
+    );
+    assert_eq!(
+        wa_client_dispatch(host.client, null_mut()),
+        wa_result::WA_ERR_INVALID_STATE
+    );
     for i in 0..10 {
-        assert_eq!(host.text("t", &format!("+1555000{i:04}"), i), wa_result::WA_OK);
+        assert_eq!(
+            host.text("t", &format!("+1555000{i:04}"), i),
+            wa_result::WA_OK
+        );
     }
     let results = host.wait_results_threaded(10, 10 * SECS);
     let first = results[0].thread;
     assert_ne!(first, std::thread::current().id());
-    assert!(results.iter().all(|r| r.thread == first && r.error == WHATSAPP_ERR_OK));
+    assert!(results
+        .iter()
+        .all(|r| r.thread == first && r.error == WHATSAPP_ERR_OK));
     assert_eq!(wa_client_close(host.client), wa_result::WA_OK);
     let seen = host.state.seen.lock().unwrap();
-    let seen = host.state.changed.wait_timeout_while(seen, 5 * SECS, |s| s.close_complete == 0).unwrap().0;
+    let seen = host
+        .state
+        .changed
+        .wait_timeout_while(seen, 5 * SECS, |s| s.close_complete == 0)
+        .unwrap()
+        .0;
     assert_eq!(seen.close_complete, 1);
     drop(seen);
     host.free();
@@ -219,7 +429,10 @@ fn thread_mode_runs_callbacks_on_one_library_thread() {
 fn reentrant_calls(mode: wa_dispatch_mode) {
     let emu = Emulator::start();
     let opts = Opts::for_emulator(&emu);
-    assert_eq!(wa_options_set_dispatch_mode(opts.0, mode as u32), wa_result::WA_OK);
+    assert_eq!(
+        wa_options_set_dispatch_mode(opts.0, mode as u32),
+        wa_result::WA_OK
+    );
     let host = Arc::new(Host::new(&opts));
     host.set_token(TOKEN);
     let calls = Arc::new(AtomicUsize::new(0));
@@ -230,7 +443,10 @@ fn reentrant_calls(mode: wa_dispatch_mode) {
                 assert_eq!(r.ctx, 1);
                 assert_eq!(h.text("sent from a callback", TO, 2), wa_result::WA_OK);
                 // Dispatching the same client from inside its callback is refused, not deadlocked.
-                assert_eq!(wa_client_dispatch(h.client, null_mut()), wa_result::WA_ERR_INVALID_STATE);
+                assert_eq!(
+                    wa_client_dispatch(h.client, null_mut()),
+                    wa_result::WA_ERR_INVALID_STATE
+                );
             }
             1 => {
                 assert_eq!(r.ctx, 2);
@@ -243,16 +459,27 @@ fn reentrant_calls(mode: wa_dispatch_mode) {
     assert_eq!(host.text("first", TO, 1), wa_result::WA_OK);
     let deadline = std::time::Instant::now() + 10 * SECS;
     while host.seen().close_complete == 0 {
-        assert!(std::time::Instant::now() < deadline, "deadlock or lost callback: {:?}", host.seen());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deadlock or lost callback: {:?}",
+            host.seen()
+        );
         if mode == wa_dispatch_mode::WA_DISPATCH_POLL {
-            assert_eq!(wa_client_wait(host.client, 50, null_mut()), wa_result::WA_OK);
+            assert_eq!(
+                wa_client_wait(host.client, 50, null_mut()),
+                wa_result::WA_OK
+            );
         } else {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
     let seen = host.seen();
     assert_eq!(seen.results.len(), 2);
-    assert!(seen.results.iter().all(|r| r.error == WHATSAPP_ERR_OK), "{:?}", seen.results);
+    assert!(
+        seen.results.iter().all(|r| r.error == WHATSAPP_ERR_OK),
+        "{:?}",
+        seen.results
+    );
     assert_eq!(emu.sends().len(), 2);
 }
 
@@ -270,10 +497,14 @@ fn api_calls_from_inside_callbacks_work_in_thread_mode() {
 fn free_inside_close_complete(mode: wa_dispatch_mode) {
     let emu = Emulator::start();
     let opts = Opts::for_emulator(&emu);
-    assert_eq!(wa_options_set_dispatch_mode(opts.0, mode as u32), wa_result::WA_OK);
+    assert_eq!(
+        wa_options_set_dispatch_mode(opts.0, mode as u32),
+        wa_result::WA_OK
+    );
     let host = Host::new(&opts);
     let client = host.client as usize;
-    *host.state.on_close.lock().unwrap() = Some(Box::new(move || wa_client_free(client as *mut wa_client)));
+    *host.state.on_close.lock().unwrap() =
+        Some(Box::new(move || wa_client_free(client as *mut wa_client)));
     assert_eq!(host.text("pending", TO, 1), wa_result::WA_OK);
     assert_eq!(wa_client_close(host.client), wa_result::WA_OK);
     let state = host.state.clone();
@@ -337,7 +568,10 @@ fn destroy_is_not_called_when_creation_fails() {
     };
     // Creation fails on a bad environment-independent setting: none can be set badly through
     // the setters, so use a NULL out pointer.
-    assert_eq!(wa_client_new(o, &callbacks, null_mut()), wa_result::WA_ERR_NULL_ARGUMENT);
+    assert_eq!(
+        wa_client_new(o, &callbacks, null_mut()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
     assert_eq!(DESTROYS.load(Ordering::SeqCst), 0);
     let mut client = null_mut();
     assert_eq!(wa_client_new(o, &callbacks, &mut client), wa_result::WA_OK);

@@ -31,6 +31,8 @@ impl Emulator {
     }
 
     pub fn start_with(args: &[&str]) -> Self {
+        // The test's own blocking reqwest client needs the process-wide rustls provider too.
+        whatsapp_connector::graph::install_crypto_provider();
         let mut child = Command::new(env!("CARGO_BIN_EXE_wa-emulator"))
             .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof", "--quiet"])
             .args(args)
@@ -41,7 +43,9 @@ impl Emulator {
             .expect("wa-emulator starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("emulator prints its address");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("emulator prints its address");
         let url = line
             .trim()
             .rsplit(' ')
@@ -161,14 +165,19 @@ unsafe extern "C" fn on_send_result(
         thread: std::thread::current().id(),
     };
     {
-        let mut seen = st.seen.lock().unwrap();
+        let mut seen = st.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.close_complete > 0 || seen.destroyed > 0 {
             seen.after_end = true;
         }
         seen.order.push("result");
         seen.results.push(result.clone());
     }
-    if let Some(hook) = st.on_result.lock().unwrap().as_ref() {
+    if let Some(hook) = st
+        .on_result
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
         hook(&result);
     }
     st.changed.notify_all();
@@ -176,25 +185,31 @@ unsafe extern "C" fn on_send_result(
 
 unsafe extern "C" fn on_log(user_data: *mut c_void, level: wa_log_level, text: *const c_char) {
     let st = state(user_data);
-    let mut seen = st.seen.lock().unwrap();
+    let mut seen = st.seen.lock().unwrap_or_else(|p| p.into_inner());
     if seen.close_complete > 0 || seen.destroyed > 0 {
         seen.after_end = true;
     }
     seen.order.push("log");
-    seen.logs.push((level as u32, opt_string(text).unwrap_or_default()));
+    seen.logs
+        .push((level as u32, opt_string(text).unwrap_or_default()));
 }
 
 unsafe extern "C" fn on_close_complete(user_data: *mut c_void) {
     let st = state(user_data);
     {
-        let mut seen = st.seen.lock().unwrap();
+        let mut seen = st.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.close_complete > 0 || seen.destroyed > 0 {
             seen.after_end = true;
         }
         seen.order.push("close");
         seen.close_complete += 1;
     }
-    if let Some(f) = st.on_close.lock().unwrap().as_mut() {
+    if let Some(f) = st
+        .on_close
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+    {
         f();
     }
     st.changed.notify_all();
@@ -202,7 +217,7 @@ unsafe extern "C" fn on_close_complete(user_data: *mut c_void) {
 
 unsafe extern "C" fn on_destroy(user_data: *mut c_void) {
     let st = state(user_data);
-    let mut seen = st.seen.lock().unwrap();
+    let mut seen = st.seen.lock().unwrap_or_else(|p| p.into_inner());
     seen.order.push("destroy");
     seen.destroyed += 1;
     drop(seen);
@@ -221,11 +236,20 @@ impl Opts {
         let mut raw = std::ptr::null_mut();
         assert_eq!(wa_options_new(&mut raw), wa_result::WA_OK);
         let o = Opts(raw);
-        assert_eq!(wa_options_set_graph_base_url(raw, cstr(&emu.url).as_ptr()), wa_result::WA_OK);
+        assert_eq!(
+            wa_options_set_graph_base_url(raw, cstr(&emu.url).as_ptr()),
+            wa_result::WA_OK
+        );
         // Fast retries so that tests of retry behaviour stay short.
-        assert_eq!(wa_options_set_retry(raw, 4, 60_000, 20, 200), wa_result::WA_OK);
+        assert_eq!(
+            wa_options_set_retry(raw, 4, 60_000, 20, 200),
+            wa_result::WA_OK
+        );
         assert_eq!(wa_options_set_channel_rate(raw, 0), wa_result::WA_OK);
-        assert_eq!(wa_options_set_log_level(raw, wa_log_level::WA_LOG_DEBUG as u32), wa_result::WA_OK);
+        assert_eq!(
+            wa_options_set_log_level(raw, wa_log_level::WA_LOG_DEBUG as u32),
+            wa_result::WA_OK
+        );
         o
     }
 }
@@ -277,11 +301,16 @@ impl Host {
 
     pub fn set_token(&self, token: &str) {
         assert_eq!(
-            wa_client_set_config(self.client, cstr(token).as_ptr(), cstr("app-secret").as_ptr()),
+            wa_client_set_config(
+                self.client,
+                cstr(token).as_ptr(),
+                cstr("app-secret").as_ptr()
+            ),
             wa_result::WA_OK
         );
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn send_full(
         &self,
         json: &str,
@@ -307,7 +336,15 @@ impl Host {
     }
 
     pub fn send(&self, json: &str, to: &str, kind: &str, ctx: usize) -> wa_result {
-        self.send_full(json, to, kind, PHONE_ID, Some(&format!("info-{ctx}")), None, ctx)
+        self.send_full(
+            json,
+            to,
+            kind,
+            PHONE_ID,
+            Some(&format!("info-{ctx}")),
+            None,
+            ctx,
+        )
     }
 
     pub fn text(&self, body: &str, to: &str, ctx: usize) -> wa_result {
@@ -320,27 +357,39 @@ impl Host {
         let deadline = Instant::now() + timeout;
         loop {
             {
-                let seen = self.state.seen.lock().unwrap();
+                let seen = self.state.seen.lock().unwrap_or_else(|p| p.into_inner());
                 if seen.results.len() >= n {
                     return seen.results.clone();
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timed out waiting for {n} results; seen {:?}", self.state.seen.lock().unwrap());
-            let r = wa_client_wait(self.client, left.as_millis().min(200) as i32, std::ptr::null_mut());
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {n} results; seen {:?}",
+                self.state.seen.lock().unwrap_or_else(|p| p.into_inner())
+            );
+            let r = wa_client_wait(
+                self.client,
+                left.as_millis().min(200) as i32,
+                std::ptr::null_mut(),
+            );
             assert_eq!(r, wa_result::WA_OK);
         }
     }
 
     /// Thread mode: waits until `n` results arrived.
     pub fn wait_results_threaded(&self, n: usize, timeout: Duration) -> Vec<SendResult> {
-        let seen = self.state.seen.lock().unwrap();
+        let seen = self.state.seen.lock().unwrap_or_else(|p| p.into_inner());
         let (seen, t) = self
             .state
             .changed
             .wait_timeout_while(seen, timeout, |s| s.results.len() < n)
             .unwrap();
-        assert!(!t.timed_out(), "timed out waiting for {n} results; seen {:?}", *seen);
+        assert!(
+            !t.timed_out(),
+            "timed out waiting for {n} results; seen {:?}",
+            *seen
+        );
         seen.results.clone()
     }
 
@@ -348,14 +397,24 @@ impl Host {
     pub fn close_and_wait(&self, timeout: Duration) {
         assert_eq!(wa_client_close(self.client), wa_result::WA_OK);
         let deadline = Instant::now() + timeout;
-        while self.state.seen.lock().unwrap().close_complete == 0 {
+        while self
+            .state
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close_complete
+            == 0
+        {
             assert!(Instant::now() < deadline, "close-complete did not arrive");
-            assert_eq!(wa_client_wait(self.client, 100, std::ptr::null_mut()), wa_result::WA_OK);
+            assert_eq!(
+                wa_client_wait(self.client, 100, std::ptr::null_mut()),
+                wa_result::WA_OK
+            );
         }
     }
 
     pub fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.state.seen.lock().unwrap()
+        self.state.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn free(&mut self) {
@@ -377,7 +436,9 @@ pub fn last_error() -> String {
     let mut len = 0usize;
     whatsapp_connector::ffi::wa_last_error_message(buf.as_mut_ptr(), buf.len(), &mut len);
     // SAFETY: NUL-terminated by the library.
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub const SECS: Duration = Duration::from_secs(1);

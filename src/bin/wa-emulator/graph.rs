@@ -1,0 +1,546 @@
+//! The Graph API side: routing of `/{version}/...` paths, the messages route, the error envelope
+//! and Graph's JSON encoding.
+
+use bytes::Bytes;
+use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
+use hyper::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::state::{digits_only, AppState, Config, RateLimited};
+use crate::validate::{validate_body, ValidBody, ValidSend};
+
+/// Version reported when the request's own version is unusable (the newest at time of writing).
+pub const DEFAULT_VERSION: &str = "v26.0";
+
+/// Bodies larger than this are refused before parsing.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// A Graph request as read off the connection.
+pub struct GraphRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The body exceeded [`MAX_BODY_BYTES`]; `body` then holds nothing.
+    pub body_too_large: bool,
+    /// The body parsed as JSON, when it is JSON.
+    pub json: Option<Value>,
+}
+
+impl GraphRequest {
+    /// The path split on `/` without the leading empty segment.
+    pub fn segments(&self) -> Vec<&str> {
+        self.path.trim_start_matches('/').split('/').collect()
+    }
+
+    /// The `{version}` segment when it looks like `v<digits>.<digits>`.
+    pub fn version(&self) -> Option<&str> {
+        let first = self.path.trim_start_matches('/').split('/').next()?;
+        is_version(first).then_some(first)
+    }
+
+    /// The segment after the version: the phone-number-id on the messages route.
+    pub fn object_id(&self) -> Option<&str> {
+        let mut segments = self.path.trim_start_matches('/').split('/');
+        let version = segments.next()?;
+        let id = segments.next()?;
+        (is_version(version) && !id.is_empty()).then_some(id)
+    }
+
+    /// `to` as sent, rendered as text (a JSON number becomes its digits).
+    pub fn to_text(&self) -> Option<String> {
+        match self.json.as_ref()?.get("to")? {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The message type a send body asks for; `text` when omitted, as Graph defaults it.
+    /// Mark-as-read bodies, non-objects and bodies with neither `type` nor `text` have none.
+    pub fn message_type(&self) -> Option<String> {
+        let body = self.json.as_ref()?.as_object()?;
+        if body.contains_key("status") {
+            return None;
+        }
+        match body.get("type") {
+            Some(Value::String(kind)) => Some(kind.clone()),
+            None if body.contains_key("text") => Some("text".to_string()),
+            _ => None,
+        }
+    }
+}
+
+fn is_version(segment: &str) -> bool {
+    let Some(number) = segment.strip_prefix('v') else {
+        return false;
+    };
+    let Some((major, minor)) = number.split_once('.') else {
+        return false;
+    };
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    all_digits(major) && all_digits(minor)
+}
+
+/// What the Graph side answers; the server turns it into an HTTP response and a record.
+pub struct Reply {
+    pub status: u16,
+    /// The answer as Graph-encoded text, keys in Graph's order (also what gets recorded).
+    pub body_text: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub wamid: Option<String>,
+    pub accepted_send: bool,
+}
+
+impl Reply {
+    /// Serialises a typed body, whose struct field order is Graph's key order (a `Value` would
+    /// sort keys alphabetically).
+    fn new(status: u16, body: &impl Serialize) -> Self {
+        Reply {
+            status,
+            body_text: encode_graph_json(body),
+            headers: Vec::new(),
+            wamid: None,
+            accepted_send: false,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SuccessBody {
+    success: bool,
+}
+
+#[derive(Serialize)]
+struct SendBody {
+    messaging_product: &'static str,
+    contacts: Vec<Value>,
+    messages: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    message: String,
+    #[serde(rename = "type")]
+    error_type: String,
+    code: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_subcode: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_data: Option<ErrorData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_transient: Option<bool>,
+    fbtrace_id: String,
+}
+
+#[derive(Serialize)]
+struct ErrorData {
+    messaging_product: &'static str,
+    details: String,
+}
+
+/// One Graph error, rendered as Meta's envelope
+/// `{"error":{"message","type","code",["error_subcode"],["error_data"],"fbtrace_id"}}`.
+#[derive(Debug, Clone)]
+pub struct GraphError {
+    pub http_status: u16,
+    pub code: i64,
+    pub subcode: Option<i64>,
+    pub message: String,
+    pub error_type: String,
+    pub details: Option<String>,
+}
+
+impl GraphError {
+    /// An error with the defaults for `code`: status per code, `"(#code) title"` message,
+    /// `OAuthException` type.
+    pub fn with_code(code: i64) -> Self {
+        GraphError {
+            http_status: default_status(code),
+            code,
+            subcode: None,
+            message: format!("(#{code}) {}", code_title(code)),
+            error_type: "OAuthException".to_string(),
+            details: None,
+        }
+    }
+
+    /// `(#100) Invalid parameter` with a specific reason in `error_data.details`.
+    pub fn invalid_parameter(details: impl Into<String>) -> Self {
+        GraphError {
+            details: Some(details.into()),
+            ..GraphError::with_code(100)
+        }
+    }
+
+    /// GraphMethodException 100/33, Graph's answer for an unknown object or unsupported edge.
+    pub fn unsupported(method: &Method, object_id: &str) -> Self {
+        GraphError {
+            http_status: 400,
+            code: 100,
+            subcode: Some(33),
+            message: format!(
+                "Unsupported {} request. Object with ID '{object_id}' does not exist, cannot be \
+                 loaded due to missing permissions, or does not support this operation",
+                method.as_str().to_ascii_lowercase()
+            ),
+            error_type: "GraphMethodException".to_string(),
+            details: None,
+        }
+    }
+
+    pub fn into_reply(self) -> Reply {
+        let kind = if self.code == 190 {
+            "invalid_token"
+        } else {
+            "invalid_request"
+        };
+        let challenge = format!(
+            "OAuth \"Facebook Platform\" \"{kind}\" \"{}\"",
+            header_safe(&self.message)
+        );
+        let envelope = ErrorEnvelope {
+            error: ErrorBody {
+                error_type: self.error_type,
+                code: self.code,
+                error_subcode: self.subcode,
+                error_data: self.details.map(|details| ErrorData {
+                    messaging_product: "whatsapp",
+                    details,
+                }),
+                is_transient: is_transient(self.code).then_some(true),
+                fbtrace_id: random_trace_id(),
+                message: self.message,
+            },
+        };
+        let mut reply = Reply::new(self.http_status, &envelope);
+        reply.headers.push(("www-authenticate", challenge));
+        reply
+    }
+}
+
+/// Keeps a message usable inside a quoted header value: printable ASCII without `"` or `\`.
+fn header_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+/// Codes Graph marks `is_transient` and answers with a 5xx.
+fn is_transient(code: i64) -> bool {
+    matches!(code, 1 | 2 | 131000 | 131016 | 133004)
+}
+
+/// HTTP status Graph uses by default for an error code (Meta says not to rely on it; clients
+/// must branch on `code`).
+pub fn default_status(code: i64) -> u16 {
+    match code {
+        190 => 401,
+        code if is_transient(code) => 500,
+        _ => 400,
+    }
+}
+
+/// Titles of the error codes in cloud-api.md §3.3, used for `"(#code) title"` messages.
+pub fn code_title(code: i64) -> &'static str {
+    match code {
+        0 => "AuthException",
+        1 => "API Unknown",
+        2 => "API Service",
+        3 => "API Method",
+        4 => "API Too Many Calls",
+        10 => "API Permission Denied",
+        33 => "Parameter value is not valid",
+        100 => "Invalid parameter",
+        190 => "Access token has expired",
+        200..=299 => "API Permission",
+        368 => "Temporarily blocked for policies violations",
+        80007 => "Rate limit issues",
+        130403 => "Business has blocked this user",
+        130429 => "Rate limit hit",
+        130472 => "User's number is part of an experiment",
+        130497 => "Business account is restricted from messaging users in this country",
+        131000 => "Something went wrong",
+        131005 => "Access denied",
+        131008 => "Required parameter is missing",
+        131009 => "Parameter value is not valid",
+        131016 => "Service unavailable",
+        131021 => "Recipient cannot be sender",
+        131026 => "Message Undeliverable",
+        131030 => "Recipient phone number not in allowed list",
+        131031 => "Business Account locked",
+        131037 => "WhatsApp provided number needs display name approval before message can be sent",
+        131042 => "Business eligibility payment issue",
+        131045 => "Incorrect certificate",
+        131047 => "Re-engagement message",
+        131048 => "Spam rate limit hit",
+        131049 => "This message was not delivered to maintain healthy ecosystem engagement",
+        131050 => "User has stopped receiving marketing messages",
+        131051 => "Unsupported message type",
+        131052 => "Media download error",
+        131053 => "Media upload error",
+        131056 => "(Business Account, Consumer Account) pair rate limit hit",
+        131057 => "Account in maintenance mode",
+        131062 => "Business-scoped user ID recipients not supported",
+        131063 => "Marketing templates disabled for Cloud API",
+        131064 => "Messaging limit reached due to template classification violations",
+        132000 => "Number of parameters does not match the expected number of params",
+        132001 => "Template name does not exist in the translation",
+        132005 => "Translated text too long",
+        132007 => "Template Format Character Policy Violated",
+        132012 => "Parameter format does not match format in the created template",
+        132015 => "Template is Paused",
+        132016 => "Template is Disabled",
+        132068 => "Flow is in blocked state",
+        132069 => "Flow is in throttled state",
+        133000 => "Incomplete Deregistration",
+        133004 => "Server Temporarily Unavailable",
+        133005 => "Two step verification PIN Mismatch",
+        133006 => "Phone number Re-verification Needed",
+        133008 => "Too Many two step verification PIN Guesses",
+        133009 => "Two step verification PIN Guessed Too Fast",
+        133010 => "Phone number Not Registered",
+        133015 => "Please wait a few minutes before attempting to register this phone number",
+        133016 => "Account register deregister rate limit exceeded",
+        134011 => "WhatsApp Payments terms of service not accepted",
+        135000 => "Generic user error",
+        137000 => "Recipient identity key hash mismatch",
+        2494100 => "Phone number in maintenance mode",
+        _ => "Unknown error",
+    }
+}
+
+/// Url-safe base64-looking id like Graph's `fbtrace_id` (`Az8or2yhqkZfEZ-_4Qn_Bam`).
+pub fn random_trace_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..23)
+        .map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())]))
+        .collect()
+}
+
+/// Serialises like Graph: compact JSON with `/` escaped as `\/` and every non-ASCII character
+/// as lowercase `\uXXXX` (UTF-16 surrogate pairs beyond the BMP), as PHP's json_encode does.
+/// Outside strings compact JSON has neither `/` nor non-ASCII, so a pass over the text is enough.
+pub fn encode_graph_json(value: &impl Serialize) -> String {
+    // Serialising these plain structs and values cannot fail; fall back to null regardless.
+    let compact = serde_json::to_string(value).unwrap_or_else(|_| "null".to_string());
+    let mut out = String::with_capacity(compact.len() + 16);
+    let mut units = [0u16; 2];
+    for c in compact.chars() {
+        if c == '/' {
+            out.push_str("\\/");
+        } else if c.is_ascii() {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// Answers one Graph request (faults were already considered by the server).
+pub fn route(state: &AppState, config: &Config, request: &GraphRequest) -> Reply {
+    match route_inner(state, config, request) {
+        Ok(reply) => reply,
+        Err(error) => error.into_reply(),
+    }
+}
+
+fn route_inner(
+    state: &AppState,
+    config: &Config,
+    request: &GraphRequest,
+) -> Result<Reply, GraphError> {
+    check_token(config, request)?;
+    let segments = request.segments();
+    let unsupported = || {
+        let object_id = segments.get(1).or(segments.first()).copied().unwrap_or("");
+        GraphError::unsupported(&request.method, object_id)
+    };
+    let Some(_version) = request.version() else {
+        return Err(unsupported());
+    };
+    // New routes (media, oauth, subscribed_apps, register) slot in here as further arms.
+    let after_version = segments.get(1..).unwrap_or(&[]);
+    match (&request.method, after_version) {
+        (&Method::POST, [phone_number_id, "messages"]) if is_graph_id(phone_number_id) => {
+            post_messages(state, config, request, phone_number_id)
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+fn is_graph_id(segment: &str) -> bool {
+    !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The bearer token from `Authorization`, or Graph's `access_token` query parameter.
+fn presented_token(request: &GraphRequest) -> Option<String> {
+    if let Some(value) = request.headers.get(AUTHORIZATION) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        let text = text.trim();
+        let token = match text.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => text,
+        };
+        return Some(token.to_string());
+    }
+    request.query.split('&').find_map(|pair| {
+        pair.strip_prefix("access_token=")
+            .map(crate::control::percent_decode)
+    })
+}
+
+/// Both a missing and a wrong token answer code 190 (401) so clients need one branch; a missing
+/// token gets Graph's "active access token" message, a wrong one subcode 463.
+fn check_token(config: &Config, request: &GraphRequest) -> Result<(), GraphError> {
+    match presented_token(request) {
+        Some(token) if !token.is_empty() && config.tokens.contains(&token) => Ok(()),
+        Some(token) if !token.is_empty() => Err(GraphError {
+            subcode: Some(463),
+            message: "Error validating access token: Session has expired or the access token \
+                      is invalid."
+                .to_string(),
+            ..GraphError::with_code(190)
+        }),
+        _ => Err(GraphError {
+            message: "An active access token must be used to query information about the \
+                      current user."
+                .to_string(),
+            ..GraphError::with_code(190)
+        }),
+    }
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase())
+        .is_some_and(|value| {
+            value
+                .split(';')
+                .next()
+                .is_some_and(|mime| mime.trim() == "application/json")
+        })
+}
+
+fn post_messages(
+    state: &AppState,
+    config: &Config,
+    request: &GraphRequest,
+    phone_number_id: &str,
+) -> Result<Reply, GraphError> {
+    if !is_json_content_type(&request.headers) {
+        return Err(GraphError::invalid_parameter(
+            "Content-Type: must be application/json",
+        ));
+    }
+    if request.body_too_large {
+        return Err(GraphError::invalid_parameter(format!(
+            "body: larger than {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    let Some(body) = &request.json else {
+        return Err(GraphError::invalid_parameter("body: must be valid JSON"));
+    };
+    match validate_body(body).map_err(GraphError::invalid_parameter)? {
+        ValidBody::MarkRead { message_id } => {
+            if state.is_outgoing_wamid(&message_id) {
+                return Err(GraphError::invalid_parameter(format!(
+                    "Message supplied to mark message as read API with message ID: {message_id} \
+                     is outgoing. Please use an incoming message ID."
+                )));
+            }
+            Ok(Reply::new(200, &SuccessBody { success: true }))
+        }
+        ValidBody::Send(send) => accept_send(state, config, phone_number_id, send),
+    }
+}
+
+fn accept_send(
+    state: &AppState,
+    config: &Config,
+    phone_number_id: &str,
+    send: ValidSend,
+) -> Result<Reply, GraphError> {
+    // `to` wins over `recipient` when both are given, as on Graph.
+    let (contact, recipient_key) = match (&send.to, &send.recipient) {
+        (Some(to), _) => {
+            let as_text = match to {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let wa_id = digits_only(&as_text);
+            (json!({"input": to, "wa_id": wa_id}), wa_id)
+        }
+        (None, Some(bsuid)) => (json!({"input": bsuid, "user_id": bsuid}), bsuid.clone()),
+        // Validation guarantees one of them; answer a parameter error rather than panic.
+        (None, None) => return Err(GraphError::invalid_parameter("to: required")),
+    };
+    state
+        .admit_send(config, phone_number_id, &recipient_key)
+        .map_err(|limited| match limited {
+            RateLimited::Throughput => GraphError {
+                subcode: Some(2494055),
+                details: Some("Cloud API message throughput has been reached.".to_string()),
+                ..GraphError::with_code(130429)
+            },
+            RateLimited::Pair => GraphError {
+                details: Some(
+                    "Message failed to send because there were too many messages sent from this \
+                     phone number to the same phone number in a short period of time."
+                        .to_string(),
+                ),
+                ..GraphError::with_code(131056)
+            },
+        })?;
+    let wamid = state.issue_wamid(&recipient_key);
+    let mut message = json!({"id": wamid});
+    if send.message_type == "template" {
+        message["message_status"] = json!("accepted");
+    }
+    let mut reply = Reply::new(
+        200,
+        &SendBody {
+            messaging_product: "whatsapp",
+            contacts: vec![contact],
+            messages: vec![message],
+        },
+    );
+    reply.wamid = Some(wamid);
+    reply.accepted_send = true;
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn graph_encoding_escapes_slash_and_non_ascii() {
+        let text = encode_graph_json(&json!({"u": "a/b é 😀"}));
+        assert_eq!(text, r#"{"u":"a\/b \u00e9 \ud83d\ude00"}"#);
+    }
+
+    #[test]
+    fn version_pattern() {
+        assert!(is_version("v26.0"));
+        assert!(!is_version("v26"));
+        assert!(!is_version("26.0"));
+        assert!(!is_version("v2x.0"));
+    }
+}

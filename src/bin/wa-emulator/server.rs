@@ -1,0 +1,320 @@
+//! Hyper plumbing: the accept loop, one HTTP/1.1 keep-alive connection per task, reading Graph
+//! requests, applying fault actions and latency, recording, and turning replies into responses.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::control;
+use crate::graph::{self, GraphError, GraphRequest, Reply, DEFAULT_VERSION, MAX_BODY_BYTES};
+use crate::state::{AppState, FaultAction, FaultSubject, Record, RecordedResponse};
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Returned from the service to make hyper close the connection without writing a response:
+/// the `drop` fault, or a client that vanished mid-body.
+#[derive(Debug)]
+pub struct DropConnection;
+
+impl fmt::Display for DropConnection {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Typically EMFILE under a load test; back off instead of spinning.
+                eprintln!("wa-emulator: accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Small JSON answers must not wait for Nagle's algorithm on keep-alive connections.
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                // Handled in its own task so that a client giving up (a timeout) does not cancel
+                // the handling: the request is still recorded, as Graph still processed it.
+                let task = tokio::spawn(handle(request, state.clone()));
+                async move { task.await.unwrap_or(Err(DropConnection)) }
+            });
+            // Connection errors (client resets, our own drops) end only that connection.
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    state: Arc<AppState>,
+) -> Result<HttpResponse, DropConnection> {
+    if request.uri().path().starts_with("/_emulator/") {
+        return Ok(control::handle(request, &state).await);
+    }
+    handle_graph(request, &state).await
+}
+
+/// Reads the body up to [`MAX_BODY_BYTES`]; `Err` when the client went away mid-body.
+async fn read_body(body: Incoming) -> Result<(Bytes, bool), DropConnection> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok((collected.to_bytes(), false)),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Ok((Bytes::new(), true)),
+        Err(_) => Err(DropConnection),
+    }
+}
+
+/// Reads a control-endpoint body (small JSON documents).
+pub async fn read_small_body(body: Incoming) -> Result<Bytes, String> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => Err(format!("could not read body: {error}")),
+    }
+}
+
+async fn handle_graph(
+    request: Request<Incoming>,
+    state: &AppState,
+) -> Result<HttpResponse, DropConnection> {
+    let seq = state.next_seq();
+    let received_at_ms = state.elapsed_ms();
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let (body, body_too_large) = read_body(body).await?;
+    let json = serde_json::from_slice::<Value>(&body).ok();
+    let graph_request = GraphRequest {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts.headers,
+        body,
+        body_too_large,
+        json,
+    };
+    let config = state.config();
+    let to = graph_request.to_text();
+    let message_type = graph_request.message_type();
+    let fault = state.take_fault(&FaultSubject {
+        path: &graph_request.path,
+        phone_number_id: graph_request.object_id(),
+        to: to.as_deref(),
+        message_type: message_type.as_deref(),
+    });
+    let fault_id = fault.as_ref().map(|(id, _)| *id);
+
+    if let Some(delay_ms) = fault.as_ref().and_then(|(_, action)| action.delay_ms) {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
+    if config.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(config.latency_ms)).await;
+    }
+
+    let outcome = match fault.as_ref().map(|(_, action)| action) {
+        Some(action) if action.drop == Some(true) => Outcome::Drop,
+        Some(action) => match fault_answer(action) {
+            Some(answer) => answer,
+            None => Outcome::Graph(graph::route(state, &config, &graph_request)),
+        },
+        None => Outcome::Graph(graph::route(state, &config, &graph_request)),
+    };
+
+    let version = graph_request
+        .version()
+        .unwrap_or(DEFAULT_VERSION)
+        .to_string();
+    let (status, recorded_response, response, wamid, accepted_send) = match outcome {
+        Outcome::Drop => (None, None, None, None, false),
+        Outcome::Graph(reply) => {
+            let response = graph_response(&reply, &version);
+            (
+                Some(reply.status),
+                Some(RecordedResponse::Json(reply.body_text)),
+                Some(response),
+                reply.wamid,
+                reply.accepted_send,
+            )
+        }
+        Outcome::Raw {
+            status,
+            body,
+            retry_after_s,
+        } => {
+            let response = raw_response(status, &body, retry_after_s, &version);
+            (
+                Some(status),
+                Some(RecordedResponse::Raw(body)),
+                Some(response),
+                None,
+                false,
+            )
+        }
+    };
+
+    if !state.quiet {
+        let shown = status.map_or_else(|| "dropped".to_string(), |status| status.to_string());
+        eprintln!(
+            "{} {} -> {shown} ({} ms){}",
+            graph_request.method,
+            graph_request.path,
+            started.elapsed().as_millis(),
+            fault_id.map_or_else(String::new, |id| format!(" [fault {id}]")),
+        );
+    }
+
+    let record = Record {
+        seq,
+        method: graph_request.method.as_str().to_string(),
+        headers: graph_request
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_string(), value)
+            })
+            .collect(),
+        body_is_json: graph_request.json.is_some(),
+        phone_number_id: graph_request.object_id().map(str::to_string),
+        path: graph_request.path,
+        query: graph_request.query,
+        // A copy: the received `Bytes` shares hyper's whole read buffer, which a long-lived
+        // record would otherwise keep alive (kilobytes per request).
+        body: graph_request.body.to_vec(),
+        to,
+        message_type,
+        response_status: status,
+        response: recorded_response,
+        wamid,
+        fault_id,
+        received_at_ms,
+    };
+    state.record(record, accepted_send);
+
+    response.ok_or(DropConnection)
+}
+
+enum Outcome {
+    Graph(Reply),
+    Raw {
+        status: u16,
+        body: String,
+        retry_after_s: Option<u64>,
+    },
+    Drop,
+}
+
+/// The answer a fault action forces, or `None` when it only delays.
+fn fault_answer(action: &FaultAction) -> Option<Outcome> {
+    if let Some(error) = &action.error {
+        let mut graph_error = GraphError::with_code(error.code);
+        if let Some(status) = error.http_status {
+            graph_error.http_status = status;
+        }
+        if let Some(message) = &error.message {
+            graph_error.message = message.clone();
+        }
+        if let Some(error_type) = &error.error_type {
+            graph_error.error_type = error_type.clone();
+        }
+        graph_error.subcode = error.subcode;
+        // WhatsApp-specific codes always carry error_data on Graph; default its text to the title.
+        graph_error.details = error
+            .details
+            .clone()
+            .or_else(|| (error.code >= 130_000).then(|| graph::code_title(error.code).to_string()));
+        let mut reply = graph_error.into_reply();
+        if let Some(seconds) = action.retry_after_s {
+            reply.headers.push(("retry-after", seconds.to_string()));
+        }
+        return Some(Outcome::Graph(reply));
+    }
+    if let Some(status) = action.http_status {
+        return Some(Outcome::Raw {
+            status,
+            body: action.body.clone().unwrap_or_default(),
+            retry_after_s: action.retry_after_s,
+        });
+    }
+    None
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn graph_response(reply: &Reply, version: &str) -> HttpResponse {
+    let mut builder = Response::builder()
+        .status(status_code(reply.status))
+        .header("content-type", "application/json; charset=UTF-8")
+        .header("facebook-api-version", version)
+        .header(
+            "x-fb-trace-id",
+            graph::random_trace_id().get(..11).unwrap_or(""),
+        )
+        .header("x-fb-request-id", graph::random_trace_id());
+    for (name, value) in &reply.headers {
+        builder = builder.header(*name, value.as_str());
+    }
+    builder
+        .body(Full::new(Bytes::from(reply.body_text.clone())))
+        .unwrap_or_else(|_| fallback_response())
+}
+
+fn raw_response(
+    status: u16,
+    body: &str,
+    retry_after_s: Option<u64>,
+    version: &str,
+) -> HttpResponse {
+    let mut builder = Response::builder()
+        .status(status_code(status))
+        .header("content-type", "text/html; charset=utf-8")
+        .header("facebook-api-version", version);
+    if let Some(seconds) = retry_after_s {
+        builder = builder.header("retry-after", seconds.to_string());
+    }
+    builder
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_else(|_| fallback_response())
+}
+
+/// Only reached if a header value were invalid, which the callers prevent; never panic for it.
+fn fallback_response() -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(
+        b"{\"error\":{\"message\":\"internal emulator error\",\"type\":\"OAuthException\",\"code\":1}}",
+    )));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
+/// A JSON response for control endpoints (plain serde_json encoding).
+pub fn json_response(status: u16, body: &Value) -> HttpResponse {
+    text_json_response(status, body.to_string())
+}
+
+/// A control-endpoint response whose JSON text is already rendered.
+pub fn text_json_response(status: u16, text: String) -> HttpResponse {
+    Response::builder()
+        .status(status_code(status))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(text)))
+        .unwrap_or_else(|_| fallback_response())
+}

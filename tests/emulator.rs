@@ -1,0 +1,1149 @@
+//! End-to-end tests of the wa-emulator binary: each test spawns its own emulator on a free
+//! loopback port (stdin piped with `--exit-on-stdin-eof`, so a crashed test cannot leak it) and
+//! talks to it over real HTTP.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use serde_json::{json, Value};
+
+const PHONE_ID: &str = "106540352242922";
+
+struct Emulator {
+    child: Child,
+    base: String,
+    client: Client,
+}
+
+impl Emulator {
+    fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wa-emulator"))
+            .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof", "--quiet"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn wa-emulator");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read startup line");
+        let base = line
+            .trim()
+            .strip_prefix("wa-emulator listening on ")
+            .unwrap_or_else(|| panic!("unexpected startup line {line:?}"))
+            .to_string();
+        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        // reqwest here shares the library's rustls without a built-in provider.
+        whatsapp_connector::graph::install_crypto_provider();
+        let client = Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        Emulator {
+            child,
+            base,
+            client,
+        }
+    }
+
+    fn messages_url(&self, phone_id: &str) -> String {
+        format!("{}/v26.0/{phone_id}/messages", self.base)
+    }
+
+    fn send_with_token(&self, token: &str, body: &Value) -> Response {
+        self.client
+            .post(self.messages_url(PHONE_ID))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .expect("send")
+    }
+
+    fn send(&self, body: &Value) -> Response {
+        self.send_with_token("test-token", body)
+    }
+
+    fn send_to_phone(&self, phone_id: &str, body: &Value) -> Response {
+        self.client
+            .post(self.messages_url(phone_id))
+            .bearer_auth("test-token")
+            .json(body)
+            .send()
+            .expect("send")
+    }
+
+    fn control_get(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}/_emulator/{path}", self.base))
+            .send()
+            .expect("control get");
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().expect("control json")
+    }
+
+    fn control_post(&self, path: &str, body: &Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}/_emulator/{path}", self.base))
+            .json(body)
+            .send()
+            .expect("control post");
+        assert_eq!(response.status(), 200, "POST {path}");
+        response.json().expect("control json")
+    }
+
+    fn add_fault(&self, rule: Value) -> u64 {
+        self.control_post("faults", &rule)["id"]
+            .as_u64()
+            .expect("fault id")
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        self.control_get("requests")["requests"]
+            .as_array()
+            .expect("requests array")
+            .clone()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A body as JSON plus the status it answered, for tests that need both.
+fn json_of(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().expect("json body"))
+}
+
+fn text_body(body: &str) -> Value {
+    json!({"messaging_product":"whatsapp","to":"16505551234","type":"text","text":{"body":body}})
+}
+
+/// One valid body of each of the 11 message types.
+fn valid_bodies() -> Vec<(&'static str, Value)> {
+    let to = "+1 (650) 555-1234";
+    let with = |kind: &str, content: Value| -> Value {
+        json!({"messaging_product":"whatsapp","recipient_type":"individual","to":to,"type":kind,(kind):content})
+    };
+    vec![
+        (
+            "text",
+            with(
+                "text",
+                json!({"preview_url":true,"body":"See https://example.com"}),
+            ),
+        ),
+        (
+            "image",
+            with(
+                "image",
+                json!({"id":"1037543291543636","caption":"Invoice"}),
+            ),
+        ),
+        (
+            "audio",
+            with("audio", json!({"id":"4490709327384033","voice":true})),
+        ),
+        (
+            "video",
+            with(
+                "video",
+                json!({"link":"https://example.com/v.mp4","caption":"Demo"}),
+            ),
+        ),
+        (
+            "document",
+            with(
+                "document",
+                json!({"link":"https://example.com/a.pdf","caption":"PDF","filename":"a.pdf"}),
+            ),
+        ),
+        ("sticker", with("sticker", json!({"id":"503335829198997"}))),
+        (
+            "location",
+            with(
+                "location",
+                json!({"latitude":37.758056,"longitude":-122.425332,"name":"META HQ","address":"1 Hacker Way"}),
+            ),
+        ),
+        (
+            "contacts",
+            with(
+                "contacts",
+                json!([{"name":{"formatted_name":"John Smith","first_name":"John"},
+                    "phones":[{"phone":"+1 (650) 555-1234","type":"WORK","wa_id":"16505551234"}],
+                    "emails":[{"email":"j@example.com","type":"WORK"}],
+                    "org":{"company":"WhatsApp","title":"Manager"},
+                    "addresses":[{"street":"1 Hacker Way","city":"Menlo Park"}],
+                    "urls":[{"url":"https://www.facebook.com","type":"WORK"}],
+                    "birthday":"2012-08-18"}]),
+            ),
+        ),
+        (
+            "interactive",
+            with(
+                "interactive",
+                json!({"type":"button","body":{"text":"Pick one"},
+                    "action":{"buttons":[{"type":"reply","reply":{"id":"yes","title":"Yes"}},
+                                         {"type":"reply","reply":{"id":"no","title":"No"}}]}}),
+            ),
+        ),
+        (
+            "template",
+            with(
+                "template",
+                json!({"name":"order_update","language":{"code":"en_US"},"components":[
+                    {"type":"header","parameters":[{"type":"image","image":{"link":"https://example.com/h.jpg"}}]},
+                    {"type":"body","parameters":[
+                        {"type":"text","text":"Jessica"},
+                        {"type":"currency","currency":{"fallback_value":"$100.99","code":"USD","amount_1000":100990}},
+                        {"type":"date_time","date_time":{"fallback_value":"February 25, 1977"}}]},
+                    {"type":"button","sub_type":"quick_reply","index":"0","parameters":[{"type":"payload","payload":"STOP"}]},
+                    {"type":"button","sub_type":"url","index":"1","parameters":[{"type":"text","text":"order-42"}]}]}),
+            ),
+        ),
+        (
+            "reaction",
+            with(
+                "reaction",
+                json!({"message_id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI","emoji":"\u{1f600}"}),
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn help_exits_zero_and_documents_every_flag() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wa-emulator"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--listen",
+        "--allow-non-loopback",
+        "--token",
+        "--throughput-mps",
+        "--pair-limit",
+        "--pair-window-ms",
+        "--latency-ms",
+        "--record-limit",
+        "--threads",
+        "--quiet",
+        "--exit-on-stdin-eof",
+        "--help",
+        "curl",
+    ] {
+        assert!(help.contains(flag), "--help does not mention {flag}");
+    }
+}
+
+#[test]
+fn non_loopback_listen_is_refused_and_bad_flags_fail() {
+    let status = Command::new(env!("CARGO_BIN_EXE_wa-emulator"))
+        .args(["--listen", "0.0.0.0:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    assert_eq!(status.code(), Some(2));
+    let status = Command::new(env!("CARGO_BIN_EXE_wa-emulator"))
+        .args(["--bogus"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    assert_eq!(status.code(), Some(2));
+}
+
+#[test]
+fn exits_when_stdin_is_closed() {
+    let mut emulator = Emulator::start();
+    drop(emulator.child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = emulator.child.try_wait().expect("try_wait") {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "emulator did not exit on stdin EOF"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_exits_with_status_zero() {
+    let mut emulator = Emulator::start();
+    let status = Command::new("kill")
+        .args(["-TERM", &emulator.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = emulator.child.try_wait().expect("try_wait") {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "emulator did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_message_type_succeeds_with_the_exact_shape_and_unique_wamids() {
+    let emulator = Emulator::start();
+    let mut wamids = HashSet::new();
+    for (kind, body) in valid_bodies() {
+        let response = emulator.send(&body);
+        assert_eq!(response.status(), 200, "{kind}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json; charset=UTF-8"
+        );
+        assert_eq!(response.headers()["facebook-api-version"], "v26.0");
+        assert!(response.headers().contains_key("x-fb-trace-id"));
+        assert!(response.headers().contains_key("x-fb-request-id"));
+        let text = response.text().expect("text");
+        assert!(
+            text.starts_with(r#"{"messaging_product":"whatsapp","contacts":[{"input":"+1 (650) 555-1234","wa_id":"16505551234"}],"messages":[{"id":"wamid.HBgL"#),
+            "{kind}: {text}"
+        );
+        let answer: Value = serde_json::from_str(&text).expect("json");
+        let wamid = answer["messages"][0]["id"]
+            .as_str()
+            .expect("wamid")
+            .to_string();
+        let mut expected_message = json!({"id": wamid});
+        if kind == "template" {
+            expected_message["message_status"] = json!("accepted");
+        }
+        assert_eq!(
+            answer,
+            json!({"messaging_product":"whatsapp",
+                   "contacts":[{"input":"+1 (650) 555-1234","wa_id":"16505551234"}],
+                   "messages":[expected_message]}),
+            "{kind}"
+        );
+        assert!(wamids.insert(wamid), "duplicate wamid");
+    }
+    assert_eq!(wamids.len(), 11);
+    let stats = emulator.control_get("stats");
+    assert_eq!(stats["accepted_sends"], 11);
+}
+
+#[test]
+fn other_valid_forms_are_accepted() {
+    let emulator = Emulator::start();
+    // `to` as a JSON number is echoed as a number.
+    let (status, answer) =
+        json_of(emulator.send(
+            &json!({"messaging_product":"whatsapp","to":13437772910u64,"text":{"body":"hi"}}),
+        ));
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer["contacts"][0],
+        json!({"input":13437772910u64,"wa_id":"13437772910"})
+    );
+    // A BSUID recipient without `to` gets `user_id` instead of `wa_id`.
+    let (status, answer) = json_of(emulator.send(
+        &json!({"messaging_product":"whatsapp","recipient":"US.13491208655302741918","type":"text","text":{"body":"hi"}}),
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer["contacts"][0],
+        json!({"input":"US.13491208655302741918","user_id":"US.13491208655302741918"})
+    );
+    let others = [
+        // 4096 two-byte characters: the limit counts characters, not bytes.
+        text_body(&"é".repeat(4096)),
+        json!({"messaging_product":"whatsapp","to":"1","type":"location","location":{"latitude":"37.5","longitude":"-122.4"}}),
+        json!({"messaging_product":"whatsapp","to":"1","type":"reaction","reaction":{"message_id":"wamid.X","emoji":""}}),
+        json!({"messaging_product":"whatsapp","to":"1","text":{"body":"reply"},"context":{"message_id":"wamid.X"},
+               "biz_opaque_callback_data":"x".repeat(512),"recipient_identity_key_hash":"abc"}),
+        json!({"messaging_product":"whatsapp","to":"1","type":"template","template":{"name":"hello_world","language":{"code":"en_US","policy":"deterministic"}}}),
+        json!({"messaging_product":"whatsapp","to":"1","type":"interactive","interactive":{"type":"list",
+            "header":{"type":"text","text":"Shipping"},"body":{"text":"Choose"},"footer":{"text":"VAT"},
+            "action":{"button":"Options","sections":[
+                {"title":"Fast","rows":[{"id":"a","title":"Express","description":"Next day"}]},
+                {"title":"Slow","rows":[{"id":"b","title":"Ground"}]}]}}}),
+        json!({"messaging_product":"whatsapp","to":"1","type":"interactive","interactive":{"type":"cta_url",
+            "body":{"text":"Track"},"action":{"name":"cta_url","parameters":{"display_text":"Track","url":"https://example.com/t/42"}}}}),
+        json!({"messaging_product":"whatsapp","to":"1","type":"interactive","interactive":{"type":"flow",
+            "body":{"text":"Sign up"},"action":{"name":"flow","parameters":{"flow_message_version":"3","flow_name":"signup",
+            "flow_token":"t","flow_cta":"Open","mode":"draft","flow_action":"navigate","flow_action_payload":{"screen":"WELCOME"}}}}}),
+        json!({"messaging_product":"whatsapp","to":"1","type":"interactive","interactive":{"type":"location_request_message",
+            "body":{"text":"Share your location"},"action":{"name":"send_location"}}}),
+    ];
+    for body in others {
+        let (status, answer) = json_of(emulator.send(&body));
+        assert_eq!(status, 200, "{body}: {answer}");
+    }
+}
+
+/// Each rule's violation and the start of the `details` text it must produce.
+fn violations() -> Vec<(Value, &'static str)> {
+    let base = |kind: &str, content: Value| -> Value {
+        json!({"messaging_product":"whatsapp","to":"16505551234","type":kind,(kind):content})
+    };
+    let interactive = |content: Value| base("interactive", content);
+    let buttons = |items: Value| {
+        interactive(json!({"type":"button","body":{"text":"b"},"action":{"buttons":items}}))
+    };
+    let reply = |id: &str, title: &str| json!({"type":"reply","reply":{"id":id,"title":title}});
+    let list = |sections: Value| {
+        interactive(
+            json!({"type":"list","body":{"text":"b"},"action":{"button":"Open","sections":sections}}),
+        )
+    };
+    let rows = |count: usize, prefix: &str| -> Value {
+        (0..count)
+            .map(|index| json!({"id":format!("{prefix}{index}"),"title":"t"}))
+            .collect()
+    };
+    let flow = |parameters: Value| {
+        interactive(
+            json!({"type":"flow","body":{"text":"b"},"action":{"name":"flow","parameters":parameters}}),
+        )
+    };
+    let template = |content: Value| base("template", content);
+    let component = |component: Value| {
+        template(json!({"name":"t","language":{"code":"en"},"components":[component]}))
+    };
+    let long = |count: usize| "x".repeat(count);
+    vec![
+        (json!([1]), "body: must be a JSON object"),
+        (json!({"to":"1","text":{"body":"x"}}), "messaging_product: required"),
+        (json!({"messaging_product":"sms","to":"1","text":{"body":"x"}}), "messaging_product: must be \"whatsapp\""),
+        (json!({"messaging_product":"whatsapp","recipient_type":"bulk","to":"1","text":{"body":"x"}}), "recipient_type: must be one of"),
+        (json!({"messaging_product":"whatsapp","text":{"body":"x"}}), "to: required"),
+        (json!({"messaging_product":"whatsapp","to":"abc","text":{"body":"x"}}), "to: must be a phone number"),
+        (json!({"messaging_product":"whatsapp","to":true,"text":{"body":"x"}}), "to: must be a phone number"),
+        (json!({"messaging_product":"whatsapp","to":"1","type":"fax"}), "type: must be one of"),
+        (json!({"messaging_product":"whatsapp","to":"1","type":"image"}), "image: required"),
+        (json!({"messaging_product":"whatsapp","to":"1","type":"text","text":{"body":"x"},"image":{"id":"1"}}), "image: not allowed when type is text"),
+        (json!({"messaging_product":"whatsapp","to":"1","text":{"body":"x"},"foo":1}), "foo: unknown field"),
+        (json!({"messaging_product":"whatsapp","to":"1","text":{"body":"x"},"context":{}}), "context.message_id: required"),
+        (json!({"messaging_product":"whatsapp","to":"1","text":{"body":"x"},"biz_opaque_callback_data":long(513)}), "biz_opaque_callback_data: must be at most 512 bytes"),
+        (json!({"messaging_product":"whatsapp","to":"1","text":{"body":"x"},"recipient_identity_key_hash":5}), "recipient_identity_key_hash: must be a string"),
+        // text
+        (base("text", json!({})), "text.body: required"),
+        (base("text", json!({"body":""})), "text.body: must not be empty"),
+        (base("text", json!({"body":"é".repeat(4097)})), "text.body: must be at most 4096 characters"),
+        (base("text", json!({"body":"x","foo":1})), "text.foo: unknown field"),
+        (base("text", json!({"body":"x","preview_url":"yes"})), "text.preview_url: must be a boolean"),
+        // media
+        (base("image", json!({"id":"1","link":"https://x.y/a"})), "image: exactly one of id or link"),
+        (base("image", json!({})), "image.id: required (or link)"),
+        (base("image", json!({"id":""})), "image.id: must not be empty"),
+        (base("image", json!({"link":"ftp://x.y/a"})), "image.link: must be an http or https URL"),
+        (base("audio", json!({"id":"1","caption":"c"})), "audio.caption: only allowed on image, video and document"),
+        (base("sticker", json!({"id":"1","caption":"c"})), "sticker.caption: only allowed on image, video and document"),
+        (base("image", json!({"id":"1","filename":"a.png"})), "image.filename: only allowed on document"),
+        (base("video", json!({"id":"1","voice":true})), "video.voice: only allowed on audio"),
+        (base("image", json!({"id":"1","caption":long(1025)})), "image.caption: must be at most 1024 characters"),
+        (base("document", json!({"id":"1","size":3})), "document.size: unknown field"),
+        // location
+        (base("location", json!({"latitude":91,"longitude":0})), "location.latitude: must be between -90 and 90"),
+        (base("location", json!({"latitude":0,"longitude":-180.5})), "location.longitude: must be between -180 and 180"),
+        (base("location", json!({"latitude":0})), "location.longitude: required"),
+        (base("location", json!({"latitude":"north","longitude":0})), "location.latitude: must be a number"),
+        (base("location", json!({"latitude":0,"longitude":0,"name":5})), "location.name: must be a string"),
+        // contacts
+        (base("contacts", json!([])), "contacts: must have at least 1 item(s)"),
+        (base("contacts", json!({})), "contacts: must be an array"),
+        (base("contacts", json!([{"name":{}}])), "contacts[0].name.formatted_name: required"),
+        (base("contacts", json!([{"phones":[]}])), "contacts[0].name: required"),
+        (base("contacts", json!([{"name":{"formatted_name":"x"},"phones":{}}])), "contacts[0].phones: must be an array"),
+        (base("contacts", json!([{"name":{"formatted_name":"x"},"emails":["a"]}])), "contacts[0].emails[0]: must be an object"),
+        // interactive
+        (interactive(json!({"type":"carousel"})), "interactive.type: must be one of"),
+        (interactive(json!({"type":"button","action":{"buttons":[reply("a","A")]}})), "interactive.body: required"),
+        (interactive(json!({"type":"button","body":{"text":long(1025)},"action":{"buttons":[reply("a","A")]}})), "interactive.body.text: must be at most 1024 characters"),
+        (interactive(json!({"type":"button","header":{"type":"text","text":long(61)},"body":{"text":"b"},"action":{"buttons":[reply("a","A")]}})), "interactive.header.text: must be at most 60 characters"),
+        (interactive(json!({"type":"button","footer":{"text":long(61)},"body":{"text":"b"},"action":{"buttons":[reply("a","A")]}})), "interactive.footer.text: must be at most 60 characters"),
+        (buttons(json!([])), "interactive.action.buttons: must have at least 1 item(s)"),
+        (buttons(json!([reply("a","A"),reply("b","B"),reply("c","C"),reply("d","D")])), "interactive.action.buttons: must have at most 3 items"),
+        (buttons(json!([reply("a",&long(21))])), "interactive.action.buttons[0].reply.title: must be at most 20 characters"),
+        (buttons(json!([reply("a","")])), "interactive.action.buttons[0].reply.title: must not be empty"),
+        (buttons(json!([reply(&long(257),"A")])), "interactive.action.buttons[0].reply.id: must be at most 256 characters"),
+        (buttons(json!([reply("a","A"),reply("a","B")])), "interactive.action.buttons[1].reply.id: must be unique"),
+        (buttons(json!([reply("a","A"),reply("b","A")])), "interactive.action.buttons[1].reply.title: must be unique"),
+        (buttons(json!([{"type":"url","reply":{"id":"a","title":"A"}}])), "interactive.action.buttons[0].type: must be one of reply"),
+        (interactive(json!({"type":"list","body":{"text":"b"},"action":{"button":long(21),"sections":[{"rows":rows(1,"r")}]}})), "interactive.action.button: must be at most 20 characters"),
+        (list(json!([])), "interactive.action.sections: must have at least 1 item(s)"),
+        (list((0..11).map(|index| json!({"title":format!("s{index}"),"rows":[{"id":format!("r{index}"),"title":"t"}]})).collect()), "interactive.action.sections: must have at most 10 items"),
+        (list(json!([{"title":"a","rows":rows(6,"a")},{"title":"b","rows":rows(5,"b")}])), "interactive.action.sections: must have at most 10 rows in total"),
+        (list(json!([{"rows":rows(1,"a")},{"title":"b","rows":rows(1,"b")}])), "interactive.action.sections[0].title: required"),
+        (list(json!([{"title":long(25),"rows":rows(1,"a")}])), "interactive.action.sections[0].title: must be at most 24 characters"),
+        (list(json!([{"rows":[]}])), "interactive.action.sections[0].rows: must have at least 1 item(s)"),
+        (list(json!([{"rows":[{"id":"a","title":long(25)}]}])), "interactive.action.sections[0].rows[0].title: must be at most 24 characters"),
+        (list(json!([{"rows":[{"id":"a","title":"t","description":long(73)}]}])), "interactive.action.sections[0].rows[0].description: must be at most 72 characters"),
+        (list(json!([{"rows":[{"id":long(201),"title":"t"}]}])), "interactive.action.sections[0].rows[0].id: must be at most 200 characters"),
+        (list(json!([{"rows":[{"id":"a","title":"t"},{"id":"a","title":"u"}]}])), "interactive.action.sections[0].rows[1].id: must be unique"),
+        (interactive(json!({"type":"cta_url","body":{"text":"b"},"action":{"name":"url","parameters":{"display_text":"d","url":"https://x.y"}}})), "interactive.action.name: must be one of cta_url"),
+        (interactive(json!({"type":"cta_url","body":{"text":"b"},"action":{"name":"cta_url","parameters":{"display_text":long(21),"url":"https://x.y"}}})), "interactive.action.parameters.display_text: must be at most 20 characters"),
+        (interactive(json!({"type":"cta_url","body":{"text":"b"},"action":{"name":"cta_url","parameters":{"display_text":"d"}}})), "interactive.action.parameters.url: required"),
+        (flow(json!({"flow_message_version":"2","flow_id":"1","flow_cta":"c"})), "interactive.action.parameters.flow_message_version: must be one of 3"),
+        (flow(json!({"flow_message_version":"3","flow_id":"1","flow_name":"n","flow_cta":"c"})), "interactive.action.parameters: exactly one of flow_id or flow_name"),
+        (flow(json!({"flow_message_version":"3","flow_cta":"c"})), "interactive.action.parameters.flow_id: required (or flow_name)"),
+        (flow(json!({"flow_message_version":"3","flow_id":"1"})), "interactive.action.parameters.flow_cta: required"),
+        (flow(json!({"flow_message_version":"3","flow_id":"1","flow_cta":"c","mode":"beta"})), "interactive.action.parameters.mode: must be one of draft, published"),
+        (flow(json!({"flow_message_version":"3","flow_id":"1","flow_cta":"c","flow_action":"jump"})), "interactive.action.parameters.flow_action: must be one of navigate, data_exchange"),
+        (interactive(json!({"type":"flow","body":{"text":"b"},"action":{"name":"cta_url","parameters":{}}})), "interactive.action.name: must be one of flow"),
+        (interactive(json!({"type":"location_request_message","body":{"text":"b"},"action":{"name":"location"}})), "interactive.action.name: must be one of send_location"),
+        // template
+        (template(json!({"name":"","language":{"code":"en"}})), "template.name: must not be empty"),
+        (template(json!({"name":"t"})), "template.language: required"),
+        (template(json!({"name":"t","language":{"code":""}})), "template.language.code: must not be empty"),
+        (template(json!({"name":"t","language":{"code":"en","policy":"fallback"}})), "template.language.policy: must be one of deterministic"),
+        (template(json!({"name":"t","language":{"code":"en"},"components":{}})), "template.components: must be an array"),
+        (component(json!({"type":"hdr"})), "template.components[0].type: must be one of"),
+        (component(json!({"type":"button","index":"0"})), "template.components[0].sub_type: required"),
+        (component(json!({"type":"button","sub_type":"bogus","index":"0"})), "template.components[0].sub_type: must be one of"),
+        (component(json!({"type":"button","sub_type":"url","index":"10"})), "template.components[0].index: must be a string \"0\"..\"9\""),
+        (component(json!({"type":"button","sub_type":"url","index":0})), "template.components[0].index: must be a string \"0\"..\"9\""),
+        (component(json!({"type":"button","sub_type":"url"})), "template.components[0].index: required"),
+        (component(json!({"type":"body","parameters":[{"type":"bogus"}]})), "template.components[0].parameters[0].type: must be one of"),
+        (component(json!({"type":"body","parameters":[{"type":"text"}]})), "template.components[0].parameters[0].text: required"),
+        (component(json!({"type":"body","parameters":[{"type":"currency"}]})), "template.components[0].parameters[0].currency: required"),
+        (component(json!({"type":"header","parameters":[{"type":"image","image":{}}]})), "template.components[0].parameters[0].image.id: required (or link)"),
+        // reaction
+        (base("reaction", json!({"emoji":"x"})), "reaction.message_id: required"),
+        (base("reaction", json!({"message_id":"wamid.X"})), "reaction.emoji: required"),
+        // mark as read
+        (json!({"messaging_product":"whatsapp","status":"delivered","message_id":"wamid.X"}), "status: must be one of read"),
+        (json!({"messaging_product":"whatsapp","status":"read"}), "message_id: required"),
+        (json!({"messaging_product":"whatsapp","status":"read","message_id":"wamid.X","typing_indicator":{"type":"audio"}}), "typing_indicator.type: must be one of text"),
+    ]
+}
+
+#[test]
+fn each_validation_rule_answers_400_code_100_naming_the_path() {
+    let emulator = Emulator::start();
+    for (body, expected) in violations() {
+        let response = emulator.send(&body);
+        let (status, answer) = json_of(response);
+        assert_eq!(status, 400, "{body}: {answer}");
+        let error = &answer["error"];
+        assert_eq!(error["code"], 100, "{answer}");
+        assert_eq!(error["message"], "(#100) Invalid parameter");
+        assert_eq!(error["type"], "OAuthException");
+        assert_eq!(error["error_data"]["messaging_product"], "whatsapp");
+        assert!(error["fbtrace_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()));
+        let details = error["error_data"]["details"].as_str().unwrap_or("");
+        assert!(
+            details.starts_with(expected),
+            "body {body}\nexpected details starting with {expected:?}\ngot {details:?}"
+        );
+    }
+    assert_eq!(emulator.control_get("stats")["accepted_sends"], 0);
+}
+
+#[test]
+fn transport_level_rejections() {
+    let emulator = Emulator::start();
+    // Not JSON content type.
+    let response = emulator
+        .client
+        .post(emulator.messages_url(PHONE_ID))
+        .bearer_auth("test-token")
+        .header("content-type", "text/plain")
+        .body(text_body("x").to_string())
+        .send()
+        .expect("send");
+    let (status, answer) = json_of(response);
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["code"], 100);
+    assert!(answer["error"]["error_data"]["details"]
+        .as_str()
+        .is_some_and(|details| details.contains("Content-Type")));
+    // Malformed JSON, including bytes that are not UTF-8, never crashes the emulator.
+    for raw in [&b"{not json"[..], &b"\xff\xfe{\"a\":"[..], &b""[..]] {
+        let response = emulator
+            .client
+            .post(emulator.messages_url(PHONE_ID))
+            .bearer_auth("test-token")
+            .header("content-type", "application/json")
+            .body(raw.to_vec())
+            .send()
+            .expect("send");
+        let (status, answer) = json_of(response);
+        assert_eq!(status, 400);
+        assert_eq!(
+            answer["error"]["error_data"]["details"],
+            "body: must be valid JSON"
+        );
+    }
+    // Over 256 KiB.
+    let response = emulator.send(&text_body(&"x".repeat(300 * 1024)));
+    let (status, answer) = json_of(response);
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["code"], 100);
+    assert!(answer["error"]["error_data"]["details"]
+        .as_str()
+        .is_some_and(|details| details.starts_with("body: larger than")));
+    // Still healthy.
+    assert_eq!(emulator.control_get("health"), json!({"ok": true}));
+}
+
+#[test]
+fn missing_or_wrong_token_answers_401_code_190_with_www_authenticate() {
+    let emulator = Emulator::start_with(&["--token", "alpha", "--token", "beta"]);
+    let response = emulator
+        .client
+        .post(emulator.messages_url(PHONE_ID))
+        .json(&text_body("x"))
+        .send()
+        .expect("send");
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        challenge.starts_with("OAuth \"Facebook Platform\" \"invalid_token\""),
+        "{challenge}"
+    );
+    let answer: Value = response.json().expect("json");
+    assert_eq!(answer["error"]["code"], 190);
+    assert_eq!(answer["error"]["type"], "OAuthException");
+    assert_eq!(
+        answer["error"]["message"],
+        "An active access token must be used to query information about the current user."
+    );
+
+    let response = emulator.send_with_token("test-token", &text_body("x"));
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().contains_key("www-authenticate"));
+    let answer: Value = response.json().expect("json");
+    assert_eq!(answer["error"]["code"], 190);
+    assert_eq!(answer["error"]["error_subcode"], 463);
+    assert!(answer["error"]["message"]
+        .as_str()
+        .is_some_and(|message| message.starts_with("Error validating access token:")));
+
+    for token in ["alpha", "beta"] {
+        assert_eq!(
+            emulator.send_with_token(token, &text_body("x")).status(),
+            200
+        );
+    }
+}
+
+#[test]
+fn unknown_objects_and_paths_answer_graph_method_exception_100_33() {
+    let emulator = Emulator::start();
+    let check = |response: Response, object_id: &str, verb: &str| {
+        let (status, answer) = json_of(response);
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["code"], 100);
+        assert_eq!(answer["error"]["error_subcode"], 33);
+        assert_eq!(answer["error"]["type"], "GraphMethodException");
+        assert_eq!(
+            answer["error"]["message"],
+            format!(
+                "Unsupported {verb} request. Object with ID '{object_id}' does not exist, cannot be \
+                 loaded due to missing permissions, or does not support this operation"
+            )
+        );
+    };
+    check(
+        emulator.send_to_phone("12ab", &text_body("x")),
+        "12ab",
+        "post",
+    );
+    check(
+        emulator
+            .client
+            .post(format!("{}/v26.0/{PHONE_ID}/widgets", emulator.base))
+            .bearer_auth("test-token")
+            .json(&json!({}))
+            .send()
+            .expect("send"),
+        PHONE_ID,
+        "post",
+    );
+    check(
+        emulator
+            .client
+            .get(emulator.messages_url(PHONE_ID))
+            .bearer_auth("test-token")
+            .send()
+            .expect("send"),
+        PHONE_ID,
+        "get",
+    );
+    check(
+        emulator
+            .client
+            .post(format!("{}/v26/{PHONE_ID}/messages", emulator.base))
+            .bearer_auth("test-token")
+            .json(&text_body("x"))
+            .send()
+            .expect("send"),
+        PHONE_ID,
+        "post",
+    );
+}
+
+#[test]
+fn mark_as_read_and_typing_indicator() {
+    let emulator = Emulator::start();
+    let incoming = "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=";
+    for body in [
+        json!({"messaging_product":"whatsapp","status":"read","message_id":incoming}),
+        json!({"messaging_product":"whatsapp","status":"read","message_id":incoming,"typing_indicator":{"type":"text"}}),
+    ] {
+        let response = emulator.send(&body);
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().expect("text"), r#"{"success":true}"#);
+    }
+    let (_, sent) = json_of(emulator.send(&text_body("hello")));
+    let outgoing = sent["messages"][0]["id"].as_str().expect("wamid");
+    let (status, answer) = json_of(
+        emulator
+            .send(&json!({"messaging_product":"whatsapp","status":"read","message_id":outgoing})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["code"], 100);
+    assert_eq!(
+        answer["error"]["error_data"]["details"],
+        format!(
+            "Message supplied to mark message as read API with message ID: {outgoing} is outgoing. \
+             Please use an incoming message ID."
+        )
+    );
+    // Mark-as-read is not a send.
+    assert_eq!(emulator.control_get("stats")["accepted_sends"], 1);
+}
+
+#[test]
+fn requests_are_recorded_with_every_field() {
+    let emulator = Emulator::start();
+    let body = text_body("recorded");
+    let raw = body.to_string();
+    let response = emulator
+        .client
+        .post(format!("{}?trace=1", emulator.messages_url(PHONE_ID)))
+        .bearer_auth("test-token")
+        .header("content-type", "application/json")
+        .header("X-Test-Header", "abc")
+        .body(raw.clone())
+        .send()
+        .expect("send");
+    let (status, answer) = json_of(response);
+    assert_eq!(status, 200);
+    let bad = json!({"messaging_product":"whatsapp","to":"+1 650","type":"image","image":{}});
+    assert_eq!(emulator.send(&bad).status(), 400);
+
+    let requests = emulator.requests();
+    assert_eq!(requests.len(), 2);
+    let first = &requests[0];
+    assert_eq!(first["seq"], 1);
+    assert_eq!(first["method"], "POST");
+    assert_eq!(first["path"], format!("/v26.0/{PHONE_ID}/messages"));
+    assert_eq!(first["query"], "trace=1");
+    assert_eq!(first["headers"]["x-test-header"], "abc");
+    assert_eq!(first["headers"]["authorization"], "Bearer test-token");
+    assert_eq!(first["headers"]["content-type"], "application/json");
+    assert_eq!(first["body"], body);
+    assert_eq!(first["body_text"], raw);
+    assert_eq!(first["phone_number_id"], PHONE_ID);
+    assert_eq!(first["to"], "16505551234");
+    assert_eq!(first["type"], "text");
+    assert_eq!(first["response_status"], 200);
+    assert_eq!(first["response_body"], answer);
+    assert_eq!(first["wamid"], answer["messages"][0]["id"]);
+    assert_eq!(first["fault_id"], Value::Null);
+    assert!(first["received_at_ms"].is_u64());
+
+    let second = &requests[1];
+    assert_eq!(second["seq"], 2);
+    assert_eq!(second["to"], "+1 650");
+    assert_eq!(second["type"], "image");
+    assert_eq!(second["response_status"], 400);
+    assert_eq!(second["wamid"], Value::Null);
+    assert_eq!(second["response_body"]["error"]["code"], 100);
+
+    // Filters, stats and clearing.
+    let since = emulator.control_get("requests?since=1")["requests"].clone();
+    assert_eq!(since.as_array().map(Vec::len), Some(1));
+    assert_eq!(since[0]["seq"], 2);
+    let none = emulator.control_get("requests?path_contains=%2Fmedia")["requests"].clone();
+    assert_eq!(none, json!([]));
+    let some = emulator.control_get("requests?path_contains=%2Fmessages")["requests"].clone();
+    assert_eq!(some.as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        emulator.control_get("stats"),
+        json!({"requests":2,"accepted_sends":1,"by_status":{"200":1,"400":1}})
+    );
+    let response = emulator
+        .client
+        .delete(format!("{}/_emulator/requests", emulator.base))
+        .send()
+        .expect("delete");
+    assert_eq!(
+        response.json::<Value>().expect("json"),
+        json!({"success": true})
+    );
+    assert!(emulator.requests().is_empty());
+    // Sequence numbers keep growing after a clear.
+    emulator.send(&text_body("again"));
+    assert_eq!(emulator.requests()[0]["seq"], 3);
+}
+
+#[test]
+fn record_limit_drops_the_oldest() {
+    let emulator = Emulator::start_with(&["--record-limit", "3"]);
+    for index in 0..5 {
+        emulator.send(&text_body(&format!("m{index}")));
+    }
+    let seqs: Vec<u64> = emulator
+        .requests()
+        .iter()
+        .filter_map(|entry| entry["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, vec![3, 4, 5]);
+    assert_eq!(emulator.control_get("stats")["requests"], 5);
+}
+
+#[test]
+fn fault_error_with_retry_after_then_normal_after_times() {
+    let emulator = Emulator::start();
+    let id = emulator.add_fault(json!({
+        "match": {"to": "+1 (650) 555-1234", "type": "text"},
+        "times": 2,
+        "action": {"error": {"code": 131056}, "retry_after_s": 7}
+    }));
+    // A different type does not match.
+    let image = json!({"messaging_product":"whatsapp","to":"16505551234","type":"image","image":{"id":"1"}});
+    assert_eq!(emulator.send(&image).status(), 200);
+    for _ in 0..2 {
+        let response = emulator.send(&text_body("x"));
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.headers()["retry-after"], "7");
+        assert!(response.headers().contains_key("www-authenticate"));
+        let answer: Value = response.json().expect("json");
+        assert_eq!(answer["error"]["code"], 131056);
+        assert_eq!(
+            answer["error"]["message"],
+            "(#131056) (Business Account, Consumer Account) pair rate limit hit"
+        );
+        assert_eq!(answer["error"]["type"], "OAuthException");
+        assert_eq!(
+            answer["error"]["error_data"]["messaging_product"],
+            "whatsapp"
+        );
+    }
+    // Used up: normal handling again, and the rule is gone.
+    assert_eq!(emulator.send(&text_body("x")).status(), 200);
+    assert_eq!(emulator.control_get("faults"), json!({"faults": []}));
+    let faulted: Vec<Value> = emulator
+        .requests()
+        .into_iter()
+        .filter(|entry| entry["fault_id"] == json!(id))
+        .collect();
+    assert_eq!(faulted.len(), 2);
+    assert_eq!(faulted[0]["response_status"], 400);
+}
+
+#[test]
+fn fault_error_fields_and_default_statuses() {
+    let emulator = Emulator::start();
+    emulator.add_fault(json!({
+        "times": 1,
+        "action": {"error": {"code": 368, "http_status": 403, "message": "custom", "subcode": 2494055,
+                              "details": "why", "type": "GraphMethodException"}}
+    }));
+    let (status, answer) = json_of(emulator.send(&text_body("x")));
+    assert_eq!(status, 403);
+    assert_eq!(answer["error"]["message"], "custom");
+    assert_eq!(answer["error"]["error_subcode"], 2494055);
+    assert_eq!(answer["error"]["type"], "GraphMethodException");
+    assert_eq!(answer["error"]["error_data"]["details"], "why");
+
+    emulator.add_fault(json!({"times": 1, "action": {"error": {"code": 131000}}}));
+    let (status, answer) = json_of(emulator.send(&text_body("x")));
+    assert_eq!(status, 500);
+    assert_eq!(answer["error"]["is_transient"], true);
+    assert_eq!(answer["error"]["message"], "(#131000) Something went wrong");
+
+    emulator.add_fault(json!({"times": 1, "action": {"error": {"code": 190}}}));
+    assert_eq!(emulator.send(&text_body("x")).status(), 401);
+}
+
+#[test]
+fn fault_raw_status_and_body() {
+    let emulator = Emulator::start();
+    emulator.add_fault(json!({
+        "match": {"phone_number_id": PHONE_ID},
+        "times": 1,
+        "action": {"http_status": 503, "body": "<html>Service Unavailable</html>", "retry_after_s": 2}
+    }));
+    // Another number is unaffected.
+    assert_eq!(emulator.send_to_phone("999", &text_body("x")).status(), 200);
+    let response = emulator.send(&text_body("x"));
+    assert_eq!(response.status(), 503);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .is_ok_and(|value| value.starts_with("text/html")));
+    assert_eq!(response.headers()["retry-after"], "2");
+    assert_eq!(
+        response.text().expect("text"),
+        "<html>Service Unavailable</html>"
+    );
+    assert_eq!(emulator.send(&text_body("x")).status(), 200);
+}
+
+#[test]
+fn fault_delay_then_normal_handling() {
+    let emulator = Emulator::start();
+    emulator.add_fault(
+        json!({"match": {"path_contains": "/messages"}, "times": 1, "action": {"delay_ms": 400}}),
+    );
+    let started = Instant::now();
+    let response = emulator.send(&text_body("x"));
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(response.status(), 200);
+    let started = Instant::now();
+    assert_eq!(emulator.send(&text_body("x")).status(), 200);
+    assert!(started.elapsed() < Duration::from_millis(400));
+}
+
+#[test]
+fn fault_drop_closes_the_connection_without_an_answer() {
+    let emulator = Emulator::start();
+    let id = emulator.add_fault(json!({"times": 1, "action": {"drop": true}}));
+    let result = emulator
+        .client
+        .post(emulator.messages_url(PHONE_ID))
+        .bearer_auth("test-token")
+        .json(&text_body("x"))
+        .send();
+    assert!(result.is_err(), "expected a connection error");
+    // The emulator keeps serving, and recorded the dropped request.
+    assert_eq!(emulator.send(&text_body("x")).status(), 200);
+    let requests = emulator.requests();
+    assert_eq!(requests[0]["fault_id"], id);
+    assert_eq!(requests[0]["response_body"], Value::Null);
+    assert_eq!(requests[0]["response_status"], Value::Null);
+    assert_eq!(requests[0]["body"], text_body("x"));
+}
+
+#[test]
+fn fault_rules_are_listed_cleared_and_validated() {
+    let emulator = Emulator::start();
+    let first = emulator.add_fault(json!({"match": {"to": "1"}, "action": {"error": {"code": 2}}}));
+    let second = emulator.add_fault(json!({"action": {"delay_ms": 1}}));
+    assert!(second > first);
+    let listed = emulator.control_get("faults");
+    assert_eq!(listed["faults"].as_array().map(Vec::len), Some(2));
+    assert_eq!(listed["faults"][0]["id"], first);
+    let response = emulator
+        .client
+        .post(format!("{}/_emulator/faults", emulator.base))
+        .body("{\"action\":{\"explode\":true}}")
+        .send()
+        .expect("post");
+    assert_eq!(response.status(), 400);
+    let response = emulator
+        .client
+        .post(format!("{}/_emulator/faults", emulator.base))
+        .body("not json")
+        .send()
+        .expect("post");
+    assert_eq!(response.status(), 400);
+    let response = emulator
+        .client
+        .delete(format!("{}/_emulator/faults", emulator.base))
+        .send()
+        .expect("delete");
+    assert_eq!(response.status(), 200);
+    assert_eq!(emulator.control_get("faults"), json!({"faults": []}));
+}
+
+#[test]
+fn throughput_limit_answers_130429_per_phone_number() {
+    let emulator = Emulator::start_with(&["--throughput-mps", "3"]);
+    for _ in 0..3 {
+        assert_eq!(emulator.send(&text_body("x")).status(), 200);
+    }
+    let (status, answer) = json_of(emulator.send(&text_body("x")));
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["code"], 130429);
+    assert_eq!(answer["error"]["message"], "(#130429) Rate limit hit");
+    assert_eq!(answer["error"]["error_subcode"], 2494055);
+    // Other numbers have their own window.
+    assert_eq!(emulator.send_to_phone("777", &text_body("x")).status(), 200);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(emulator.send(&text_body("x")).status(), 200);
+    assert_eq!(emulator.control_get("stats")["accepted_sends"], 5);
+}
+
+#[test]
+fn pair_limit_answers_131056_per_recipient() {
+    let emulator = Emulator::start_with(&["--pair-limit", "2", "--pair-window-ms", "500"]);
+    for _ in 0..2 {
+        assert_eq!(emulator.send(&text_body("x")).status(), 200);
+    }
+    let (status, answer) = json_of(emulator.send(&text_body("x")));
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["code"], 131056);
+    // Formatting of the same number does not escape the limit.
+    let formatted =
+        json!({"messaging_product":"whatsapp","to":"+1 650-555-1234","text":{"body":"x"}});
+    assert_eq!(emulator.send(&formatted).status(), 400);
+    let other = json!({"messaging_product":"whatsapp","to":"16505550000","text":{"body":"x"}});
+    assert_eq!(emulator.send(&other).status(), 200);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(emulator.send(&text_body("x")).status(), 200);
+}
+
+#[test]
+fn config_changes_at_run_time_and_reset_restores_it() {
+    let emulator = Emulator::start();
+    assert_eq!(
+        emulator.control_get("config"),
+        json!({"tokens":["test-token"],"throughput_mps":null,"pair_limit":null,"latency_ms":0})
+    );
+    let updated = emulator.control_post(
+        "config",
+        &json!({"tokens":["fresh"],"throughput_mps":1,"pair_limit":{"max":5},"latency_ms":150}),
+    );
+    assert_eq!(
+        updated,
+        json!({"tokens":["fresh"],"throughput_mps":1,"pair_limit":{"max":5,"window_ms":6000},"latency_ms":150})
+    );
+    // The revoked token is refused from now on.
+    let (status, answer) = json_of(emulator.send_with_token("test-token", &text_body("x")));
+    assert_eq!(status, 401);
+    assert_eq!(answer["error"]["code"], 190);
+    let started = Instant::now();
+    assert_eq!(
+        emulator.send_with_token("fresh", &text_body("x")).status(),
+        200
+    );
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let (_, answer) = json_of(emulator.send_with_token("fresh", &text_body("x")));
+    assert_eq!(answer["error"]["code"], 130429);
+    // Bad config input is refused without changing anything.
+    let response = emulator
+        .client
+        .post(format!("{}/_emulator/config", emulator.base))
+        .json(&json!({"tokens":"nope"}))
+        .send()
+        .expect("post");
+    assert_eq!(response.status(), 400);
+
+    emulator.add_fault(json!({"action": {"error": {"code": 2}}}));
+    let reset = emulator.control_post("reset", &json!({}));
+    assert_eq!(reset, json!({"success": true}));
+    assert_eq!(
+        emulator.control_get("config")["tokens"],
+        json!(["test-token"])
+    );
+    assert_eq!(emulator.control_get("faults"), json!({"faults": []}));
+    assert_eq!(
+        emulator.control_get("stats"),
+        json!({"requests":0,"accepted_sends":0,"by_status":{}})
+    );
+    assert_eq!(emulator.send(&text_body("x")).status(), 200);
+}
+
+#[test]
+fn answers_use_graph_escaping() {
+    let emulator = Emulator::start();
+    let body = json!({"messaging_product":"whatsapp","to":"1","text":{"body":"x"},"café/bar":1});
+    let response = emulator.send(&body);
+    assert_eq!(response.status(), 400);
+    let text = response.text().expect("text");
+    assert!(
+        text.contains(r#""details":"caf\u00e9\/bar: unknown field""#),
+        "{text}"
+    );
+    let parsed: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        parsed["error"]["error_data"]["details"],
+        "café/bar: unknown field"
+    );
+
+    emulator.add_fault(json!({"times": 1, "action": {"error": {"code": 131053, "details": "see https://example.com/é"}}}));
+    let text = emulator.send(&text_body("x")).text().expect("text");
+    assert!(
+        text.contains(r#"see https:\/\/example.com\/\u00e9"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn control_endpoints_basics() {
+    let emulator = Emulator::start();
+    assert_eq!(emulator.control_get("health"), json!({"ok": true}));
+    let response = emulator
+        .client
+        .get(format!("{}/_emulator/nothing", emulator.base))
+        .send()
+        .expect("get");
+    assert_eq!(response.status(), 404);
+    let response = emulator
+        .client
+        .get(format!("{}/_emulator/requests?since=abc", emulator.base))
+        .send()
+        .expect("get");
+    assert_eq!(response.status(), 400);
+    // Control calls are not recorded as Graph requests.
+    assert!(emulator.requests().is_empty());
+}
+
+#[test]
+fn many_requests_over_keep_alive_from_several_threads() {
+    let emulator = Emulator::start();
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let emulator = &emulator;
+            scope.spawn(move || {
+                for index in 0..50 {
+                    let response = emulator.send(&text_body(&format!("{thread}-{index}")));
+                    assert_eq!(response.status(), 200);
+                }
+            });
+        }
+    });
+    let requests = emulator.requests();
+    assert_eq!(requests.len(), 200);
+    let wamids: HashSet<&str> = requests
+        .iter()
+        .filter_map(|entry| entry["wamid"].as_str())
+        .collect();
+    assert_eq!(wamids.len(), 200);
+    // Recorded in arrival (seq) order.
+    let seqs: Vec<u64> = requests
+        .iter()
+        .filter_map(|entry| entry["seq"].as_u64())
+        .collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]));
+}
