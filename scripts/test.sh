@@ -22,9 +22,7 @@ need valgrind valgrind
 
 echo "== cargo fmt --check"
 cargo fmt --check
-echo "== cargo clippy"
+echo "== cargo clippy (all targets, benches included: they are run by scripts/bench.sh)"
 cargo clippy --all-targets -- -D warnings
-echo "== cargo build --benches (compiled, not run: benchmarks are scripts/bench.sh)"
-cargo build --benches --release
 echo "== cargo test"
 cargo test --lib --bins --tests

@@ -10,7 +10,10 @@ use common::Emulator;
 
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
 fn build_demo(compiler: &str, extra: &[&str], name: &str) -> PathBuf {
@@ -38,12 +41,19 @@ fn build(compiler: &str, extra: &[&str], source: &Path, name: &str) -> PathBuf {
         .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
         .status()
         .unwrap_or_else(|e| panic!("{compiler} is needed for this test: {e}"));
-    assert!(status.success(), "{compiler} failed to build {}", source.display());
+    assert!(
+        status.success(),
+        "{compiler} failed to build {}",
+        source.display()
+    );
     out
 }
 
 fn run(program: &[&std::ffi::OsStr]) -> (bool, String) {
-    let output = Command::new(program[0]).args(&program[1..]).output().expect("runs");
+    let output = Command::new(program[0])
+        .args(&program[1..])
+        .output()
+        .expect("runs");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -60,14 +70,20 @@ fn c_demo_sends_and_shuts_down_cleanly() {
     assert!(ok, "{text}");
     assert!(text.contains("PASS: 4 results"), "{text}");
     let sends = emu.sends();
-    let types: Vec<_> = sends.iter().map(|s| s["body"]["type"].as_str().unwrap_or("").to_string()).collect();
+    let types: Vec<_> = sends
+        .iter()
+        .map(|s| s["body"]["type"].as_str().unwrap_or("").to_string())
+        .collect();
     assert_eq!(sends.len(), 4, "{types:?}");
     for t in ["text", "location", "image", "reaction"] {
         assert!(types.iter().any(|x| x == t), "{t} missing in {types:?}");
     }
     // The reaction refers to the wamid Graph gave the text.
     let text_wamid = sends.iter().find(|s| s["body"]["type"] == "text").unwrap()["wamid"].clone();
-    let reaction = sends.iter().find(|s| s["body"]["type"] == "reaction").unwrap();
+    let reaction = sends
+        .iter()
+        .find(|s| s["body"]["type"] == "reaction")
+        .unwrap();
     assert_eq!(reaction["body"]["reaction"]["message_id"], text_wamid);
 }
 
@@ -86,7 +102,12 @@ fn header_compiles_and_links_as_cpp() {
          }\n",
     )
     .expect("write source");
-    let program = build("c++", &["-std=c++17", "-pedantic"], &source, "header-as-cpp");
+    let program = build(
+        "c++",
+        &["-std=c++17", "-pedantic"],
+        &source,
+        "header-as-cpp",
+    );
     let (ok, text) = run(&[program.as_os_str()]);
     assert!(ok, "{text}");
 }
