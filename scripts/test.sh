@@ -24,5 +24,7 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy (all targets, benches included: they are run by scripts/bench.sh)"
 cargo clippy --all-targets -- -D warnings
+echo "== cargo build (the C tests link target/debug/libwhatsapp_connector.so)"
+cargo build --lib --bins
 echo "== cargo test"
 cargo test --lib --bins --tests

@@ -25,6 +25,10 @@ fn build(compiler: &str, extra: &[&str], source: &Path, name: &str) -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = profile_dir().join(name);
     let lib_dir = profile_dir();
+    assert!(
+        lib_dir.join("libwhatsapp_connector.so").exists(),
+        "build the shared library first: cargo build --lib (scripts/test.sh does)"
+    );
     let status = Command::new(compiler)
         .args(extra)
         .arg("-Wall")

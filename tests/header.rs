@@ -54,7 +54,11 @@ fn shared_library() -> std::path::PathBuf {
 #[test]
 fn shared_library_exports_only_the_c_api_and_has_a_soname() {
     let lib = shared_library();
-    assert!(lib.exists(), "{} missing", lib.display());
+    assert!(
+        lib.exists(),
+        "{} missing: build it first with cargo build --lib (scripts/test.sh does)",
+        lib.display()
+    );
     let nm = Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(&lib)
