@@ -77,6 +77,10 @@
 // Graph's limit on `biz_opaque_callback_data` (cloud-api.md §2.1).
 #define MAX_CALLBACK_DATA_BYTES 512
 
+#define DEFAULT_MAX_BODY (1024 * 1024)
+
+#define DEFAULT_DEDUPE_CAPACITY 100000
+
 // Result of every fallible C API call. Numbers are stable and never reused.
 enum wa_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -215,6 +219,32 @@ typedef struct {
                       whatsapp_error_t error,
                       const char *callback_info,
                       const char *content);
+  // An inbound message or status (the seed's `WhatsAppClientRecvMessage`). `type` is the
+  // message kind ("text", "image", "reaction", "location", "contact", "interactive",
+  // "button", "status", or a type as Meta named it); `msg`, `id` and `refers_to_id` per the
+  // mapping table in the README. `refers_to_id` may be NULL.
+  void (*recv_message)(void *user_data,
+                       const char *msg,
+                       const char *tel,
+                       const char *channel,
+                       const char *type,
+                       const char *id,
+                       const char *refers_to_id);
+  // An inbound image, audio, video, document or sticker (the seed's
+  // `WhatsAppClientRecvMedia`), delivered just before the `recv_message` of the same message.
+  void (*recv_media)(void *user_data,
+                     const char *sender,
+                     const char *channel,
+                     const char *wamid,
+                     const char *media_id,
+                     const char *mime_type);
+  // Every webhook change as received: `field` (e.g. "messages", "account_update") and its
+  // `value` object as compact JSON, for what the seed's callbacks cannot carry (edits,
+  // deletes, system messages, account and template updates). Before the change's mapped
+  // callbacks.
+  void (*raw_change)(void *user_data,
+                     const char *field,
+                     const char *value_json);
   // A log line of this client (never containing a token or secret).
   void (*log)(void *user_data,
               wa_log_level level,
@@ -320,6 +350,36 @@ wa_result wa_client_wait(wa_client *client,
 // Messages accepted by this client and not yet answered (0 for NULL).
 size_t wa_client_pending(const wa_client *client);
 
+// The port the built-in webhook listener is bound to (useful after listening on port 0).
+// `WA_ERR_INVALID_STATE` when no listen address was configured.
+wa_result wa_client_webhook_port(const wa_client *client,
+                                 uint16_t *out_port);
+
+// Host-fed webhook entry, for hosts that run their own web server: pass each request to the
+// webhook URL in and answer with what comes out. Same validation and callbacks as the built-in
+// listener.
+//
+// `method` is "GET" or "POST"; `path_and_query` is the request target (only the part after
+// `?` is used: the host routes the path); `signature` is the `X-Hub-Signature-256` header value
+// (NULL when absent); `body`/`body_len` are the raw body bytes exactly as received (`body` may
+// be NULL when `body_len` is 0). On WA_OK, `*out_status` is the HTTP status to answer,
+// `*out_content_type` (may be NULL) a static content type, and the body is copied into
+// `out_body` (`out_body_cap` bytes, NUL-terminated) with its length in `*out_body_len` (may be
+// NULL). `WA_ERR_BUFFER_TOO_SMALL` when the body does not fit (`*out_body_len` then says how
+// much is needed; nothing else is written). 64 bytes always suffice except for the echo of a
+// verification challenge, which is as long as the challenge Meta sent.
+wa_result wa_client_webhook_request(wa_client *client,
+                                    const char *method,
+                                    const char *path_and_query,
+                                    const char *signature,
+                                    const uint8_t *body,
+                                    size_t body_len,
+                                    uint16_t *out_status,
+                                    const char **out_content_type,
+                                    char *out_body,
+                                    size_t out_body_cap,
+                                    size_t *out_body_len);
+
 // Creates an options object with every setting unset (defaults apply). Free it with
 // `wa_options_free`.
 wa_result wa_options_new(wa_options **out);
@@ -341,8 +401,9 @@ wa_result wa_options_set_api_version(wa_options *options,
 wa_result wa_options_set_app_id(wa_options *options,
                                 const char *app_id);
 
-// Address for the built-in webhook listener, e.g. "127.0.0.1:8080" (used by the inbound path).
-// Environment: `WA_WEBHOOK_LISTEN`.
+// Address for the built-in webhook listener, e.g. "127.0.0.1:8080"; port 0 picks a free port
+// (read it with `wa_client_webhook_port`). Without one, no listener runs (use
+// `wa_client_webhook_request` from the host's own web server). Environment: `WA_WEBHOOK_LISTEN`.
 wa_result wa_options_set_webhook_listen(wa_options *options,
                                         const char *address);
 
@@ -400,6 +461,24 @@ wa_result wa_options_set_dispatch_mode(wa_options *options,
 // (default `WA_LOG_INFO`).
 wa_result wa_options_set_log_level(wa_options *options,
                                    uint32_t level);
+
+// Path served by the built-in webhook listener (default "/webhook"); must start with '/'.
+wa_result wa_options_set_webhook_path(wa_options *options,
+                                      const char *path);
+
+// Largest webhook body accepted, in bytes (default 1 MiB); larger ones are answered 413.
+wa_result wa_options_set_webhook_max_body(wa_options *options,
+                                          size_t max_bytes);
+
+// How many inbound message and status ids are remembered to drop Meta's redeliveries
+// (default 100000; 0 disables dedupe).
+wa_result wa_options_set_dedupe_capacity(wa_options *options,
+                                         size_t capacity);
+
+// Adds a phone number id to the webhook allow-list. With a non-empty list, changes for other
+// phone numbers are answered 200 and dropped with a log line. Default: every number.
+wa_result wa_options_add_allowed_channel(wa_options *options,
+                                         const char *channel);
 
 // A static, human-readable text for a `wa_result` value (never NULL, never freed).
 const char *wa_result_text(uint32_t result);

@@ -19,6 +19,7 @@ use crate::logging::{self, LogForwarder};
 use crate::message::{self, InvalidMessage, MessageInput};
 use crate::outbox::{Command, Outgoing, Scheduler};
 use crate::secrets::Credentials;
+use crate::webhook::{WebhookHandler, WebhookSettings};
 
 /// Why `send` refused a message (no result event follows a refusal).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct Client {
     closed: AtomicBool,
     runtime: Mutex<Option<Runtime>>,
     scheduler: Mutex<Option<JoinHandle<()>>>,
+    webhook: Arc<WebhookHandler>,
+    webhook_address: Option<std::net::SocketAddr>,
 }
 
 impl Client {
@@ -61,6 +64,24 @@ impl Client {
         let credentials = Arc::new(Credentials::default());
         let outstanding = Arc::new(AtomicUsize::new(0));
         let (commands, command_rx) = mpsc::unbounded_channel();
+        let webhook = Arc::new(WebhookHandler::new(
+            WebhookSettings {
+                max_body: config.webhook_max_body,
+                dedupe_capacity: config.dedupe_capacity,
+                allowed_channels: config.allowed_channels.iter().cloned().collect(),
+            },
+            credentials.clone(),
+            sink.clone(),
+        ));
+        let webhook_address = match &config.webhook_listen {
+            Some(address) => Some(crate::listener::start(
+                &runtime,
+                address,
+                config.webhook_path.clone(),
+                webhook.clone(),
+            )?),
+            None => None,
+        };
         let scheduler = Scheduler::new(
             config.clone(),
             graph,
@@ -78,6 +99,8 @@ impl Client {
             closed: AtomicBool::new(false),
             runtime: Mutex::new(Some(runtime)),
             scheduler: Mutex::new(Some(handle)),
+            webhook,
+            webhook_address,
         })
     }
 
@@ -98,6 +121,16 @@ impl Client {
 
     pub fn set_webhook_token(&self, token: &str) {
         self.credentials.set_webhook_token(token);
+    }
+
+    /// The webhook endpoint's logic, for hosts that run their own web server.
+    pub fn webhook(&self) -> &WebhookHandler {
+        &self.webhook
+    }
+
+    /// Where the built-in webhook listener is bound, if one was configured.
+    pub fn webhook_address(&self) -> Option<std::net::SocketAddr> {
+        self.webhook_address
     }
 
     /// Validates and queues a message. On success exactly one result event follows.

@@ -30,6 +30,14 @@ pub struct ClientConfig {
     pub api_version: String,
     pub app_id: Option<String>,
     pub webhook_listen: Option<String>,
+    /// Path served by the built-in listener.
+    pub webhook_path: String,
+    /// Largest webhook body accepted (Meta's payloads are at most 3 MB; most are tiny).
+    pub webhook_max_body: usize,
+    /// Message and status ids remembered to drop redeliveries; 0 disables dedupe.
+    pub dedupe_capacity: usize,
+    /// Phone number ids whose webhook changes are delivered; empty = all.
+    pub allowed_channels: Vec<String>,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     /// Attempts per message, the first included.
@@ -62,6 +70,10 @@ impl Default for ClientConfig {
             api_version: DEFAULT_API_VERSION.to_string(),
             app_id: None,
             webhook_listen: None,
+            webhook_path: crate::webhook::DEFAULT_PATH.to_string(),
+            webhook_max_body: crate::webhook::DEFAULT_MAX_BODY,
+            dedupe_capacity: crate::webhook::DEFAULT_DEDUPE_CAPACITY,
+            allowed_channels: Vec::new(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             max_attempts: 5,
@@ -88,6 +100,10 @@ pub struct Options {
     pub api_version: Option<String>,
     pub app_id: Option<String>,
     pub webhook_listen: Option<String>,
+    pub webhook_path: Option<String>,
+    pub webhook_max_body: Option<usize>,
+    pub dedupe_capacity: Option<usize>,
+    pub allowed_channels: Vec<String>,
     pub request_timeout: Option<Duration>,
     pub max_attempts: Option<u32>,
     pub max_retry_age: Option<Duration>,
@@ -169,6 +185,10 @@ impl Options {
                 .webhook_listen
                 .clone()
                 .or_else(|| from_env("WA_WEBHOOK_LISTEN")),
+            webhook_path: self.webhook_path.clone().unwrap_or(d.webhook_path),
+            webhook_max_body: self.webhook_max_body.unwrap_or(d.webhook_max_body),
+            dedupe_capacity: self.dedupe_capacity.unwrap_or(d.dedupe_capacity),
+            allowed_channels: self.allowed_channels.clone(),
             request_timeout,
             connect_timeout: d.connect_timeout.min(request_timeout),
             max_attempts: self.max_attempts.unwrap_or(d.max_attempts).max(1),

@@ -35,12 +35,42 @@ pub enum Event {
         /// The `wamid` on success, the error text on failure.
         content: String,
     },
+    /// An inbound message or status, mapped onto the seed's `RecvMessage`.
+    RecvMessage(InboundMessage),
+    /// An inbound media message, mapped onto the seed's `RecvMedia`.
+    RecvMedia(InboundMedia),
+    /// Every webhook change as received (`field` and the change's `value` as compact JSON).
+    RawChange {
+        field: String,
+        value_json: String,
+    },
     Log {
         level: LogLevel,
         text: String,
     },
     /// Always the last event of a client.
     CloseComplete,
+}
+
+/// Arguments of the seed's `WhatsAppClientRecvMessage(client, msg, tel, channel, type, id, refersToID)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub msg: String,
+    pub tel: String,
+    pub channel: String,
+    pub kind: String,
+    pub id: String,
+    pub refers_to: Option<String>,
+}
+
+/// Arguments of the seed's `WhatsAppClientRecvMedia(client, sender, channel, wamid, mediaid, mimeType)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMedia {
+    pub sender: String,
+    pub channel: String,
+    pub wamid: String,
+    pub media_id: String,
+    pub mime_type: String,
 }
 
 /// Where the runtime delivers events.

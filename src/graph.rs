@@ -120,7 +120,8 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwes
     Ok(body)
 }
 
-fn wamid_of(body: &[u8]) -> Option<String> {
+/// The message id of a send success body (`messages[0].id`).
+pub fn wamid_of(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let id = value.pointer("/messages/0/id")?.as_str()?;
     (!id.is_empty()).then(|| id.to_string())

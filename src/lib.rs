@@ -7,11 +7,15 @@
 
 pub mod client;
 pub mod config;
+mod dedupe;
 pub mod error;
 pub mod events;
 pub mod ffi;
 pub mod graph;
+pub mod inbound;
+mod listener;
 mod logging;
 pub mod message;
 pub mod outbox;
 pub mod secrets;
+pub mod webhook;

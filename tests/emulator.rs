@@ -523,7 +523,7 @@ fn violations() -> Vec<(Value, &'static str)> {
         (component(json!({"type":"button","index":"0"})), "template.components[0].sub_type: required"),
         (component(json!({"type":"button","sub_type":"bogus","index":"0"})), "template.components[0].sub_type: must be one of"),
         (component(json!({"type":"button","sub_type":"url","index":"10"})), "template.components[0].index: must be a string \"0\"..\"9\""),
-        (component(json!({"type":"button","sub_type":"url","index":0})), "template.components[0].index: must be a string \"0\"..\"9\""),
+        (component(json!({"type":"button","sub_type":"url","index":10})), "template.components[0].index: must be a string \"0\"..\"9\""),
         (component(json!({"type":"button","sub_type":"url"})), "template.components[0].index: required"),
         (component(json!({"type":"body","parameters":[{"type":"bogus"}]})), "template.components[0].parameters[0].type: must be one of"),
         (component(json!({"type":"body","parameters":[{"type":"text"}]})), "template.components[0].parameters[0].text: required"),

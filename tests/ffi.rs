@@ -563,6 +563,9 @@ fn destroy_is_not_called_when_creation_fails() {
         user_data: null_mut(),
         close_complete: None,
         send_result: None,
+        recv_message: None,
+        recv_media: None,
+        raw_change: None,
         log: None,
         destroy: Some(count_destroy),
     };

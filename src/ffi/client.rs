@@ -46,6 +46,44 @@ pub struct wa_client_callbacks {
             content: *const c_char,
         ),
     >,
+    /// An inbound message or status (the seed's `WhatsAppClientRecvMessage`). `type` is the
+    /// message kind ("text", "image", "reaction", "location", "contact", "interactive",
+    /// "button", "status", or a type as Meta named it); `msg`, `id` and `refers_to_id` per the
+    /// mapping table in the README. `refers_to_id` may be NULL.
+    pub recv_message: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            msg: *const c_char,
+            tel: *const c_char,
+            channel: *const c_char,
+            r#type: *const c_char,
+            id: *const c_char,
+            refers_to_id: *const c_char,
+        ),
+    >,
+    /// An inbound image, audio, video, document or sticker (the seed's
+    /// `WhatsAppClientRecvMedia`), delivered just before the `recv_message` of the same message.
+    pub recv_media: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            sender: *const c_char,
+            channel: *const c_char,
+            wamid: *const c_char,
+            media_id: *const c_char,
+            mime_type: *const c_char,
+        ),
+    >,
+    /// Every webhook change as received: `field` (e.g. "messages", "account_update") and its
+    /// `value` object as compact JSON, for what the seed's callbacks cannot carry (edits,
+    /// deletes, system messages, account and template updates). Before the change's mapped
+    /// callbacks.
+    pub raw_change: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            field: *const c_char,
+            value_json: *const c_char,
+        ),
+    >,
     /// A log line of this client (never containing a token or secret).
     pub log: Option<
         unsafe extern "C" fn(user_data: *mut c_void, level: wa_log_level, text: *const c_char),
@@ -152,6 +190,51 @@ impl Shared {
                             content.as_ptr(),
                         )
                     };
+                }
+            }
+            Event::RecvMessage(m) => {
+                if let Some(f) = cb.recv_message {
+                    let refers = m.refers_to.as_deref().map(to_cstring);
+                    let refers_ptr = refers.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+                    let [msg, tel, channel, kind, id] =
+                        [&m.msg, &m.tel, &m.channel, &m.kind, &m.id].map(|s| to_cstring(s));
+                    // SAFETY: host callback per the table contract; strings live until it returns.
+                    unsafe {
+                        f(
+                            cb.user_data,
+                            msg.as_ptr(),
+                            tel.as_ptr(),
+                            channel.as_ptr(),
+                            kind.as_ptr(),
+                            id.as_ptr(),
+                            refers_ptr,
+                        )
+                    };
+                }
+            }
+            Event::RecvMedia(m) => {
+                if let Some(f) = cb.recv_media {
+                    let [sender, channel, wamid, media_id, mime] =
+                        [&m.sender, &m.channel, &m.wamid, &m.media_id, &m.mime_type]
+                            .map(|s| to_cstring(s));
+                    // SAFETY: host callback per the table contract; strings live until it returns.
+                    unsafe {
+                        f(
+                            cb.user_data,
+                            sender.as_ptr(),
+                            channel.as_ptr(),
+                            wamid.as_ptr(),
+                            media_id.as_ptr(),
+                            mime.as_ptr(),
+                        )
+                    };
+                }
+            }
+            Event::RawChange { field, value_json } => {
+                if let Some(f) = cb.raw_change {
+                    let (field, value) = (to_cstring(&field), to_cstring(&value_json));
+                    // SAFETY: host callback per the table contract; strings live until it returns.
+                    unsafe { f(cb.user_data, field.as_ptr(), value.as_ptr()) };
                 }
             }
             Event::Log { level, text } => {
@@ -265,6 +348,9 @@ pub extern "C" fn wa_client_new(
                 user_data: std::ptr::null_mut(),
                 close_complete: None,
                 send_result: None,
+                recv_message: None,
+                recv_media: None,
+                raw_change: None,
                 log: None,
                 destroy: None,
             }
@@ -447,7 +533,7 @@ pub extern "C" fn wa_client_free(client: *mut wa_client) {
     if client.is_null() {
         return;
     }
-    let _ = std::panic::catch_unwind(|| {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: the pointer came from wa_client_new and is freed once (header contract).
         let handle = unsafe { Box::from_raw(client) };
         let shared = handle.shared.clone();
@@ -459,7 +545,7 @@ pub extern "C" fn wa_client_free(client: *mut wa_client) {
         } else {
             shared.teardown();
         }
-    });
+    }));
 }
 
 /// Poll mode: a file descriptor that is readable while events are pending. Register it with
@@ -540,4 +626,108 @@ pub extern "C" fn wa_client_wait(
 #[no_mangle]
 pub extern "C" fn wa_client_pending(client: *const wa_client) -> usize {
     guard_value(0, || shared_of(client).map_or(0, |s| s.core.outstanding()))
+}
+
+/// The port the built-in webhook listener is bound to (useful after listening on port 0).
+/// `WA_ERR_INVALID_STATE` when no listen address was configured.
+#[no_mangle]
+pub extern "C" fn wa_client_webhook_port(
+    client: *const wa_client,
+    out_port: *mut u16,
+) -> wa_result {
+    guard(|| {
+        let shared = shared_of(client)?;
+        let address = shared.core.webhook_address().ok_or_else(|| {
+            fail(
+                wa_result::WA_ERR_INVALID_STATE,
+                "no webhook listener (set a listen address)",
+            )
+        })?;
+        // SAFETY: writable output per the header contract (NULL is checked).
+        unsafe { write_out(out_port, address.port()) }
+    })
+}
+
+/// Host-fed webhook entry, for hosts that run their own web server: pass each request to the
+/// webhook URL in and answer with what comes out. Same validation and callbacks as the built-in
+/// listener.
+///
+/// `method` is "GET" or "POST"; `path_and_query` is the request target (only the part after
+/// `?` is used: the host routes the path); `signature` is the `X-Hub-Signature-256` header value
+/// (NULL when absent); `body`/`body_len` are the raw body bytes exactly as received (`body` may
+/// be NULL when `body_len` is 0). On WA_OK, `*out_status` is the HTTP status to answer,
+/// `*out_content_type` (may be NULL) a static content type, and the body is copied into
+/// `out_body` (`out_body_cap` bytes, NUL-terminated) with its length in `*out_body_len` (may be
+/// NULL). `WA_ERR_BUFFER_TOO_SMALL` when the body does not fit (`*out_body_len` then says how
+/// much is needed; nothing else is written). 64 bytes always suffice except for the echo of a
+/// verification challenge, which is as long as the challenge Meta sent.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn wa_client_webhook_request(
+    client: *mut wa_client,
+    method: *const c_char,
+    path_and_query: *const c_char,
+    signature: *const c_char,
+    body: *const u8,
+    body_len: usize,
+    out_status: *mut u16,
+    out_content_type: *mut *const c_char,
+    out_body: *mut c_char,
+    out_body_cap: usize,
+    out_body_len: *mut usize,
+) -> wa_result {
+    guard(|| {
+        let shared = shared_of(client)?;
+        // SAFETY (three strings): NUL-terminated strings valid for the call (header contract).
+        let method = unsafe { borrow_str(method, "method") }?;
+        // SAFETY: as above.
+        let target = unsafe { borrow_str(path_and_query, "path_and_query") }?;
+        // SAFETY: as above; NULL means no header.
+        let signature = unsafe { borrow_opt_str(signature, "signature") }?;
+        if out_status.is_null() {
+            return Err(fail(wa_result::WA_ERR_NULL_ARGUMENT, "out_status is NULL"));
+        }
+        let body: &[u8] = if body_len == 0 {
+            &[]
+        } else if body.is_null() {
+            return Err(fail(wa_result::WA_ERR_NULL_ARGUMENT, "body is NULL"));
+        } else {
+            // SAFETY: the caller gives `body_len` readable bytes at `body` (header contract).
+            unsafe { std::slice::from_raw_parts(body, body_len) }
+        };
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        let reply = shared.core.webhook().handle(method, query, signature, body);
+        let needed = reply.body.len();
+        if needed + 1 > out_body_cap || out_body.is_null() {
+            if !out_body_len.is_null() {
+                // SAFETY: non-NULL writable output (header contract).
+                unsafe { out_body_len.write(needed) };
+            }
+            return Err(fail(
+                wa_result::WA_ERR_BUFFER_TOO_SMALL,
+                format!("the reply body needs {} bytes", needed + 1),
+            ));
+        }
+        // SAFETY: `out_body` has `out_body_cap` >= needed + 1 writable bytes (checked above).
+        unsafe {
+            std::ptr::copy_nonoverlapping(reply.body.as_ptr(), out_body.cast::<u8>(), needed);
+            *out_body.add(needed) = 0;
+            out_status.write(reply.status);
+            if !out_content_type.is_null() {
+                out_content_type.write(content_type_ptr(reply.content_type));
+            }
+            if !out_body_len.is_null() {
+                out_body_len.write(needed);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Static C strings of the content types a webhook reply can have.
+fn content_type_ptr(content_type: &str) -> *const c_char {
+    match content_type {
+        "text/plain; charset=utf-8" => c"text/plain; charset=utf-8".as_ptr(),
+        _ => c"application/octet-stream".as_ptr(),
+    }
 }

@@ -146,8 +146,9 @@ pub extern "C" fn wa_options_set_app_id(
     })
 }
 
-/// Address for the built-in webhook listener, e.g. "127.0.0.1:8080" (used by the inbound path).
-/// Environment: `WA_WEBHOOK_LISTEN`.
+/// Address for the built-in webhook listener, e.g. "127.0.0.1:8080"; port 0 picks a free port
+/// (read it with `wa_client_webhook_port`). Without one, no listener runs (use
+/// `wa_client_webhook_request` from the host's own web server). Environment: `WA_WEBHOOK_LISTEN`.
 #[no_mangle]
 pub extern "C" fn wa_options_set_webhook_listen(
     options: *mut wa_options,
@@ -348,6 +349,75 @@ pub extern "C" fn wa_options_set_log_level(options: *mut wa_options, level: u32)
                 ))
             }
         });
+        Ok(())
+    })
+}
+
+/// Path served by the built-in webhook listener (default "/webhook"); must start with '/'.
+#[no_mangle]
+pub extern "C" fn wa_options_set_webhook_path(
+    options: *mut wa_options,
+    path: *const c_char,
+) -> wa_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated string valid for the call (header contract).
+        let path = unsafe { borrow_str(path, "path") }?;
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "the webhook path must start with '/' and hold no query",
+            ));
+        }
+        o.webhook_path = Some(path.to_string());
+        Ok(())
+    })
+}
+
+/// Largest webhook body accepted, in bytes (default 1 MiB); larger ones are answered 413.
+#[no_mangle]
+pub extern "C" fn wa_options_set_webhook_max_body(
+    options: *mut wa_options,
+    max_bytes: usize,
+) -> wa_result {
+    with_options(options, |o| {
+        if max_bytes == 0 {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "max_bytes must be > 0",
+            ));
+        }
+        o.webhook_max_body = Some(max_bytes);
+        Ok(())
+    })
+}
+
+/// How many inbound message and status ids are remembered to drop Meta's redeliveries
+/// (default 100000; 0 disables dedupe).
+#[no_mangle]
+pub extern "C" fn wa_options_set_dedupe_capacity(
+    options: *mut wa_options,
+    capacity: usize,
+) -> wa_result {
+    with_options(options, |o| {
+        o.dedupe_capacity = Some(capacity);
+        Ok(())
+    })
+}
+
+/// Adds a phone number id to the webhook allow-list. With a non-empty list, changes for other
+/// phone numbers are answered 200 and dropped with a log line. Default: every number.
+#[no_mangle]
+pub extern "C" fn wa_options_add_allowed_channel(
+    options: *mut wa_options,
+    channel: *const c_char,
+) -> wa_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated string valid for the call (header contract).
+        let channel = unsafe { borrow_str(channel, "channel") }?;
+        if channel.is_empty() {
+            return Err(fail(wa_result::WA_ERR_INVALID_ARGUMENT, "channel is empty"));
+        }
+        o.allowed_channels.push(channel.to_string());
         Ok(())
     })
 }

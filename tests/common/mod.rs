@@ -116,9 +116,19 @@ pub struct SendResult {
     pub thread: ThreadId,
 }
 
+/// One inbound callback as the host saw it: ("message", [msg, tel, channel, type, id,
+/// refers_to]) or ("media", [sender, channel, wamid, media_id, mime]) or ("raw", [field, json]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    pub kind: &'static str,
+    pub args: Vec<Option<String>>,
+    pub thread: ThreadId,
+}
+
 #[derive(Default, Debug)]
 pub struct Seen {
     pub results: Vec<SendResult>,
+    pub inbound: Vec<Inbound>,
     pub logs: Vec<(u32, String)>,
     pub close_complete: usize,
     pub destroyed: usize,
@@ -181,6 +191,61 @@ unsafe extern "C" fn on_send_result(
         hook(&result);
     }
     st.changed.notify_all();
+}
+
+fn record_inbound(user_data: *mut c_void, kind: &'static str, args: &[*const c_char]) {
+    let st = state(user_data);
+    let mut seen = st.seen.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.close_complete > 0 || seen.destroyed > 0 {
+        seen.after_end = true;
+    }
+    seen.order.push(kind);
+    seen.inbound.push(Inbound {
+        kind,
+        args: args.iter().map(|p| opt_string(*p)).collect(),
+        thread: std::thread::current().id(),
+    });
+    drop(seen);
+    st.changed.notify_all();
+}
+
+unsafe extern "C" fn on_recv_message(
+    user_data: *mut c_void,
+    msg: *const c_char,
+    tel: *const c_char,
+    channel: *const c_char,
+    kind: *const c_char,
+    id: *const c_char,
+    refers_to: *const c_char,
+) {
+    record_inbound(
+        user_data,
+        "message",
+        &[msg, tel, channel, kind, id, refers_to],
+    );
+}
+
+unsafe extern "C" fn on_recv_media(
+    user_data: *mut c_void,
+    sender: *const c_char,
+    channel: *const c_char,
+    wamid: *const c_char,
+    media_id: *const c_char,
+    mime: *const c_char,
+) {
+    record_inbound(
+        user_data,
+        "media",
+        &[sender, channel, wamid, media_id, mime],
+    );
+}
+
+unsafe extern "C" fn on_raw_change(
+    user_data: *mut c_void,
+    field: *const c_char,
+    json: *const c_char,
+) {
+    record_inbound(user_data, "raw", &[field, json]);
 }
 
 unsafe extern "C" fn on_log(user_data: *mut c_void, level: wa_log_level, text: *const c_char) {
@@ -283,6 +348,9 @@ impl Host {
             user_data: Arc::into_raw(state.clone()) as *mut c_void,
             close_complete: Some(on_close_complete),
             send_result: Some(on_send_result),
+            recv_message: Some(on_recv_message),
+            recv_media: Some(on_recv_media),
+            raw_change: Some(on_raw_change),
             log: Some(on_log),
             destroy: Some(on_destroy),
         };
@@ -442,3 +510,120 @@ pub fn last_error() -> String {
 }
 
 pub const SECS: Duration = Duration::from_secs(1);
+
+/// Serialises like Meta does for webhook bodies: compact, `/` as `\/`, non-ASCII as lowercase
+/// `\uXXXX` (UTF-16 surrogate pairs beyond the BMP). Both only occur inside JSON strings, so a
+/// character-level pass over compact JSON is exact.
+pub fn meta_json(value: &Value) -> Vec<u8> {
+    let compact = serde_json::to_string(value).unwrap();
+    let mut out = String::with_capacity(compact.len());
+    for c in compact.chars() {
+        match c {
+            '/' => out.push_str("\\/"),
+            c if c.is_ascii() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.into_bytes()
+}
+
+pub const APP_SECRET: &str = "app-secret";
+
+/// `sha256=<hex>` of HMAC-SHA256(secret, body).
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// A `messages` webhook body with the given value.
+pub fn envelope(value: Value) -> Value {
+    serde_json::json!({"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":value,"field":"messages"}]}]})
+}
+
+/// One inbound message from 16505551234 to PHONE_ID.
+pub fn inbound_message(message: Value) -> Value {
+    envelope(serde_json::json!({
+        "messaging_product":"whatsapp",
+        "metadata":{"display_phone_number":"15550783881","phone_number_id":PHONE_ID},
+        "contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234","user_id":"US.13491208655302741918"}],
+        "messages":[message]}))
+}
+
+/// A reply from the webhook entry point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookReply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Host {
+    /// Feeds a request through the host-fed entry point.
+    pub fn webhook(
+        &self,
+        method: &str,
+        target: &str,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> WebhookReply {
+        let mut status = 0u16;
+        let mut content_type: *const c_char = std::ptr::null();
+        let mut out = vec![0 as c_char; 4096];
+        let mut len = 0usize;
+        let sig = signature.map(cstr);
+        let r = wa_client_webhook_request(
+            self.client,
+            cstr(method).as_ptr(),
+            cstr(target).as_ptr(),
+            sig.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            body.as_ptr(),
+            body.len(),
+            &mut status,
+            &mut content_type,
+            out.as_mut_ptr(),
+            out.len(),
+            &mut len,
+        );
+        assert_eq!(r, wa_result::WA_OK, "{}", last_error());
+        WebhookReply {
+            status,
+            // SAFETY: static NUL-terminated strings from the library.
+            content_type: unsafe { CStr::from_ptr(content_type) }
+                .to_string_lossy()
+                .into_owned(),
+            // SAFETY: NUL-terminated by the library.
+            body: unsafe { CStr::from_ptr(out.as_ptr()) }
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
+
+    /// Dispatches for a while and returns every inbound callback seen so far.
+    pub fn drain_inbound(&self, settle: Duration) -> Vec<Inbound> {
+        let deadline = Instant::now() + settle;
+        while Instant::now() < deadline {
+            let _ = wa_client_wait(self.client, 20, std::ptr::null_mut());
+        }
+        self.seen().inbound.clone()
+    }
+
+    pub fn webhook_port(&self) -> u16 {
+        let mut port = 0u16;
+        assert_eq!(
+            wa_client_webhook_port(self.client, &mut port),
+            wa_result::WA_OK
+        );
+        port
+    }
+}

@@ -676,6 +676,8 @@ fn validate_template(template: &Fields<'_>) -> Checked {
             let index_path = component.path_of("index");
             match component.required("index")? {
                 Value::String(text) if matches!(text.as_bytes(), [b'0'..=b'9']) => {}
+                // Graph coerces a number to the string it expects; SDKs in the wild send 0, 1...
+                Value::Number(n) if n.as_u64().is_some_and(|n| n <= 9) => {}
                 _ => return fail(&index_path, "must be a string \"0\"..\"9\""),
             }
         }

@@ -1,0 +1,61 @@
+//! A bounded set of recently seen keys: Meta delivers webhooks at least once and retries for
+//! days, so the same message or status may arrive again (even concurrently).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+
+/// The keys, and their insertion order for eviction.
+type Window = (HashSet<Box<str>>, VecDeque<Box<str>>);
+
+pub struct Dedupe {
+    capacity: usize,
+    state: Mutex<Window>,
+}
+
+impl Dedupe {
+    /// Remembers at most `capacity` keys; the oldest are forgotten first. 0 disables dedupe.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            state: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+
+    /// Records `key` and returns true if it was not seen within the window. Check and insert
+    /// are one atomic step, so two concurrent deliveries of one message yield one `true`.
+    pub fn first_time(&self, key: &str) -> bool {
+        if self.capacity == 0 {
+            return true;
+        }
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *guard;
+        if set.contains(key) {
+            return false;
+        }
+        if order.len() >= self.capacity {
+            if let Some(oldest) = order.pop_front() {
+                set.remove(&oldest);
+            }
+        }
+        let key: Box<str> = key.into();
+        order.push_back(key.clone());
+        set.insert(key);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgets_the_oldest_beyond_capacity() {
+        let d = Dedupe::new(2);
+        assert!(d.first_time("a"));
+        assert!(!d.first_time("a"));
+        assert!(d.first_time("b"));
+        assert!(d.first_time("c"));
+        assert!(d.first_time("a"), "a was evicted");
+        assert!(!d.first_time("c"));
+    }
+}

@@ -1,0 +1,211 @@
+//! The webhook endpoint's logic, shared by the built-in listener and the host-fed entry point:
+//! Meta's verification GET, the signature check over the exact bytes, dedupe, the phone-number
+//! allow-list, and queueing the mapped callbacks (never awaited before answering).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::dedupe::Dedupe;
+use crate::events::{Event, EventSink};
+use crate::inbound::map_payload;
+use crate::secrets::Credentials;
+
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+pub const DEFAULT_PATH: &str = "/webhook";
+pub const DEFAULT_DEDUPE_CAPACITY: usize = 100_000;
+
+/// The HTTP answer for one webhook request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Reply {
+    fn text(status: u16, body: impl Into<String>) -> Self {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+}
+
+pub struct WebhookSettings {
+    pub max_body: usize,
+    pub dedupe_capacity: usize,
+    /// Phone number ids whose changes are delivered; empty = all.
+    pub allowed_channels: HashSet<String>,
+}
+
+pub struct WebhookHandler {
+    credentials: Arc<Credentials>,
+    sink: Arc<dyn EventSink>,
+    dedupe: Dedupe,
+    /// Changes without message or status ids (account updates, template updates...) are
+    /// recognised by a hash of their content.
+    raw_dedupe: Dedupe,
+    max_body: usize,
+    allowed_channels: HashSet<String>,
+}
+
+/// Decodes `sha256=<hex>`; `None` when malformed.
+fn signature_bytes(header: &str) -> Option<Vec<u8>> {
+    let hex = header.trim().strip_prefix("sha256=")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Percent-decodes a query component (`+` is a space).
+fn decode_component(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_component(k) == name).then(|| decode_component(v))
+    })
+}
+
+impl WebhookHandler {
+    pub fn new(
+        settings: WebhookSettings,
+        credentials: Arc<Credentials>,
+        sink: Arc<dyn EventSink>,
+    ) -> Self {
+        Self {
+            credentials,
+            sink,
+            dedupe: Dedupe::new(settings.dedupe_capacity),
+            raw_dedupe: Dedupe::new(settings.dedupe_capacity.min(10_000)),
+            max_body: settings.max_body,
+            allowed_channels: settings.allowed_channels,
+        }
+    }
+
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// Handles one request. `query` is the part after `?` (may be empty).
+    pub fn handle(&self, method: &str, query: &str, signature: Option<&str>, body: &[u8]) -> Reply {
+        match method {
+            "GET" => self.verify(query),
+            "POST" => self.receive(signature, body),
+            _ => Reply::text(405, "method not allowed"),
+        }
+    }
+
+    /// Meta's subscription check: echo the challenge when the verify token matches.
+    fn verify(&self, query: &str) -> Reply {
+        let expected = self.credentials.webhook_token();
+        let mode = query_param(query, "hub.mode");
+        let token = query_param(query, "hub.verify_token").unwrap_or_default();
+        let challenge = query_param(query, "hub.challenge");
+        let token_ok = !expected.is_empty()
+            && bool::from(token.as_bytes().ct_eq(expected.expose().as_bytes()));
+        match (mode.as_deref(), challenge) {
+            (Some("subscribe"), Some(challenge)) if token_ok => Reply::text(200, challenge),
+            _ => {
+                tracing::warn!("webhook verification refused (wrong or missing verify token)");
+                Reply::text(403, "verification failed")
+            }
+        }
+    }
+
+    fn receive(&self, signature: Option<&str>, body: &[u8]) -> Reply {
+        if body.len() > self.max_body {
+            return Reply::text(413, "payload too large");
+        }
+        let secret = self.credentials.app_secret();
+        if secret.is_empty() {
+            // Fail closed: without the app secret nothing can be authenticated. Meta retries
+            // non-200 deliveries, so nothing is lost once the secret is configured.
+            tracing::warn!("webhook refused: no app secret configured (SetConfig)");
+            return Reply::text(503, "no app secret configured");
+        }
+        let Some(signature) = signature else {
+            return Reply::text(401, "missing X-Hub-Signature-256");
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(body);
+        let valid =
+            signature_bytes(signature).is_some_and(|expected| mac.verify_slice(&expected).is_ok());
+        if !valid {
+            tracing::warn!("webhook refused: signature does not match");
+            return Reply::text(403, "invalid signature");
+        }
+        let changes = match map_payload(body) {
+            Ok(changes) => changes,
+            Err(e) => return Reply::text(400, e.0),
+        };
+        for change in changes {
+            if let Some(channel) = &change.channel {
+                if !self.allowed_channels.is_empty() && !self.allowed_channels.contains(channel) {
+                    tracing::info!(channel = %channel, "webhook change for a phone number not in the allow-list dropped");
+                    continue;
+                }
+            }
+            let had_items = !change.items.is_empty();
+            let fresh: Vec<_> = change
+                .items
+                .into_iter()
+                .filter(|i| self.dedupe.first_time(&i.dedupe_key))
+                .collect();
+            let new_change = if had_items {
+                !fresh.is_empty()
+            } else {
+                let digest =
+                    Sha256::digest(format!("{}\n{}", change.field, change.value_json).as_bytes());
+                self.raw_dedupe.first_time(&format!("{digest:x}"))
+            };
+            if new_change {
+                self.sink.push(Event::RawChange {
+                    field: change.field,
+                    value_json: change.value_json,
+                });
+            }
+            for item in fresh {
+                if let Some(media) = item.media {
+                    self.sink.push(Event::RecvMedia(media));
+                }
+                self.sink.push(Event::RecvMessage(item.message));
+            }
+        }
+        Reply::text(200, "OK")
+    }
+}

@@ -1,0 +1,683 @@
+//! The inbound path: Meta's verification GET, signatures over the exact bytes, every mapping
+//! row of the README's table, dedupe, batches, the allow-list, and bad input; each through the
+//! built-in listener and through the host-fed entry point.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use whatsapp_connector::ffi::options::*;
+use whatsapp_connector::ffi::wa_result;
+
+const SETTLE: Duration = Duration::from_millis(150);
+const VERIFY_TOKEN: &str = "verify-me";
+
+/// How a test reaches the webhook.
+#[derive(Clone, Copy, Debug)]
+enum Way {
+    Listener,
+    HostFed,
+}
+
+struct Inbox {
+    host: Host,
+    http: reqwest::blocking::Client,
+    way: Way,
+    // Keeps the emulator (only used as the Graph base URL) alive.
+    _emu: Emulator,
+}
+
+impl Inbox {
+    fn new(way: Way) -> Self {
+        Self::with(way, |_| {})
+    }
+
+    fn with(way: Way, configure: impl FnOnce(&Opts)) -> Self {
+        let emu = Emulator::start();
+        let opts = Opts::for_emulator(&emu);
+        if let Way::Listener = way {
+            assert_eq!(
+                wa_options_set_webhook_listen(opts.0, cstr("127.0.0.1:0").as_ptr()),
+                wa_result::WA_OK
+            );
+        }
+        configure(&opts);
+        let host = Host::new(&opts);
+        host.set_token(TOKEN); // also sets APP_SECRET
+        assert_eq!(
+            whatsapp_connector::ffi::client::wa_client_set_webhook_token(
+                host.client,
+                cstr(VERIFY_TOKEN).as_ptr()
+            ),
+            wa_result::WA_OK
+        );
+        Inbox {
+            host,
+            http: reqwest::blocking::Client::new(),
+            way,
+            _emu: emu,
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        target: &str,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> WebhookReply {
+        match self.way {
+            Way::HostFed => self.host.webhook(method, target, signature, body),
+            Way::Listener => {
+                let url = format!("http://127.0.0.1:{}{}", self.host.webhook_port(), target);
+                let mut request = match method {
+                    "GET" => self.http.get(url),
+                    "POST" => self.http.post(url).body(body.to_vec()),
+                    other => self.http.request(other.parse().unwrap(), url),
+                };
+                if let Some(signature) = signature {
+                    request = request.header("X-Hub-Signature-256", signature);
+                }
+                request = request.header("Content-Type", "application/json");
+                let response = request.send().expect("listener answers");
+                WebhookReply {
+                    status: response.status().as_u16(),
+                    content_type: response
+                        .headers()
+                        .get("content-type")
+                        .map(|v| v.to_str().unwrap().to_string())
+                        .unwrap_or_default(),
+                    body: response.text().unwrap(),
+                }
+            }
+        }
+    }
+
+    /// POSTs a payload serialised and signed exactly like Meta does.
+    fn deliver(&self, payload: &Value) -> WebhookReply {
+        let body = meta_json(payload);
+        self.request("POST", "/webhook", Some(&sign(APP_SECRET, &body)), &body)
+    }
+
+    /// Inbound callbacks without the raw-change ones.
+    fn mapped(&self) -> Vec<Inbound> {
+        self.host
+            .drain_inbound(SETTLE)
+            .into_iter()
+            .filter(|i| i.kind != "raw")
+            .collect()
+    }
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+/// Expected `recv_message` arguments: msg, tel, channel, type, id, refers_to.
+fn message(msg: &str, kind: &str, id: &str, refers_to: Option<&str>) -> Vec<Option<String>> {
+    vec![
+        s(msg),
+        s("16505551234"),
+        s(PHONE_ID),
+        s(kind),
+        s(id),
+        refers_to.map(str::to_string),
+    ]
+}
+
+fn both_ways(test: impl Fn(Way)) {
+    test(Way::Listener);
+    test(Way::HostFed);
+}
+
+#[test]
+fn verification_echoes_the_challenge_only_for_the_right_token() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let ok = inbox.request(
+            "GET",
+            "/webhook?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=verify-me",
+            None,
+            b"",
+        );
+        assert_eq!(
+            (ok.status, ok.body.as_str()),
+            (200, "1158201444"),
+            "{way:?}"
+        );
+        assert!(
+            ok.content_type.starts_with("text/plain"),
+            "{way:?}: {}",
+            ok.content_type
+        );
+        let wrong = inbox.request(
+            "GET",
+            "/webhook?hub.mode=subscribe&hub.challenge=1&hub.verify_token=nope",
+            None,
+            b"",
+        );
+        assert_eq!(wrong.status, 403, "{way:?}");
+        assert!(
+            !wrong.body.contains('1'),
+            "the challenge is not echoed on refusal"
+        );
+        let no_mode = inbox.request(
+            "GET",
+            "/webhook?hub.challenge=1&hub.verify_token=verify-me",
+            None,
+            b"",
+        );
+        assert_eq!(no_mode.status, 403);
+        // Percent-encoded parameters are decoded.
+        let encoded = inbox.request(
+            "GET",
+            "/webhook?hub.mode=subscribe&hub.challenge=a%20b&hub.verify_token=verify%2Dme",
+            None,
+            b"",
+        );
+        assert_eq!((encoded.status, encoded.body.as_str()), (200, "a b"));
+    });
+    // No verify token configured: always refused.
+    let emu = Emulator::start();
+    let host = Host::new(&Opts::for_emulator(&emu));
+    let reply = host.webhook(
+        "GET",
+        "/webhook?hub.mode=subscribe&hub.challenge=1&hub.verify_token=",
+        None,
+        b"",
+    );
+    assert_eq!(reply.status, 403);
+}
+
+#[test]
+fn every_message_kind_is_mapped_as_documented() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let cases: Vec<(Value, Vec<Vec<Option<String>>>)> = vec![
+            (
+                json!({"from":"16505551234","id":"wamid.TEXT","timestamp":"1749416383","type":"text","text":{"body":"Caf\u{e9} \u{1F600} https://example.com/x"}}),
+                vec![message(
+                    "Caf\u{e9} \u{1F600} https://example.com/x",
+                    "text",
+                    "wamid.TEXT",
+                    None,
+                )],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.REPLY","type":"text","text":{"body":"yes"},"context":{"from":"15550783881","id":"wamid.ORIGINAL"}}),
+                vec![message(
+                    "yes",
+                    "text",
+                    "wamid.REPLY",
+                    Some("wamid.ORIGINAL"),
+                )],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.IMG","type":"image","image":{"caption":"Taj Mahal","mime_type":"image/jpeg","sha256":"SfInY0gGKTsJlUWbwxC1k+FAD0FZHvzwfpvO0zX0GUI=","id":"1003383421387256"}}),
+                vec![
+                    vec![
+                        s("16505551234"),
+                        s(PHONE_ID),
+                        s("wamid.IMG"),
+                        s("1003383421387256"),
+                        s("image/jpeg"),
+                    ],
+                    message("Taj Mahal", "image", "wamid.IMG", None),
+                ],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.AUD","type":"audio","audio":{"mime_type":"audio/ogg; codecs=opus","sha256":"x=","id":"777","voice":true}}),
+                vec![
+                    vec![
+                        s("16505551234"),
+                        s(PHONE_ID),
+                        s("wamid.AUD"),
+                        s("777"),
+                        s("audio/ogg; codecs=opus"),
+                    ],
+                    message("", "audio", "wamid.AUD", None),
+                ],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.VID","type":"video","video":{"mime_type":"video/mp4","sha256":"x=","id":"778","caption":"clip"}}),
+                vec![
+                    vec![
+                        s("16505551234"),
+                        s(PHONE_ID),
+                        s("wamid.VID"),
+                        s("778"),
+                        s("video/mp4"),
+                    ],
+                    message("clip", "video", "wamid.VID", None),
+                ],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.DOC","type":"document","document":{"filename":"r.pdf","mime_type":"application/pdf","sha256":"x=","id":"779"}}),
+                vec![
+                    vec![
+                        s("16505551234"),
+                        s(PHONE_ID),
+                        s("wamid.DOC"),
+                        s("779"),
+                        s("application/pdf"),
+                    ],
+                    message("", "document", "wamid.DOC", None),
+                ],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.STK","type":"sticker","sticker":{"mime_type":"image/webp","sha256":"x=","id":"780","animated":false}}),
+                vec![
+                    vec![
+                        s("16505551234"),
+                        s(PHONE_ID),
+                        s("wamid.STK"),
+                        s("780"),
+                        s("image/webp"),
+                    ],
+                    message("", "sticker", "wamid.STK", None),
+                ],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.REACT","type":"reaction","reaction":{"message_id":"wamid.MINE","emoji":"\u{1F44D}"}}),
+                vec![message(
+                    "\u{1F44D}",
+                    "reaction",
+                    "wamid.REACT",
+                    Some("wamid.MINE"),
+                )],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.UNREACT","type":"reaction","reaction":{"message_id":"wamid.MINE"}}),
+                vec![message("", "reaction", "wamid.UNREACT", Some("wamid.MINE"))],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.LOC","type":"location","location":{"latitude":37.44221496582,"longitude":-122.16165924072,"name":"Philz Coffee"}}),
+                vec![message(
+                    r#"{"latitude":37.44221496582,"longitude":-122.16165924072,"name":"Philz Coffee"}"#,
+                    "location",
+                    "wamid.LOC",
+                    None,
+                )],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.CON","type":"contacts","contacts":[{"name":{"formatted_name":"Luc\u{ed}a G\u{f3}mez"},"phones":[{"phone":"+1 (983) 555-2319","wa_id":"19835552319","type":"MOBILE"}]}]}),
+                vec![message(
+                    r#"[{"name":{"formatted_name":"Lucía Gómez"},"phones":[{"phone":"+1 (983) 555-2319","type":"MOBILE","wa_id":"19835552319"}]}]"#,
+                    "contact",
+                    "wamid.CON",
+                    None,
+                )],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.BTN","type":"interactive","context":{"from":"15550783881","id":"wamid.ASK"},"interactive":{"type":"button_reply","button_reply":{"id":"cancel-button","title":"Cancel"}}}),
+                vec![message(
+                    "Cancel",
+                    "interactive",
+                    "wamid.BTN",
+                    Some("wamid.ASK"),
+                )],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.LIST","type":"interactive","context":{"id":"wamid.ASK"},"interactive":{"type":"list_reply","list_reply":{"id":"priority_express","title":"Priority Mail Express","description":"Next Day"}}}),
+                vec![message(
+                    "Priority Mail Express",
+                    "interactive",
+                    "wamid.LIST",
+                    Some("wamid.ASK"),
+                )],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.FLOW","type":"interactive","context":{"id":"wamid.ASK"},"interactive":{"type":"nfm_reply","nfm_reply":{"name":"flow","body":"Sent","response_json":"{\"flow_token\":\"t\",\"field\":\"value\"}"}}}),
+                vec![message(
+                    r#"{"flow_token":"t","field":"value"}"#,
+                    "interactive",
+                    "wamid.FLOW",
+                    Some("wamid.ASK"),
+                )],
+            ),
+            (
+                json!({"from":"16505551234","id":"wamid.QR","type":"button","context":{"from":"15550783881","id":"wamid.TPL"},"button":{"payload":"Unsubscribe","text":"Unsubscribe me"}}),
+                vec![message(
+                    "Unsubscribe me",
+                    "button",
+                    "wamid.QR",
+                    Some("wamid.TPL"),
+                )],
+            ),
+        ];
+        for (m, _) in &cases {
+            assert_eq!(inbox.deliver(&inbound_message(m.clone())).status, 200);
+        }
+        let got = inbox.mapped();
+        let expected: Vec<Vec<Option<String>>> =
+            cases.iter().flat_map(|(_, e)| e.clone()).collect();
+        let got_args: Vec<Vec<Option<String>>> = got.iter().map(|i| i.args.clone()).collect();
+        assert_eq!(got_args, expected, "{way:?}");
+        // Media notices come through recv_media, the rest through recv_message.
+        assert_eq!(got.iter().filter(|i| i.kind == "media").count(), 5);
+        // Callbacks run on the dispatching (test) thread.
+        assert!(got.iter().all(|i| i.thread == std::thread::current().id()));
+    });
+}
+
+#[test]
+fn unknown_and_unsupported_types_arrive_as_raw_json() {
+    let inbox = Inbox::new(Way::HostFed);
+    let unsupported = json!({"from":"16505551234","id":"wamid.UNS","type":"unsupported","errors":[{"code":131051,"title":"Message type unknown"}],"unsupported":{"type":"pool"}});
+    let future =
+        json!({"from":"16505551234","id":"wamid.FUT","type":"hologram","hologram":{"x":1}});
+    let revoke = json!({"from":"16505551234","id":"wamid.DEL","type":"revoke","revoke":{"original_message_id":"wamid.GONE"}});
+    for m in [&unsupported, &future, &revoke] {
+        assert_eq!(inbox.deliver(&inbound_message(m.clone())).status, 200);
+    }
+    let got = inbox.mapped();
+    assert_eq!(got.len(), 3);
+    for (got, sent) in got.iter().zip([&unsupported, &future, &revoke]) {
+        let msg: Value = serde_json::from_str(got.args[0].as_deref().unwrap()).unwrap();
+        assert_eq!(&msg, sent, "msg is the whole message as JSON");
+        assert_eq!(got.args[3].as_deref(), sent["type"].as_str());
+    }
+    assert_eq!(
+        got[2].args[5].as_deref(),
+        Some("wamid.GONE"),
+        "revoke refers to the deleted message"
+    );
+}
+
+#[test]
+fn statuses_are_mapped_with_callback_data_and_errors() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let value = json!({"messaging_product":"whatsapp","metadata":{"phone_number_id":PHONE_ID},
+            "statuses":[
+                {"id":"wamid.OUT","status":"sent","timestamp":"1","recipient_id":"16505551234","biz_opaque_callback_data":"order-42","pricing":{"billable":true,"pricing_model":"PMP","category":"utility"}},
+                {"id":"wamid.OUT","status":"delivered","timestamp":"2","recipient_id":"16505551234","biz_opaque_callback_data":"order-42"},
+                {"id":"wamid.OUT","status":"read","timestamp":"3","recipient_id":"16505551234"},
+                {"id":"wamid.VOICE","status":"played","timestamp":"4","recipient_id":"16505551234"},
+                {"id":"wamid.LATE","status":"failed","timestamp":"5","recipient_id":"16505551234","errors":[{"code":131047,"title":"Re-engagement message","message":"Re-engagement message","error_data":{"details":"More than 24 hours have passed."}}]}]});
+        assert_eq!(inbox.deliver(&envelope(value)).status, 200);
+        let got: Vec<_> = inbox.mapped().into_iter().map(|i| i.args).collect();
+        let status = |msg: &str, id: &str, info: Option<&str>| {
+            vec![
+                s(msg),
+                s("16505551234"),
+                s(PHONE_ID),
+                s("status"),
+                s(id),
+                info.map(str::to_string),
+            ]
+        };
+        assert_eq!(
+            got,
+            vec![
+                status("sent", "wamid.OUT", Some("order-42")),
+                status("delivered", "wamid.OUT", Some("order-42")),
+                status("read", "wamid.OUT", None),
+                status("played", "wamid.VOICE", None),
+                status(
+                    "failed (#131047) Re-engagement message: More than 24 hours have passed.",
+                    "wamid.LATE",
+                    None
+                ),
+            ],
+            "{way:?}"
+        );
+    });
+}
+
+#[test]
+fn sender_falls_back_to_the_business_scoped_user_id() {
+    let inbox = Inbox::new(Way::HostFed);
+    let payload = envelope(json!({"metadata":{"phone_number_id":PHONE_ID},
+        "contacts":[{"profile":{"name":"X"},"user_id":"US.13491208655302741918"}],
+        "messages":[{"from_user_id":"US.13491208655302741918","id":"wamid.B","type":"text","text":{"body":"hi"}}]}));
+    assert_eq!(inbox.deliver(&payload).status, 200);
+    let got = inbox.mapped();
+    assert_eq!(got[0].args[1].as_deref(), Some("US.13491208655302741918"));
+}
+
+#[test]
+fn refused_requests_produce_no_callbacks() {
+    both_ways(|way| {
+        let body = meta_json(&inbound_message(
+            json!({"from":"16505551234","id":"wamid.X","type":"text","text":{"body":"caf\u{e9} https://x.example/"}}),
+        ));
+        let inbox = Inbox::new(way);
+        let r = inbox.request("POST", "/webhook", None, &body);
+        assert_eq!(r.status, 401, "{way:?}: missing signature");
+        let r = inbox.request(
+            "POST",
+            "/webhook",
+            Some(&sign("other-secret", &body)),
+            &body,
+        );
+        assert_eq!(r.status, 403, "{way:?}: wrong secret");
+        let r = inbox.request("POST", "/webhook", Some("sha256=zz"), &body);
+        assert_eq!(r.status, 403, "{way:?}: malformed signature");
+        // The signature covers the exact bytes: re-serialising (unescaping) breaks it.
+        let reserialised =
+            serde_json::to_vec(&serde_json::from_slice::<Value>(&body).unwrap()).unwrap();
+        let r = inbox.request(
+            "POST",
+            "/webhook",
+            Some(&sign(APP_SECRET, &body)),
+            &reserialised,
+        );
+        assert_eq!(r.status, 403, "{way:?}: bytes differ from what was signed");
+        let junk = b"{not json".to_vec();
+        let r = inbox.request("POST", "/webhook", Some(&sign(APP_SECRET, &junk)), &junk);
+        assert_eq!(r.status, 400, "{way:?}: malformed JSON");
+        let other = br#"{"object":"page","entry":[]}"#.to_vec();
+        let r = inbox.request("POST", "/webhook", Some(&sign(APP_SECRET, &other)), &other);
+        assert_eq!(r.status, 400, "{way:?}: not a WhatsApp envelope");
+        let big = vec![b' '; 1024 * 1024 + 1];
+        let r = inbox.request("POST", "/webhook", Some(&sign(APP_SECRET, &big)), &big);
+        assert_eq!(r.status, 413, "{way:?}: oversize");
+        let r = inbox.request("PUT", "/webhook", None, b"");
+        assert_eq!(r.status, 405, "{way:?}");
+        assert!(
+            inbox.host.drain_inbound(SETTLE).is_empty(),
+            "{way:?}: a refused request produced a callback"
+        );
+    });
+
+    // No app secret: fail closed.
+    let emu = Emulator::start();
+    let host = Host::new(&Opts::for_emulator(&emu));
+    let body = meta_json(&inbound_message(
+        json!({"from":"16505551234","id":"wamid.X","type":"text","text":{"body":"x"}}),
+    ));
+    let r = host.webhook("POST", "/webhook", Some(&sign("", &body)), &body);
+    assert_eq!(r.status, 503);
+    assert!(host.drain_inbound(SETTLE).is_empty());
+}
+
+#[test]
+fn the_listener_serves_only_its_path_and_a_configured_limit() {
+    let inbox = Inbox::with(Way::Listener, |o| {
+        assert_eq!(
+            wa_options_set_webhook_path(o.0, cstr("/hooks/wa").as_ptr()),
+            wa_result::WA_OK
+        );
+        assert_eq!(wa_options_set_webhook_max_body(o.0, 2048), wa_result::WA_OK);
+    });
+    let port = inbox.host.webhook_port();
+    let get = |path: &str| {
+        reqwest::blocking::get(format!("http://127.0.0.1:{port}{path}"))
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        get("/webhook?hub.mode=subscribe&hub.challenge=1&hub.verify_token=verify-me"),
+        404
+    );
+    assert_eq!(
+        get("/hooks/wa?hub.mode=subscribe&hub.challenge=1&hub.verify_token=verify-me"),
+        200
+    );
+    let body = vec![b'x'; 4096];
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{port}/hooks/wa"))
+        .header("X-Hub-Signature-256", sign(APP_SECRET, &body))
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(
+        wa_options_set_webhook_path(std::ptr::null_mut(), cstr("/x").as_ptr()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+}
+
+#[test]
+fn redeliveries_are_suppressed() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let payload = inbound_message(
+            json!({"from":"16505551234","id":"wamid.ONCE","type":"text","text":{"body":"once"}}),
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                inbox.deliver(&payload).status,
+                200,
+                "a redelivery is still answered 200"
+            );
+        }
+        let status = envelope(
+            json!({"metadata":{"phone_number_id":PHONE_ID},"statuses":[{"id":"wamid.S","status":"read","recipient_id":"1"}]}),
+        );
+        inbox.deliver(&status);
+        inbox.deliver(&status);
+        let all = inbox.host.drain_inbound(SETTLE);
+        let mapped: Vec<_> = all.iter().filter(|i| i.kind == "message").collect();
+        assert_eq!(mapped.len(), 2, "{way:?}: {mapped:?}");
+        assert_eq!(
+            all.iter().filter(|i| i.kind == "raw").count(),
+            2,
+            "raw changes are deduplicated too"
+        );
+    });
+}
+
+#[test]
+fn concurrent_duplicates_are_delivered_once() {
+    let inbox = Inbox::new(Way::Listener);
+    let payload = inbound_message(
+        json!({"from":"16505551234","id":"wamid.RACE","type":"text","text":{"body":"race"}}),
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| assert_eq!(inbox.deliver(&payload).status, 200));
+        }
+    });
+    assert_eq!(inbox.mapped().len(), 1);
+}
+
+#[test]
+fn batched_posts_are_delivered_completely_and_in_order() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let text =
+            |id: &str| json!({"from":"16505551234","id":id,"type":"text","text":{"body":id}});
+        let change = |ids: &[&str], phone: &str| json!({"field":"messages","value":{"metadata":{"phone_number_id":phone},"messages":ids.iter().map(|i| text(i)).collect::<Vec<_>>()}});
+        let payload = json!({"object":"whatsapp_business_account","entry":[
+            {"id":"1","changes":[change(&["a1","a2"], PHONE_ID), change(&["b1"], "222")]},
+            {"id":"2","changes":[change(&["c1","c2","c3"], PHONE_ID)]}]});
+        assert_eq!(inbox.deliver(&payload).status, 200);
+        let got = inbox.mapped();
+        let ids: Vec<_> = got.iter().map(|i| i.args[4].clone().unwrap()).collect();
+        assert_eq!(ids, ["a1", "a2", "b1", "c1", "c2", "c3"], "{way:?}");
+        assert_eq!(
+            got[2].args[2].as_deref(),
+            Some("222"),
+            "channel = metadata.phone_number_id"
+        );
+    });
+}
+
+#[test]
+fn the_allow_list_drops_other_phone_numbers() {
+    let inbox = Inbox::with(Way::HostFed, |o| {
+        assert_eq!(
+            wa_options_add_allowed_channel(o.0, cstr(PHONE_ID).as_ptr()),
+            wa_result::WA_OK
+        );
+    });
+    let mine = inbound_message(
+        json!({"from":"16505551234","id":"wamid.MINE","type":"text","text":{"body":"m"}}),
+    );
+    let other = envelope(
+        json!({"metadata":{"phone_number_id":"999"},"messages":[{"from":"1","id":"wamid.OTHER","type":"text","text":{"body":"o"}}]}),
+    );
+    assert_eq!(inbox.deliver(&other).status, 200);
+    assert_eq!(inbox.deliver(&mine).status, 200);
+    let got = inbox.host.drain_inbound(SETTLE);
+    assert!(
+        got.iter()
+            .all(|i| !format!("{:?}", i.args).contains("wamid.OTHER")),
+        "{got:?}"
+    );
+    assert_eq!(got.iter().filter(|i| i.kind == "message").count(), 1);
+}
+
+#[test]
+fn other_fields_reach_the_raw_change_callback() {
+    let inbox = Inbox::new(Way::HostFed);
+    let payload = json!({"object":"whatsapp_business_account","entry":[{"id":"35602","time":1731617831,"changes":[
+        {"value":{"event":"PARTNER_ADDED","waba_info":{"waba_id":"495709","owner_business_id":"11"}},"field":"account_update"}]}]});
+    assert_eq!(inbox.deliver(&payload).status, 200);
+    let got = inbox.host.drain_inbound(SETTLE);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].kind, "raw");
+    assert_eq!(got[0].args[0].as_deref(), Some("account_update"));
+    let value: Value = serde_json::from_str(got[0].args[1].as_deref().unwrap()).unwrap();
+    assert_eq!(value["event"], "PARTNER_ADDED");
+}
+
+#[test]
+fn arbitrary_bytes_never_crash_the_handler() {
+    let inbox = Inbox::new(Way::HostFed);
+    let seed = meta_json(&inbound_message(
+        json!({"from":"16505551234","id":"wamid.F","type":"image","image":{"id":"1","mime_type":"image/png"},"context":{"id":"x"}}),
+    ));
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    for round in 0..3000 {
+        let mut body = if round % 3 == 0 {
+            (0..rng.usize(0..512))
+                .map(|_| rng.u8(..))
+                .collect::<Vec<u8>>()
+        } else {
+            let mut b = seed.clone();
+            for _ in 0..rng.usize(1..8) {
+                if b.is_empty() {
+                    break;
+                }
+                let i = rng.usize(..b.len());
+                match rng.u8(..4) {
+                    0 => b[i] = rng.u8(..),
+                    1 => {
+                        b.remove(i);
+                    }
+                    2 => b.insert(i, *b"{}[]\",:0\\".get(rng.usize(..9)).unwrap()),
+                    _ => b.truncate(i),
+                }
+            }
+            b
+        };
+        if body.is_empty() {
+            body.push(b'{');
+        }
+        // Signed, so the bytes reach the parser and the mapping.
+        let reply = inbox
+            .host
+            .webhook("POST", "/webhook", Some(&sign(APP_SECRET, &body)), &body);
+        assert!(
+            matches!(reply.status, 200 | 400),
+            "round {round}: {reply:?}"
+        );
+    }
+    inbox.host.drain_inbound(SETTLE);
+}
