@@ -17,7 +17,7 @@ use crate::events::EventSink;
 use crate::graph::GraphClient;
 use crate::logging::{self, LogForwarder};
 use crate::message::{self, InvalidMessage, MessageInput};
-use crate::outbox::{Command, Outgoing, Scheduler};
+use crate::outbox::{Command, MediaJob, MediaWork, Outgoing, Scheduler};
 use crate::secrets::Credentials;
 use crate::webhook::{WebhookHandler, WebhookSettings};
 
@@ -82,9 +82,14 @@ impl Client {
             )?),
             None => None,
         };
+        let media = {
+            let _guard = runtime.enter();
+            Arc::new(crate::media::MediaClient::new(&config)?)
+        };
         let scheduler = Scheduler::new(
             config.clone(),
             graph,
+            media,
             sink,
             credentials.clone(),
             outstanding.clone(),
@@ -153,6 +158,34 @@ impl Client {
         };
         if self.commands.send(Command::Send(outgoing)).is_err() {
             // The outbox already finished closing: the message was not accepted.
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Err(SendRejected::Closed);
+        }
+        Ok(())
+    }
+
+    /// Queues a media job (forward, download, upload). On success exactly one result event
+    /// follows, with `callback_info` as given.
+    pub fn media(
+        &self,
+        work: MediaWork,
+        callback_info: String,
+        request_ctx: usize,
+    ) -> Result<(), SendRejected> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SendRejected::Closed);
+        }
+        if self.outstanding.fetch_add(1, Ordering::AcqRel) >= self.config.outbox_capacity {
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Err(SendRejected::QueueFull);
+        }
+        let job = MediaJob {
+            work,
+            request_ctx,
+            callback_info,
+            accepted_at: Instant::now(),
+        };
+        if self.commands.send(Command::Media(job)).is_err() {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
             return Err(SendRejected::Closed);
         }

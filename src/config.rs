@@ -38,6 +38,12 @@ pub struct ClientConfig {
     pub dedupe_capacity: usize,
     /// Phone number ids whose webhook changes are delivered; empty = all.
     pub allowed_channels: Vec<String>,
+    /// Hosts besides the Graph host that may receive the token with a media download.
+    pub media_hosts: Vec<String>,
+    /// Largest media transferred.
+    pub media_max_bytes: u64,
+    /// Token required by the listener's `/client/getMedia`; `None` = endpoint refuses all.
+    pub media_access_token: Option<String>,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     /// Attempts per message, the first included.
@@ -74,6 +80,9 @@ impl Default for ClientConfig {
             webhook_max_body: crate::webhook::DEFAULT_MAX_BODY,
             dedupe_capacity: crate::webhook::DEFAULT_DEDUPE_CAPACITY,
             allowed_channels: Vec::new(),
+            media_hosts: vec![crate::media::DEFAULT_MEDIA_HOST.to_string()],
+            media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
+            media_access_token: None,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             max_attempts: 5,
@@ -104,6 +113,9 @@ pub struct Options {
     pub webhook_max_body: Option<usize>,
     pub dedupe_capacity: Option<usize>,
     pub allowed_channels: Vec<String>,
+    pub extra_media_hosts: Vec<String>,
+    pub media_max_bytes: Option<u64>,
+    pub media_access_token: Option<String>,
     pub request_timeout: Option<Duration>,
     pub max_attempts: Option<u32>,
     pub max_retry_age: Option<Duration>,
@@ -189,6 +201,13 @@ impl Options {
             webhook_max_body: self.webhook_max_body.unwrap_or(d.webhook_max_body),
             dedupe_capacity: self.dedupe_capacity.unwrap_or(d.dedupe_capacity),
             allowed_channels: self.allowed_channels.clone(),
+            media_hosts: d
+                .media_hosts
+                .into_iter()
+                .chain(self.extra_media_hosts.iter().cloned())
+                .collect(),
+            media_max_bytes: self.media_max_bytes.unwrap_or(d.media_max_bytes),
+            media_access_token: self.media_access_token.clone(),
             request_timeout,
             connect_timeout: d.connect_timeout.min(request_timeout),
             max_attempts: self.max_attempts.unwrap_or(d.max_attempts).max(1),

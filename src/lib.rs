@@ -15,6 +15,7 @@ pub mod graph;
 pub mod inbound;
 mod listener;
 mod logging;
+pub mod media;
 pub mod message;
 pub mod outbox;
 pub mod secrets;

@@ -21,6 +21,7 @@ use crate::config::ClientConfig;
 use crate::error::DeliveryError;
 use crate::events::{Event, EventSink};
 use crate::graph::{Attempt, Failure, GraphClient};
+use crate::media::{MediaClient, UploadSource};
 use crate::secrets::Credentials;
 
 /// A message accepted by `send`.
@@ -34,9 +35,38 @@ pub struct Outgoing {
     pub accepted_at: Instant,
 }
 
+/// A media request (forward, download or upload): one result like a message.
+#[derive(Debug)]
+pub struct MediaJob {
+    pub work: MediaWork,
+    pub request_ctx: usize,
+    /// Comes back as the result's callback_info (the media id, or the upload's file name).
+    pub callback_info: String,
+    pub accepted_at: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub enum MediaWork {
+    Forward {
+        media_id: String,
+        destination: String,
+        mime_type: Option<String>,
+    },
+    Download {
+        media_id: String,
+        path: std::path::PathBuf,
+    },
+    Upload {
+        channel: String,
+        source: UploadSource,
+        mime_type: String,
+    },
+}
+
 #[derive(Debug)]
 pub enum Command {
     Send(Outgoing),
+    Media(MediaJob),
     /// A new token (`None`: no token; sends are held).
     SetToken(Option<Arc<str>>),
     /// Stop accepting, drain, answer everything, then `CloseComplete`.
@@ -124,6 +154,11 @@ enum TimerTarget {
     DrainDeadline,
 }
 
+struct MediaDone {
+    id: u64,
+    result: Result<String, (DeliveryError, String)>,
+}
+
 struct Done {
     key: QueueKey,
     outcome: Attempt,
@@ -132,6 +167,14 @@ struct Done {
 pub struct Scheduler {
     config: Arc<ClientConfig>,
     graph: Arc<GraphClient>,
+    media: Arc<MediaClient>,
+    /// Media jobs waiting for a token, in acceptance order.
+    media_waiting: VecDeque<MediaJob>,
+    /// Media jobs running, by id: their task and what their result carries.
+    media_running: HashMap<u64, (AbortHandle, usize, String)>,
+    next_media_id: u64,
+    media_tx: mpsc::UnboundedSender<MediaDone>,
+    media_rx: mpsc::UnboundedReceiver<MediaDone>,
     sink: Arc<dyn EventSink>,
     credentials: Arc<Credentials>,
     /// Accepted messages without a final result; shared with `Client::send` for the capacity check.
@@ -151,14 +194,22 @@ impl Scheduler {
     pub fn new(
         config: Arc<ClientConfig>,
         graph: Arc<GraphClient>,
+        media: Arc<MediaClient>,
         sink: Arc<dyn EventSink>,
         credentials: Arc<Credentials>,
         outstanding: Arc<AtomicUsize>,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
         Self {
             config,
             graph,
+            media,
+            media_waiting: VecDeque::new(),
+            media_running: HashMap::new(),
+            next_media_id: 0,
+            media_tx,
+            media_rx,
             sink,
             credentials,
             outstanding,
@@ -181,6 +232,7 @@ impl Scheduler {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 biased;
+                Some(done) = self.media_rx.recv() => self.on_media_done(done),
                 Some(done) = self.done_rx.recv() => {
                     self.on_done(done);
                     while let Ok(done) = self.done_rx.try_recv() {
@@ -205,13 +257,21 @@ impl Scheduler {
                 }
             }
             self.pump();
-            if self.closing && self.in_flight == 0 {
+            if self.closing && self.in_flight == 0 && self.media_running.is_empty() {
                 // Refuse further commands, then answer whatever raced in before the refusal,
                 // so that every accepted message still gets its one result before CloseComplete.
                 commands.close();
                 while let Ok(command) = commands.try_recv() {
-                    if let Command::Send(msg) = command {
-                        self.finish(msg, Err((DeliveryError::Closing, closing_text())));
+                    match command {
+                        Command::Send(msg) => {
+                            self.finish(msg, Err((DeliveryError::Closing, closing_text())))
+                        }
+                        Command::Media(job) => self.finish_media(
+                            job.request_ctx,
+                            job.callback_info,
+                            Err((DeliveryError::Closing, closing_text())),
+                        ),
+                        _ => {}
                     }
                 }
                 tracing::info!("client closed");
@@ -224,10 +284,15 @@ impl Scheduler {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Send(msg) => self.accept(msg),
+            Command::Media(job) => self.accept_media(job),
             Command::SetToken(token) => {
                 self.token = token;
                 if self.token.is_none() {
                     self.arm_hold_timer();
+                } else {
+                    for job in std::mem::take(&mut self.media_waiting) {
+                        self.start_media(job);
+                    }
                 }
             }
             Command::Close => self.start_close(),
@@ -433,6 +498,7 @@ impl Scheduler {
             .values()
             .filter_map(|q| q.pending.front())
             .map(|p| p.msg.accepted_at)
+            .chain(self.media_waiting.front().map(|j| j.accepted_at))
             .min();
         if let Some(oldest) = oldest {
             self.hold_timer_armed = true;
@@ -464,9 +530,22 @@ impl Scheduler {
                 }
             }
         }
+        let text = "no access token was configured in time (SetConfig)".to_string();
         for msg in expired {
-            let text = "no access token was configured in time (SetConfig)".to_string();
-            self.finish(msg, Err((DeliveryError::MissingToken, text)));
+            self.finish(msg, Err((DeliveryError::MissingToken, text.clone())));
+        }
+        while self
+            .media_waiting
+            .front()
+            .is_some_and(|j| now.saturating_duration_since(j.accepted_at) >= hold)
+        {
+            if let Some(job) = self.media_waiting.pop_front() {
+                self.finish_media(
+                    job.request_ctx,
+                    job.callback_info,
+                    Err((DeliveryError::MissingToken, text.clone())),
+                );
+            }
         }
         self.queues
             .retain(|_, q| !q.pending.is_empty() || q.in_flight.is_some() || q.timer_armed);
@@ -498,6 +577,13 @@ impl Scheduler {
         for msg in cancelled {
             self.finish(msg, Err((DeliveryError::Closing, closing_text())));
         }
+        for job in std::mem::take(&mut self.media_waiting) {
+            self.finish_media(
+                job.request_ctx,
+                job.callback_info,
+                Err((DeliveryError::Closing, closing_text())),
+            );
+        }
         let deadline = Instant::now() + self.config.drain_timeout;
         self.timers
             .push(Reverse((deadline, TimerTarget::DrainDeadline)));
@@ -505,6 +591,14 @@ impl Scheduler {
 
     /// The drain time is over: requests still on the wire are abandoned with `Closing`.
     fn abort_in_flight(&mut self) {
+        for (_, (task, request_ctx, info)) in std::mem::take(&mut self.media_running) {
+            task.abort();
+            self.finish_media(
+                request_ctx,
+                info,
+                Err((DeliveryError::Closing, closing_text())),
+            );
+        }
         let mut cancelled = Vec::new();
         for queue in self.queues.values_mut() {
             if let Some(task) = queue.in_flight.take() {
@@ -519,6 +613,9 @@ impl Scheduler {
     }
 
     fn abort_all(&mut self) {
+        for (_, (task, _, _)) in self.media_running.drain() {
+            task.abort();
+        }
         for queue in self.queues.values_mut() {
             if let Some(task) = queue.in_flight.take() {
                 task.abort();
@@ -526,6 +623,96 @@ impl Scheduler {
         }
         self.queues.clear();
         self.in_flight = 0;
+    }
+
+    fn accept_media(&mut self, job: MediaJob) {
+        if self.closing {
+            self.finish_media(
+                job.request_ctx,
+                job.callback_info,
+                Err((DeliveryError::Closing, closing_text())),
+            );
+        } else if self.config.api_version.is_empty() {
+            let text = "no Graph API version is configured".to_string();
+            self.finish_media(
+                job.request_ctx,
+                job.callback_info,
+                Err((DeliveryError::MissingVersion, text)),
+            );
+        } else if self.token.is_none() {
+            self.media_waiting.push_back(job);
+            self.arm_hold_timer();
+        } else {
+            self.start_media(job);
+        }
+    }
+
+    fn start_media(&mut self, job: MediaJob) {
+        let Some(token) = self.token.clone() else {
+            self.media_waiting.push_back(job);
+            return;
+        };
+        let id = self.next_media_id;
+        self.next_media_id += 1;
+        let (media, tx, work) = (self.media.clone(), self.media_tx.clone(), job.work);
+        let task = tokio::spawn(async move {
+            let result = match work {
+                MediaWork::Forward {
+                    media_id,
+                    destination,
+                    mime_type,
+                } => {
+                    media
+                        .forward(&media_id, &destination, mime_type.as_deref(), &token)
+                        .await
+                }
+                MediaWork::Download { media_id, path } => {
+                    media.download_to_file(&media_id, &path, &token).await
+                }
+                MediaWork::Upload {
+                    channel,
+                    source,
+                    mime_type,
+                } => media.upload(&channel, source, &mime_type, &token).await,
+            };
+            let _ = tx.send(MediaDone { id, result });
+        });
+        self.media_running.insert(
+            id,
+            (task.abort_handle(), job.request_ctx, job.callback_info),
+        );
+    }
+
+    fn on_media_done(&mut self, done: MediaDone) {
+        if let Some((_, request_ctx, info)) = self.media_running.remove(&done.id) {
+            self.finish_media(request_ctx, info, done.result);
+        }
+    }
+
+    /// Delivers the one final result of a media job.
+    fn finish_media(
+        &self,
+        request_ctx: usize,
+        callback_info: String,
+        result: Result<String, (DeliveryError, String)>,
+    ) {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        let (error, content) = match result {
+            Ok(content) => (None, content),
+            Err((error, text)) => {
+                let text = self.credentials.redact(&text);
+                if error != DeliveryError::Closing {
+                    tracing::warn!(?error, media = %callback_info, "media request failed: {text}");
+                }
+                (Some(error), text)
+            }
+        };
+        self.sink.push(Event::SendResult {
+            request_ctx,
+            error,
+            callback_info: Some(callback_info),
+            content,
+        });
     }
 
     /// Delivers the one final result of a message.

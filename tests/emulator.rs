@@ -43,8 +43,9 @@ impl Emulator {
             .unwrap_or_else(|| panic!("unexpected startup line {line:?}"))
             .to_string();
         assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-        // reqwest here shares the library's rustls without a built-in provider.
-        whatsapp_connector::graph::install_crypto_provider();
+        // The emulator's own reqwest dependency enables rustls without a crypto provider, and
+        // features are shared with this dev-dependency: choose the provider before building.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -247,6 +248,13 @@ fn help_exits_zero_and_documents_every_flag() {
         "--threads",
         "--quiet",
         "--exit-on-stdin-eof",
+        "--webhook-url",
+        "--app-secret",
+        "--verify-token",
+        "--auto-statuses",
+        "--webhook-concurrency",
+        "/_emulator/webhook/inbound",
+        "async_error",
         "--help",
         "curl",
     ] {
@@ -1146,4 +1154,917 @@ fn many_requests_over_keep_alive_from_several_threads() {
         .filter_map(|entry| entry["seq"].as_u64())
         .collect();
     assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]));
+}
+
+// ===================================================================================== //
+// Webhook driver
+// ===================================================================================== //
+
+/// One HTTP request as the test receiver saw it.
+#[derive(Clone, Debug)]
+struct Received {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("webhook body is JSON")
+    }
+
+    fn query_param(&self, name: &str) -> Option<String> {
+        let (_, query) = self.target.split_once('?')?;
+        query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            (key == name).then(|| value.to_string())
+        })
+    }
+}
+
+type Answer = Box<dyn Fn(&Received) -> (u16, String) + Send + Sync>;
+
+/// A tiny HTTP/1.1 webhook subscriber on 127.0.0.1:0: records every request and answers with
+/// `answer` (one connection per request, `Connection: close`).
+struct Receiver {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+const APP_SECRET: &str = "test-app-secret";
+
+fn signature_of(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+impl Receiver {
+    /// Answers like a correct subscriber: 403 to a bad signature or verify token, the challenge
+    /// to a good verification GET, 200 otherwise.
+    fn start() -> Self {
+        Self::start_with(Box::new(|request: &Received| {
+            if request.method == "GET" {
+                let token = request.query_param("hub.verify_token");
+                let mode = request.query_param("hub.mode");
+                return match (mode.as_deref(), token.as_deref()) {
+                    (Some("subscribe"), Some("test-verify-token")) => (
+                        200,
+                        request.query_param("hub.challenge").unwrap_or_default(),
+                    ),
+                    _ => (403, "forbidden".to_string()),
+                };
+            }
+            let expected = signature_of(APP_SECRET, &request.body);
+            if request.header("x-hub-signature-256") == Some(expected.as_str()) {
+                (200, "EVENT_RECEIVED".to_string())
+            } else {
+                (403, "bad signature".to_string())
+            }
+        }))
+    }
+
+    fn start_with(answer: Answer) -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        let url = format!("http://{}/webhook", listener.local_addr().expect("address"));
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut data = Vec::new();
+                let mut buffer = [0u8; 8192];
+                let header_end = loop {
+                    if let Some(end) = data.windows(4).position(|window| window == b"\r\n\r\n") {
+                        break Some(end);
+                    }
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break None,
+                        Ok(count) => data.extend_from_slice(&buffer[..count]),
+                    }
+                };
+                let Some(header_end) = header_end else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&data[..header_end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let request_line = lines.next().unwrap_or_default().to_string();
+                let mut parts = request_line.split(' ');
+                let method = parts.next().unwrap_or_default().to_string();
+                let target = parts.next().unwrap_or_default().to_string();
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|line| line.split_once(':'))
+                    .map(|(name, value)| {
+                        (name.trim().to_ascii_lowercase(), value.trim().to_string())
+                    })
+                    .collect();
+                let length: usize = headers
+                    .iter()
+                    .find(|(name, _)| name == "content-length")
+                    .and_then(|(_, value)| value.parse().ok())
+                    .unwrap_or(0);
+                let mut body = data[header_end + 4..].to_vec();
+                while body.len() < length {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(count) => body.extend_from_slice(&buffer[..count]),
+                    }
+                }
+                let request = Received {
+                    method,
+                    target,
+                    headers,
+                    body,
+                };
+                let (status, text) = answer(&request);
+                log.lock().expect("log").push(request);
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        Receiver { url, received }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("log").clone()
+    }
+
+    /// Waits until at least `count` requests arrived (or panics after 5 s).
+    fn wait_for(&self, count: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let received = self.received();
+            if received.len() >= count {
+                return received;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {count} webhook requests, got {}",
+                received.len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Emulator {
+    fn with_webhooks(receiver: &Receiver, extra: &[&str]) -> Self {
+        let mut args = vec!["--webhook-url", receiver.url.as_str()];
+        args.extend_from_slice(extra);
+        Self::start_with(&args)
+    }
+
+    fn control_post_status(&self, path: &str, body: &Value) -> (u16, Value) {
+        json_of(
+            self.client
+                .post(format!("{}/_emulator/{path}", self.base))
+                .json(body)
+                .send()
+                .expect("control post"),
+        )
+    }
+
+    fn deliveries(&self) -> Vec<Value> {
+        self.control_get("webhook/deliveries")["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .clone()
+    }
+
+    /// Waits until the delivery log satisfies `done` (or panics after 5 s).
+    fn wait_deliveries(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let deliveries = self.deliveries();
+            if done(&deliveries) {
+                return deliveries;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deliveries never settled: {deliveries:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The single `value` of a one-entry, one-change payload.
+fn only_value(payload: &Value) -> &Value {
+    assert_eq!(payload["object"], "whatsapp_business_account");
+    assert_eq!(payload["entry"].as_array().map(Vec::len), Some(1));
+    let changes = &payload["entry"][0]["changes"];
+    assert_eq!(changes.as_array().map(Vec::len), Some(1));
+    assert_eq!(changes[0]["field"], "messages");
+    &changes[0]["value"]
+}
+
+#[test]
+fn webhook_is_signed_over_the_exact_bytes_with_graph_escaping() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    let (status, answer) = emulator.control_post_status(
+        "webhook/inbound",
+        &json!({"from":"16505551234","name":"Zoë","phone_number_id":PHONE_ID,"type":"text",
+                "text":{"body":"café 😀 https://example.com/a/b"}}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["delivery"]["status"], 200);
+    assert_eq!(answer["delivery"]["attempts"], 1);
+    let received = receiver.wait_for(1);
+    let request = &received[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.target, "/webhook");
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(request.header("user-agent"), Some("facebookexternalua"));
+    let signature = signature_of(APP_SECRET, &request.body);
+    assert_eq!(
+        request.header("x-hub-signature-256"),
+        Some(signature.as_str())
+    );
+    assert_eq!(answer["delivery"]["signature"], signature.as_str());
+    let text = String::from_utf8(request.body.clone()).expect("ASCII body");
+    assert!(text.is_ascii());
+    assert_eq!(answer["delivery"]["body"], text.as_str());
+    assert!(
+        text.contains(r#"caf\u00e9 \ud83d\ude00 https:\/\/example.com\/a\/b"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""name":"Zo\u00eb""#), "{text}");
+    // Compact and in Meta's key order.
+    assert!(text.starts_with(r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Zo\u00eb"},"wa_id":"16505551234","user_id":"US."#), "{text}");
+    assert!(text.ends_with(r#"}]},"field":"messages"}]}]}"#), "{text}");
+    assert!(!text.contains(' ') || text.contains("caf\\u00e9 "));
+
+    let payload = request.json();
+    let value = only_value(&payload);
+    let message = &value["messages"][0];
+    assert_eq!(message["from"], "16505551234");
+    assert_eq!(message["from_user_id"], value["contacts"][0]["user_id"]);
+    assert!(message["from_user_id"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("US."));
+    assert_eq!(message["id"], answer["id"]);
+    assert!(message["id"].as_str().unwrap_or("").starts_with("wamid."));
+    assert!(message["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.parse::<u64>().is_ok()));
+    assert_eq!(message["type"], "text");
+    assert_eq!(
+        message["text"],
+        json!({"body":"café 😀 https://example.com/a/b"})
+    );
+    let keys: Vec<&str> = message
+        .as_object()
+        .map(|object| object.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut expected = vec!["from", "from_user_id", "id", "timestamp", "type", "text"];
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
+
+    // A custom app secret signs with that secret.
+    let receiver = Receiver::start_with(Box::new(|_| (200, String::new())));
+    let emulator = Emulator::with_webhooks(&receiver, &["--app-secret", "another secret"]);
+    emulator.control_post(
+        "webhook/inbound",
+        &json!({"type":"text","text":{"body":"x"}}),
+    );
+    let request = &receiver.wait_for(1)[0];
+    assert_eq!(
+        request.header("x-hub-signature-256"),
+        Some(signature_of("another secret", &request.body).as_str())
+    );
+
+    // An inbound wamid can be marked as read (it is not mistaken for an outgoing one).
+    let response = emulator
+        .send(&json!({"messaging_product":"whatsapp","status":"read","message_id":answer["id"]}));
+    assert_eq!(response.status(), 200);
+}
+
+#[test]
+fn every_inbound_type_builds_the_documented_shape() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    let context = json!({"from":"15550783881","id":"wamid.OUR_MESSAGE"});
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "text",
+            json!({"text":{"body":"Does it come in another color?"}}),
+        ),
+        ("image", json!({"image":{"caption":"Taj Mahal"}})),
+        (
+            "image",
+            json!({"image":{"caption":"given","mime_type":"image/png","sha256":"abc=","id":"1003383421387256","url":"https://lookaside.fbsbx.com/x?mid=1"}}),
+        ),
+        ("video", json!({"video":{"caption":"My vacation video"}})),
+        (
+            "document",
+            json!({"document":{"caption":"c","filename":"receipt.pdf"}}),
+        ),
+        ("audio", json!({"audio":{"voice":true}})),
+        ("sticker", json!({})),
+        (
+            "location",
+            json!({"location":{"latitude":37.44221496582,"longitude":-122.16165924072,"name":"Philz Coffee","address":"101 Forest Ave, Palo Alto, CA 94301","url":"https://philzcoffee.com/"}}),
+        ),
+        (
+            "contacts",
+            json!({"contacts":[{"name":{"formatted_name":"Lucía Gómez","first_name":"Lucía"},"phones":[{"phone":"+1 (983) 555-2319","wa_id":"19835552319","type":"MOBILE"}]}]}),
+        ),
+        (
+            "reaction",
+            json!({"reaction":{"message_id":"wamid.X","emoji":"👍"}}),
+        ),
+        (
+            "interactive",
+            json!({"context":context,"interactive":{"type":"button_reply","button_reply":{"id":"cancel-button","title":"Cancel"}}}),
+        ),
+        (
+            "interactive",
+            json!({"context":context,"interactive":{"type":"list_reply","list_reply":{"id":"priority_express","title":"Priority Mail Express","description":"Next Day to 2 Days"}}}),
+        ),
+        (
+            "interactive",
+            json!({"context":context,"interactive":{"type":"nfm_reply","nfm_reply":{"name":"flow","body":"Sent","response_json":"{\"flow_token\":\"t\"}"}}}),
+        ),
+        (
+            "button",
+            json!({"context":context,"button":{"payload":"Unsubscribe","text":"Unsubscribe"}}),
+        ),
+        (
+            "order",
+            json!({"order":{"catalog_id":"194836987003835","text":"","product_items":[{"product_retailer_id":"di9ozbzfi4","quantity":2,"item_price":30,"currency":"USD"}]}}),
+        ),
+        (
+            "system",
+            json!({"system":{"body":"User changed number","wa_id":"12195555358","type":"user_changed_number"}}),
+        ),
+        (
+            "unsupported",
+            json!({"errors":[{"code":131051,"title":"Message type unknown","message":"Message type unknown","error_data":{"details":"Message type is currently not supported."}}],"unsupported":{"type":"pool"}}),
+        ),
+        (
+            "revoke",
+            json!({"revoke":{"original_message_id":"wamid.OLD"}}),
+        ),
+        (
+            "edit",
+            json!({"edit":{"original_message_id":"wamid.OLD","message":{"type":"text","text":{"body":"new"}}}}),
+        ),
+        ("hologram", json!({"hologram":{"anything":[1,2,3]}})),
+        (
+            "text",
+            json!({"context":{"forwarded":true},"referral":{"source_url":"https://fb.me/ad","source_type":"ad"},"text":{"body":"fwd"}}),
+        ),
+    ];
+    for (index, (kind, extra)) in cases.iter().enumerate() {
+        let mut spec = json!({"from":"16505551234","name":"Sheena Nelson","phone_number_id":PHONE_ID,"type":kind});
+        for (key, value) in extra.as_object().expect("object") {
+            spec[key] = value.clone();
+        }
+        let answer = emulator.control_post("webhook/inbound", &spec);
+        assert_eq!(answer["delivery"]["status"], 200, "{kind}: {answer}");
+        let received = receiver.wait_for(index + 1);
+        let payload = received[index].json();
+        let value = only_value(&payload);
+        assert_eq!(value["messaging_product"], "whatsapp");
+        assert_eq!(value["metadata"]["phone_number_id"], PHONE_ID);
+        let message = &value["messages"][0];
+        assert_eq!(message["type"], *kind);
+        assert_eq!(message["from"], "16505551234");
+        assert_eq!(message["id"], answer["id"]);
+        if *kind == "system" {
+            assert!(
+                value.get("contacts").is_none(),
+                "system messages carry no contacts"
+            );
+        } else {
+            assert_eq!(value["contacts"][0]["profile"]["name"], "Sheena Nelson");
+            assert_eq!(value["contacts"][0]["wa_id"], "16505551234");
+        }
+        // Every non-control key is copied verbatim, except filled-in media.
+        for (key, expected) in extra.as_object().expect("object") {
+            let is_generated_media =
+                matches!(*kind, "image" | "video" | "document" | "audio" | "sticker")
+                    && key == kind
+                    && expected.get("id").is_none();
+            if !is_generated_media {
+                assert_eq!(&message[key], expected, "{kind}.{key}");
+            }
+        }
+        if matches!(*kind, "image" | "video" | "document" | "audio" | "sticker") {
+            let media = &message[*kind];
+            assert!(
+                media["id"].as_str().is_some_and(|id| !id.is_empty()),
+                "{kind}"
+            );
+            assert!(media["mime_type"].as_str().is_some(), "{kind}");
+            let sha = media["sha256"].as_str().unwrap_or("");
+            if extra[*kind].get("id").is_none() {
+                // Base64 of a SHA-256: 44 characters ending in '='.
+                assert_eq!(sha.len(), 44, "{kind}: {sha}");
+                assert!(sha.ends_with('='));
+                for (key, value) in extra[*kind].as_object().into_iter().flatten() {
+                    assert_eq!(&media[key], value, "{kind}.{key} kept");
+                }
+            }
+        }
+    }
+    let received = receiver.received();
+    let media = |index: usize, kind: &str| {
+        received[index].json()["entry"][0]["changes"][0]["value"]["messages"][0][kind].clone()
+    };
+    assert_eq!(media(1, "image")["mime_type"], "image/jpeg");
+    assert_eq!(media(3, "video")["mime_type"], "video/mp4");
+    assert_eq!(media(4, "document")["mime_type"], "application/pdf");
+    assert_eq!(media(5, "audio")["mime_type"], "audio/ogg; codecs=opus");
+    assert_eq!(media(6, "sticker")["mime_type"], "image/webp");
+    assert_eq!(media(6, "sticker")["animated"], false);
+    assert_ne!(media(1, "image")["id"], media(3, "video")["id"]);
+
+    // Context and explicit id/timestamp; the 2026 BSUID-only sender.
+    let answer = emulator.control_post(
+        "webhook/inbound",
+        &json!({"type":"text","text":{"body":"hi"},"id":"wamid.GIVEN","timestamp":"1749416383",
+                "omit_phone":true,"user_id":"US.13491208655302741918","name":"Anon"}),
+    );
+    assert_eq!(answer["id"], "wamid.GIVEN");
+    let payload = receiver.wait_for(cases.len() + 1)[cases.len()].json();
+    let value = only_value(&payload);
+    assert_eq!(
+        value["contacts"],
+        json!([{"profile":{"name":"Anon"},"user_id":"US.13491208655302741918"}])
+    );
+    let message = &value["messages"][0];
+    assert!(message.get("from").is_none());
+    assert_eq!(message["from_user_id"], "US.13491208655302741918");
+    assert_eq!(message["timestamp"], "1749416383");
+    assert_eq!(message["id"], "wamid.GIVEN");
+
+    // Malformed specs are refused without a delivery.
+    for bad in [
+        json!({"text":{"body":"no type"}}),
+        json!({"type":"image","image":"not an object"}),
+        json!([1]),
+    ] {
+        let (status, body) = emulator.control_post_status("webhook/inbound", &bad);
+        assert_eq!(status, 400, "{bad} -> {body}");
+    }
+    assert_eq!(receiver.received().len(), cases.len() + 1);
+}
+
+#[test]
+fn status_webhooks_sent_delivered_failed() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    let answer = emulator.control_post(
+        "webhook/status",
+        &json!({"id":"wamid.S1","status":"sent","recipient_id":"16505551234","phone_number_id":PHONE_ID,
+                "biz_opaque_callback_data":"order-42"}),
+    );
+    assert_eq!(answer["id"], "wamid.S1");
+    assert_eq!(answer["delivery"]["status"], 200);
+    let payload = receiver.wait_for(1)[0].json();
+    let value = only_value(&payload);
+    assert_eq!(value["contacts"][0]["wa_id"], "16505551234");
+    let status = &value["statuses"][0];
+    assert_eq!(status["id"], "wamid.S1");
+    assert_eq!(status["status"], "sent");
+    assert_eq!(status["recipient_id"], "16505551234");
+    assert!(status["recipient_user_id"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("US."));
+    assert!(status["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.parse::<u64>().is_ok()));
+    assert_eq!(status["biz_opaque_callback_data"], "order-42");
+    assert_eq!(status["pricing"]["pricing_model"], "PMP");
+    assert!(status.get("errors").is_none());
+
+    emulator.control_post(
+        "webhook/status",
+        &json!({"id":"wamid.S1","status":"delivered","recipient_id":"16505551234"}),
+    );
+    let payload = receiver.wait_for(2)[1].json();
+    let status = &only_value(&payload)["statuses"][0];
+    assert_eq!(status["status"], "delivered");
+    assert!(status.get("pricing").is_none());
+    assert!(status.get("biz_opaque_callback_data").is_none());
+
+    emulator.control_post(
+        "webhook/status",
+        &json!({"id":"wamid.S2","status":"failed","recipient_id":"16505551234",
+                "biz_opaque_callback_data":"order-43",
+                "errors":[{"code":131047,"title":"Re-engagement message"}]}),
+    );
+    let received = receiver.wait_for(3);
+    let payload = received[2].json();
+    let value = only_value(&payload);
+    assert!(
+        value.get("contacts").is_none(),
+        "failed statuses carry no contacts"
+    );
+    let status = &value["statuses"][0];
+    assert_eq!(status["status"], "failed");
+    assert_eq!(status["biz_opaque_callback_data"], "order-43");
+    assert!(status.get("pricing").is_none());
+    assert_eq!(
+        status["errors"],
+        json!([{"code":131047,"title":"Re-engagement message","message":"Re-engagement message",
+                "error_data":{"details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."},
+                "href":"https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"}])
+    );
+    let text = String::from_utf8_lossy(&received[2].body).into_owned();
+    assert!(
+        text.contains(r#""href":"https:\/\/developers.facebook.com\/docs"#),
+        "{text}"
+    );
+
+    let (status, _) = emulator.control_post_status("webhook/status", &json!({"status":"sent"}));
+    assert_eq!(status, 400, "id is required");
+}
+
+#[test]
+fn batch_is_one_post_in_the_given_order() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    let answer = emulator.control_post(
+        "webhook/batch",
+        &json!({"entries":[
+            {"changes":[
+                {"phone_number_id":"111","messages":[
+                    {"from":"16505550001","name":"A","type":"text","text":{"body":"one"},"id":"wamid.M1"},
+                    {"from":"16505550002","name":"B","type":"text","text":{"body":"two"},"id":"wamid.M2"},
+                    {"from":"16505550001","name":"A","type":"text","text":{"body":"three"},"id":"wamid.M3"}]},
+                {"phone_number_id":"222","statuses":[
+                    {"id":"wamid.S1","status":"delivered","recipient_id":"16505550003"},
+                    {"id":"wamid.S2","status":"read","recipient_id":"16505550003"}]}]},
+            {"id":"999","changes":[{"statuses":[{"id":"wamid.S3","status":"failed","errors":[{"code":131026}]}]}]}
+        ]}),
+    );
+    assert_eq!(
+        answer["ids"],
+        json!(["wamid.M1", "wamid.M2", "wamid.M3", "wamid.S1", "wamid.S2", "wamid.S3"])
+    );
+    assert_eq!(answer["delivery"]["status"], 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "a batch is ONE POST");
+    let payload = received[0].json();
+    let entries = payload["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["id"], "102290129340398");
+    assert_eq!(entries[1]["id"], "999");
+    let first = &entries[0]["changes"][0]["value"];
+    assert_eq!(first["metadata"]["phone_number_id"], "111");
+    let bodies: Vec<&str> = first["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|message| message["text"]["body"].as_str())
+        .collect();
+    assert_eq!(bodies, ["one", "two", "three"]);
+    // One contact per distinct sender.
+    assert_eq!(first["contacts"].as_array().map(Vec::len), Some(2));
+    let second = &entries[0]["changes"][1]["value"];
+    assert_eq!(second["metadata"]["phone_number_id"], "222");
+    assert_eq!(second["statuses"][0]["id"], "wamid.S1");
+    assert_eq!(second["statuses"][1]["id"], "wamid.S2");
+    let third = &entries[1]["changes"][0]["value"];
+    assert_eq!(third["statuses"][0]["errors"][0]["code"], 131026);
+    assert!(third.get("contacts").is_none());
+}
+
+#[test]
+fn retries_after_a_500_then_succeeds() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let receiver = Receiver::start_with(Box::new(move |_| {
+        if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            (500, "try later".to_string())
+        } else {
+            (200, "ok".to_string())
+        }
+    }));
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    emulator.control_post(
+        "webhook/config",
+        &json!({"retry":{"max_attempts":3,"initial_backoff_ms":50}}),
+    );
+    let answer = emulator.control_post(
+        "webhook/inbound",
+        &json!({"type":"text","text":{"body":"r"}}),
+    );
+    assert_eq!(answer["delivery"]["status"], 500);
+    assert_eq!(answer["delivery"]["response_body"], "try later");
+    let deliveries =
+        emulator.wait_deliveries(|all| all.first().is_some_and(|d| d["delivered"] == true));
+    let attempts = deliveries[0]["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["status"], 500);
+    assert_eq!(attempts[1]["status"], 200);
+    let gap =
+        attempts[1]["at_ms"].as_u64().unwrap_or(0) - attempts[0]["at_ms"].as_u64().unwrap_or(0);
+    assert!(gap >= 45, "backoff respected: {gap} ms");
+    let received = receiver.wait_for(2);
+    assert_eq!(received[0].body, received[1].body);
+    assert_eq!(
+        received[0].header("x-hub-signature-256"),
+        received[1].header("x-hub-signature-256")
+    );
+
+    // A dead target: connection failures are retried up to max_attempts, then given up.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_url = format!("http://{}/webhook", dead.local_addr().expect("address"));
+    drop(dead);
+    emulator
+        .client
+        .delete(format!("{}/_emulator/webhook/deliveries", emulator.base))
+        .send()
+        .expect("delete");
+    emulator.control_post(
+        "webhook/config",
+        &json!({"url":dead_url,"retry":{"max_attempts":2,"initial_backoff_ms":10}}),
+    );
+    let answer = emulator.control_post(
+        "webhook/inbound",
+        &json!({"type":"text","text":{"body":"d"}}),
+    );
+    assert_eq!(answer["delivery"]["status"], Value::Null);
+    assert!(answer["delivery"]["error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+    let deliveries = emulator.wait_deliveries(|all| {
+        all.first()
+            .is_some_and(|d| d["attempts"].as_array().map(Vec::len) == Some(2))
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let deliveries = emulator
+        .deliveries()
+        .into_iter()
+        .chain(deliveries)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        deliveries[0]["attempts"].as_array().map(Vec::len),
+        Some(2),
+        "no third attempt"
+    );
+    assert_eq!(deliveries[0]["delivered"], false);
+    assert_eq!(deliveries[0]["attempts"][1]["status"], Value::Null);
+}
+
+#[test]
+fn duplicate_is_delivered_twice_with_identical_bytes() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    let answer = emulator.control_post(
+        "webhook/inbound",
+        &json!({"type":"text","text":{"body":"twice"},"duplicate":true}),
+    );
+    let received = receiver.wait_for(2);
+    assert_eq!(received[0].body, received[1].body);
+    assert_eq!(
+        received[0].header("x-hub-signature-256"),
+        received[1].header("x-hub-signature-256")
+    );
+    assert_eq!(
+        received[1].json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"],
+        answer["id"]
+    );
+    let deliveries = emulator.wait_deliveries(|all| all.len() == 2 && all[1]["delivered"] == true);
+    assert_eq!(deliveries[0]["duplicate_of"], Value::Null);
+    assert_eq!(deliveries[1]["duplicate_of"], deliveries[0]["seq"]);
+    assert_eq!(deliveries[0]["body"], deliveries[1]["body"]);
+
+    // Statuses can be duplicated too.
+    emulator.control_post(
+        "webhook/status",
+        &json!({"id":"wamid.D","status":"read","duplicate":true}),
+    );
+    let received = receiver.wait_for(4);
+    assert_eq!(received[2].body, received[3].body);
+}
+
+#[test]
+fn raw_deliveries_with_wrong_or_missing_signature() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    let exact = "{\"object\" : \"whatsapp_business_account\", \"entry\":[]}";
+    let answer = emulator.control_post("webhook/raw", &json!({"body_text":exact}));
+    assert_eq!(answer["status"], 200);
+    assert_eq!(answer["body"], "EVENT_RECEIVED");
+    let received = receiver.wait_for(1);
+    assert_eq!(received[0].body, exact.as_bytes());
+    assert_eq!(
+        received[0].header("x-hub-signature-256"),
+        Some(signature_of(APP_SECRET, exact.as_bytes()).as_str())
+    );
+
+    let answer = emulator.control_post(
+        "webhook/raw",
+        &json!({"body_text":exact,"signature":"sha256=0000"}),
+    );
+    assert_eq!(answer["status"], 403);
+    assert_eq!(answer["body"], "bad signature");
+    assert_eq!(
+        receiver.wait_for(2)[1].header("x-hub-signature-256"),
+        Some("sha256=0000")
+    );
+
+    let answer = emulator.control_post("webhook/raw", &json!({"body_text":exact,"signature":null}));
+    assert_eq!(answer["status"], 403);
+    assert_eq!(receiver.wait_for(3)[2].header("x-hub-signature-256"), None);
+
+    // JSON bodies get Meta's escaping.
+    let answer = emulator.control_post("webhook/raw", &json!({"body":{"u":"a/b é"}}));
+    assert_eq!(answer["status"], 200);
+    assert_eq!(receiver.wait_for(4)[3].body, br#"{"u":"a\/b \u00e9"}"#);
+
+    // Raw deliveries are never retried.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(receiver.received().len(), 4);
+    let (status, _) = emulator.control_post_status("webhook/raw", &json!({}));
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn verification_get_with_good_and_wrong_token() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    let answer = emulator.control_post("webhook/verify", &json!({}));
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["status"], 200);
+    assert_eq!(answer["body"], answer["challenge"]);
+    let received = receiver.wait_for(1);
+    assert_eq!(received[0].method, "GET");
+    assert!(received[0]
+        .target
+        .starts_with("/webhook?hub.mode=subscribe&hub.challenge="));
+    assert_eq!(
+        received[0].query_param("hub.verify_token").as_deref(),
+        Some("test-verify-token")
+    );
+    assert_eq!(
+        received[0].query_param("hub.challenge").as_deref(),
+        answer["challenge"].as_str()
+    );
+
+    let answer = emulator.control_post("webhook/verify", &json!({"verify_token":"wrong token"}));
+    assert_eq!(answer["ok"], false);
+    assert_eq!(answer["status"], 403);
+    assert_eq!(
+        receiver.wait_for(2)[1]
+            .query_param("hub.verify_token")
+            .as_deref(),
+        Some("wrong%20token")
+    );
+
+    // The configured token is used; a wrong one configured fails too.
+    emulator.control_post("webhook/config", &json!({"verify_token":"other"}));
+    let answer = emulator.control_post("webhook/verify", &json!({}));
+    assert_eq!(answer["ok"], false);
+}
+
+#[test]
+fn auto_statuses_follow_an_accepted_send() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &["--auto-statuses"]);
+    let response = emulator.send(
+        &json!({"messaging_product":"whatsapp","to":"+1 650 555 1234","type":"text",
+        "text":{"body":"hi"},"biz_opaque_callback_data":"order/42"}),
+    );
+    assert_eq!(response.status(), 200);
+    let (_, body) = json_of(response);
+    let wamid = body["messages"][0]["id"]
+        .as_str()
+        .expect("wamid")
+        .to_string();
+    let received = receiver.wait_for(3);
+    let statuses: Vec<Value> = received
+        .iter()
+        .map(|request| only_value(&request.json())["statuses"][0].clone())
+        .collect();
+    let names: Vec<&str> = statuses
+        .iter()
+        .filter_map(|s| s["status"].as_str())
+        .collect();
+    assert_eq!(names, ["sent", "delivered", "read"]);
+    for status in &statuses {
+        assert_eq!(status["id"], wamid.as_str());
+        assert_eq!(status["recipient_id"], "16505551234");
+        assert_eq!(status["biz_opaque_callback_data"], "order/42");
+    }
+    assert!(statuses[0].get("pricing").is_some());
+    let metadata = &received[0].json()["entry"][0]["changes"][0]["value"]["metadata"];
+    assert_eq!(metadata["phone_number_id"], PHONE_ID);
+    for request in &received {
+        assert_eq!(
+            request.header("x-hub-signature-256"),
+            Some(signature_of(APP_SECRET, &request.body).as_str())
+        );
+    }
+    // Rejected sends and mark-as-read produce nothing.
+    let response =
+        emulator.send(&json!({"messaging_product":"whatsapp","to":"1","type":"text","text":{}}));
+    assert_eq!(response.status(), 400);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(receiver.received().len(), 3);
+
+    // Turned off at run time: no more statuses.
+    emulator.control_post("webhook/config", &json!({"auto_statuses":false}));
+    assert_eq!(emulator.send(&text_body("quiet")).status(), 200);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(receiver.received().len(), 3);
+}
+
+#[test]
+fn async_error_fault_produces_one_failed_status() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &["--auto-statuses"]);
+    emulator.add_fault(json!({"times":1,"action":{"async_error":{"code":131047}}}));
+    let response = emulator.send(&text_body("late"));
+    assert_eq!(response.status(), 200);
+    let (_, body) = json_of(response);
+    let wamid = body["messages"][0]["id"].clone();
+    let received = receiver.wait_for(1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(receiver.received().len(), 1, "only the failed status");
+    let payload = received[0].json();
+    let value = only_value(&payload);
+    assert!(value.get("contacts").is_none());
+    let status = &value["statuses"][0];
+    assert_eq!(status["id"], wamid);
+    assert_eq!(status["status"], "failed");
+    assert_eq!(status["errors"][0]["code"], 131047);
+    assert_eq!(status["errors"][0]["title"], "Re-engagement message");
+    assert_eq!(status["errors"][0]["message"], "Re-engagement message");
+    assert!(status["errors"][0]["error_data"]["details"]
+        .as_str()
+        .is_some());
+}
+
+#[test]
+fn webhook_config_get_post_reset_and_missing_url() {
+    let emulator = Emulator::start();
+    let config = emulator.control_get("webhook/config");
+    assert_eq!(config["url"], Value::Null);
+    assert_eq!(config["app_secret"], "test-app-secret");
+    assert_eq!(config["verify_token"], "test-verify-token");
+    assert_eq!(config["auto_statuses"], false);
+    assert_eq!(config["status_delay_ms"], 20);
+    assert_eq!(
+        config["retry"],
+        json!({"max_attempts":5,"initial_backoff_ms":100})
+    );
+    assert_eq!(config["timeout_ms"], 5000);
+    for path in [
+        "webhook/inbound",
+        "webhook/status",
+        "webhook/batch",
+        "webhook/raw",
+        "webhook/verify",
+    ] {
+        let (status, body) =
+            emulator.control_post_status(path, &json!({"type":"text","text":{"body":"x"}}));
+        assert_eq!(status, 400, "{path}");
+        assert!(
+            body["error"].as_str().unwrap_or("").contains("url"),
+            "{path}: {body}"
+        );
+    }
+    let updated = emulator.control_post(
+        "webhook/config",
+        &json!({"url":"http://127.0.0.1:9/hook","app_secret":"s","auto_statuses":true,"timeout_ms":100}),
+    );
+    assert_eq!(updated["url"], "http://127.0.0.1:9/hook");
+    assert_eq!(emulator.control_get("webhook/config")["app_secret"], "s");
+    for bad in [
+        json!({"url":"ftp://x"}),
+        json!({"retry":{"max_attempts":0}}),
+        json!({"nope":1}),
+    ] {
+        let (status, _) = emulator.control_post_status("webhook/config", &bad);
+        assert_eq!(status, 400, "{bad}");
+    }
+    emulator.control_post("reset", &json!({}));
+    let config = emulator.control_get("webhook/config");
+    assert_eq!(config["url"], Value::Null);
+    assert_eq!(config["app_secret"], "test-app-secret");
+    assert_eq!(config["auto_statuses"], false);
 }

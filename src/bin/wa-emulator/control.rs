@@ -1,5 +1,6 @@
 //! Control endpoints under `/_emulator/` (no auth, plain JSON): health, recorded requests,
-//! stats, fault rules, run-time config and reset. Tests drive the emulator through these.
+//! stats, fault rules, run-time config, reset, and the webhook driver (`/_emulator/webhook/...`).
+//! Tests drive the emulator through these.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request};
@@ -7,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::server::{json_response, read_small_body, text_json_response, HttpResponse};
 use crate::state::{AppState, Config, FaultRequest, PairLimit, DEFAULT_PAIR_WINDOW_MS};
+use crate::webhook;
 
 pub async fn handle(request: Request<Incoming>, state: &AppState) -> HttpResponse {
     let method = request.method().clone();
@@ -56,6 +58,35 @@ pub async fn handle(request: Request<Incoming>, state: &AppState) -> HttpRespons
             state.reset();
             ok(json!({"success": true}))
         }
+        (&Method::GET, "webhook/config") => ok(json!(*state.webhooks.config())),
+        (&Method::POST, "webhook/config") => match parse_body() {
+            Ok(body) => match state.webhooks.update_config(&body) {
+                Ok(config) => ok(json!(config)),
+                Err(reason) => bad_request(&reason),
+            },
+            Err(reason) => bad_request(&reason),
+        },
+        (&Method::GET, "webhook/deliveries") => ok(state.webhooks.deliveries_json()),
+        (&Method::DELETE, "webhook/deliveries") => {
+            state.webhooks.clear_deliveries();
+            ok(json!({"success": true}))
+        }
+        // These answer after the first delivery attempt, with its outcome.
+        (&Method::POST, "webhook/inbound") => {
+            answer(webhook::inbound(state, body.as_deref().unwrap_or(b"")).await)
+        }
+        (&Method::POST, "webhook/status") => {
+            answer(webhook::status(state, body.as_deref().unwrap_or(b"")).await)
+        }
+        (&Method::POST, "webhook/batch") => {
+            answer(webhook::batch(state, body.as_deref().unwrap_or(b"")).await)
+        }
+        (&Method::POST, "webhook/raw") => {
+            answer(webhook::raw(state, body.as_deref().unwrap_or(b"")).await)
+        }
+        (&Method::POST, "webhook/verify") => {
+            answer(webhook::verify(state, body.as_deref().unwrap_or(b"")).await)
+        }
         _ => json_response(
             404,
             &json!({"error": format!("unknown control endpoint {method} {path}")}),
@@ -65,6 +96,13 @@ pub async fn handle(request: Request<Incoming>, state: &AppState) -> HttpRespons
 
 fn ok(body: Value) -> HttpResponse {
     json_response(200, &body)
+}
+
+fn answer(result: Result<Value, String>) -> HttpResponse {
+    match result {
+        Ok(body) => ok(body),
+        Err(reason) => bad_request(&reason),
+    }
 }
 
 fn bad_request(reason: &str) -> HttpResponse {

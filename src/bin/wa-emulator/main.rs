@@ -3,9 +3,11 @@
 
 mod control;
 mod graph;
+mod ordered_json;
 mod server;
 mod state;
 mod validate;
+mod webhook;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::state::{AppState, Config};
+use crate::webhook::{Hub, WebhookConfig};
 
 const HELP: &str = "\
 wa-emulator: a loopback emulator of the WhatsApp Business Cloud API (Graph API)
@@ -39,6 +42,17 @@ OPTIONS:
     --quiet                   No per-request log line on stderr.
     --exit-on-stdin-eof       Exit when stdin is closed (tests spawn the emulator with a
                               piped stdin so a crashed test never leaks it).
+    --webhook-url URL         Target of webhook deliveries, e.g.
+                              http://127.0.0.1:8080/webhook (default: none; set it at run
+                              time with POST /_emulator/webhook/config).
+    --app-secret SECRET       App secret signing webhooks (X-Hub-Signature-256)
+                              (default test-app-secret).
+    --verify-token TOKEN      hub.verify_token of the verification GET
+                              (default test-verify-token).
+    --auto-statuses           Follow every accepted send with status webhooks sent,
+                              delivered, read (status_delay_ms apart, default 20 ms).
+    --webhook-concurrency N   Webhook attempts in flight at once (default 1: one after
+                              another, in order, like a single subscriber endpoint).
     -h, --help                Print this help and exit.
 
 On startup exactly one line is printed to stdout:
@@ -64,7 +78,33 @@ CONTROL ENDPOINTS (no auth, JSON):
     POST   /_emulator/config                     {\"tokens\":[..],\"throughput_mps\":N|null,
                                                   \"pair_limit\":{\"max\":N,\"window_ms\":MS}|null,
                                                   \"latency_ms\":N}
-    POST   /_emulator/reset                      clear requests, faults, counters; restore config
+    POST   /_emulator/reset                      clear requests, faults, counters, webhook log;
+                                                 restore config and webhook config
+    A fault action may also hold \"async_error\":{\"code\":131047} (optional \"title\",
+    \"details\"): the send answers 200, then one `failed` status webhook carries that error.
+
+WEBHOOK DRIVER (deliveries are signed with the app secret, retried on any non-200 answer,
+connection failure or timeout with exponential backoff, redirects not followed; the POST
+routes answer after the FIRST attempt, with its outcome):
+    GET    /_emulator/webhook/config             current webhook config
+    POST   /_emulator/webhook/config             {\"url\":\"...\"|null,\"app_secret\",\"verify_token\",
+                                                  \"auto_statuses\":bool,\"status_delay_ms\":20,
+                                                  \"retry\":{\"max_attempts\":5,\"initial_backoff_ms\":100},
+                                                  \"timeout_ms\":5000,\"waba_id\",\"display_phone_number\"}
+    POST   /_emulator/webhook/inbound            a user's message: {\"from\",\"name\",\"phone_number_id\",
+                                                  \"type\",\"<type>\":{...},\"context\",\"id\",\"timestamp\",
+                                                  \"duplicate\":true,\"omit_phone\":true}; media without
+                                                  an id get a stored generated file
+    POST   /_emulator/webhook/status             {\"id\",\"status\",\"recipient_id\",\"phone_number_id\",
+                                                  \"biz_opaque_callback_data\",\"errors\":[{\"code\"}]}
+    POST   /_emulator/webhook/batch              {\"entries\":[{\"changes\":[{\"messages\":[..],
+                                                  \"statuses\":[..],\"phone_number_id\"}]}]} in ONE POST
+    POST   /_emulator/webhook/raw                {\"body_text\":\"...\"} or {\"body\":{..}}, optional
+                                                  \"signature\":\"sha256=...\"|null; one attempt
+    POST   /_emulator/webhook/verify             Meta's GET ?hub.mode=subscribe&hub.challenge=..
+                                                  &hub.verify_token=..; optional {\"verify_token\"}
+    GET    /_emulator/webhook/deliveries         every delivery with its attempts
+    DELETE /_emulator/webhook/deliveries         clear that log
 
 EXAMPLE SESSION:
     $ wa-emulator --token secret
@@ -78,6 +118,10 @@ EXAMPLE SESSION:
     {\"id\":1}
     $ curl -s 'http://127.0.0.1:40123/_emulator/requests?since=0'
     {\"requests\":[{\"seq\":1,\"method\":\"POST\",\"path\":\"/v26.0/1234567890/messages\",...}]}
+    $ curl -s http://127.0.0.1:40123/_emulator/webhook/config -d '{\"url\":\"http://127.0.0.1:8080/webhook\"}'
+    $ curl -s http://127.0.0.1:40123/_emulator/webhook/inbound \\
+        -d '{\"from\":\"16505551234\",\"name\":\"Sheena Nelson\",\"type\":\"text\",\"text\":{\"body\":\"Hi\"}}'
+    {\"id\":\"wamid.HBgL...\",\"delivery\":{\"status\":200,\"attempts\":1,\"body\":\"...\",\"signature\":\"sha256=...\",...}}
 ";
 
 #[derive(Debug)]
@@ -93,6 +137,11 @@ struct Options {
     threads: usize,
     quiet: bool,
     exit_on_stdin_eof: bool,
+    webhook_url: Option<String>,
+    app_secret: Option<String>,
+    verify_token: Option<String>,
+    auto_statuses: bool,
+    webhook_concurrency: usize,
 }
 
 enum Parsed {
@@ -119,6 +168,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         threads: 2,
         quiet: false,
         exit_on_stdin_eof: false,
+        webhook_url: None,
+        app_secret: None,
+        verify_token: None,
+        auto_statuses: false,
+        webhook_concurrency: 1,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -164,6 +218,18 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             "--threads" => options.threads = parse_number("--threads", &value("--threads")?)?,
             "--quiet" => options.quiet = true,
             "--exit-on-stdin-eof" => options.exit_on_stdin_eof = true,
+            "--webhook-url" => {
+                let url = value("--webhook-url")?;
+                webhook::check_url(&url).map_err(|reason| format!("--webhook-url: {reason}"))?;
+                options.webhook_url = Some(url);
+            }
+            "--app-secret" => options.app_secret = Some(value("--app-secret")?),
+            "--verify-token" => options.verify_token = Some(value("--verify-token")?),
+            "--auto-statuses" => options.auto_statuses = true,
+            "--webhook-concurrency" => {
+                options.webhook_concurrency =
+                    parse_number("--webhook-concurrency", &value("--webhook-concurrency")?)?
+            }
             other => return Err(format!("unknown argument '{other}' (see --help)")),
         }
     }
@@ -178,6 +244,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     }
     if options.threads == 0 {
         return Err("--threads must be positive".to_string());
+    }
+    if options.webhook_concurrency == 0 {
+        return Err("--webhook-concurrency must be positive".to_string());
     }
     Ok(Parsed::Run(options))
 }
@@ -281,8 +350,37 @@ fn main() -> ExitCode {
         pair_limit: control::pair_limit(options.pair_limit, options.pair_window_ms),
         latency_ms: options.latency_ms,
     };
-    let state = Arc::new(AppState::new(config, options.record_limit, options.quiet));
+    // The webhook client may reach https targets; rustls needs its crypto provider chosen once
+    // per process (a second install only fails, which is harmless).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Meta does not follow redirects (only an exact 200 counts), and a loopback tool must not
+    // route through a proxy configured for the machine.
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("wa-emulator: cannot build the webhook HTTP client: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let webhook_config = WebhookConfig::new(
+        options.webhook_url.clone(),
+        options.app_secret.clone(),
+        options.verify_token.clone(),
+        options.auto_statuses,
+    );
+    let hub = Hub::new(webhook_config, client);
+    let state = Arc::new(AppState::new(
+        config,
+        options.record_limit,
+        options.quiet,
+        hub,
+    ));
     runtime.block_on(async move {
+        webhook::start_dispatcher(state.clone(), options.webhook_concurrency);
         let listener = match tokio::net::TcpListener::bind(address).await {
             Ok(listener) => listener,
             Err(error) => {

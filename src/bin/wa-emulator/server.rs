@@ -17,7 +17,10 @@ use tokio::net::TcpListener;
 
 use crate::control;
 use crate::graph::{self, GraphError, GraphRequest, Reply, DEFAULT_VERSION, MAX_BODY_BYTES};
-use crate::state::{AppState, FaultAction, FaultSubject, Record, RecordedResponse};
+use crate::state::{
+    digits_only, AppState, AsyncError, FaultAction, FaultSubject, Record, RecordedResponse,
+};
+use crate::webhook;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -93,7 +96,7 @@ pub async fn read_small_body(body: Incoming) -> Result<Bytes, String> {
 
 async fn handle_graph(
     request: Request<Incoming>,
-    state: &AppState,
+    state: &Arc<AppState>,
 ) -> Result<HttpResponse, DropConnection> {
     let seq = state.next_seq();
     let received_at_ms = state.elapsed_ms();
@@ -180,6 +183,13 @@ async fn handle_graph(
         );
     }
 
+    if accepted_send {
+        if let Some(wamid) = &wamid {
+            let async_error = fault.and_then(|(_, action)| action.async_error);
+            follow_with_status_webhooks(state, &graph_request, wamid, async_error);
+        }
+    }
+
     let record = Record {
         seq,
         method: graph_request.method.as_str().to_string(),
@@ -209,6 +219,30 @@ async fn handle_graph(
     state.record(record, accepted_send);
 
     response.ok_or(DropConnection)
+}
+
+/// Hands an accepted send to the webhook driver (auto statuses, `async_error` faults).
+fn follow_with_status_webhooks(
+    state: &Arc<AppState>,
+    request: &GraphRequest,
+    wamid: &str,
+    async_error: Option<AsyncError>,
+) {
+    let body = request.json.as_ref();
+    let text_member = |key: &str| {
+        body.and_then(|body| body.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let send = webhook::AcceptedSend {
+        wamid: wamid.to_string(),
+        phone_number_id: request.object_id().unwrap_or_default().to_string(),
+        wa_id: request.to_text().map(|to| digits_only(&to)),
+        bsuid: text_member("recipient"),
+        biz_opaque_callback_data: text_member("biz_opaque_callback_data"),
+        template: request.message_type().as_deref() == Some("template"),
+    };
+    webhook::after_accepted_send(state, send, async_error);
 }
 
 enum Outcome {

@@ -13,6 +13,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::webhook::Hub;
+
 /// Default pair-limit window when only `--pair-limit` is given (Meta: about one message per 6 s).
 pub const DEFAULT_PAIR_WINDOW_MS: u64 = 6000;
 
@@ -86,6 +88,21 @@ pub struct FaultAction {
     pub body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop: Option<bool>,
+    /// Accept the send (200) but report it failed through a `failed` status webhook, the way
+    /// Meta reports 131026/131047/131049 and friends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_error: Option<AsyncError>,
+}
+
+/// The error a `failed` status webhook carries for an `async_error` fault.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncError {
+    pub code: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
 }
 
 /// The body of `POST /_emulator/faults`.
@@ -212,6 +229,13 @@ pub struct AppState {
     /// without remembering each one.
     run_tag: u32,
     next_wamid: AtomicU64,
+    next_inbound_wamid: AtomicU64,
+    /// Media the webhook driver announced in inbound messages: media id → (bytes, MIME type),
+    /// so that media routes can serve what a webhook pointed at.
+    media: Mutex<HashMap<String, (Vec<u8>, String)>>,
+    next_media_id: AtomicU64,
+    /// Webhook configuration, delivery queue and delivery log.
+    pub webhooks: Hub,
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the data is plain bookkeeping that stays
@@ -223,7 +247,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppState {
-    pub fn new(config: Config, record_limit: usize, quiet: bool) -> Self {
+    pub fn new(config: Config, record_limit: usize, quiet: bool, webhooks: Hub) -> Self {
         AppState {
             started: Instant::now(),
             startup_config: config.clone(),
@@ -238,6 +262,10 @@ impl AppState {
             windows: Mutex::new(RateWindows::default()),
             run_tag: fastrand::u32(..) & 0x00ff_ffff,
             next_wamid: AtomicU64::new(1),
+            next_inbound_wamid: AtomicU64::new(1),
+            media: Mutex::new(HashMap::new()),
+            next_media_id: AtomicU64::new(1),
+            webhooks,
         }
     }
 
@@ -428,14 +456,38 @@ impl AppState {
         Ok(())
     }
 
-    /// Clears requests, faults, counters and rate windows, and restores the start-up config.
-    /// The wamid counter keeps running so ids stay unique for the whole run.
+    /// Clears requests, faults, counters, rate windows, stored media and the webhook delivery
+    /// log, and restores the start-up config (webhook config included). The wamid and media id
+    /// counters keep running so ids stay unique for the whole run.
     pub fn reset(&self) {
         self.clear_requests();
         self.clear_faults();
         *lock(&self.stats) = Stats::default();
         *lock(&self.windows) = RateWindows::default();
+        lock(&self.media).clear();
         self.set_config(self.startup_config.clone());
+        self.webhooks.reset();
+    }
+
+    // ----- media -----
+
+    /// Stores media bytes under a new numeric id shaped like Meta's (16 digits: 10 random, then
+    /// a counter that keeps them unique) and returns the id.
+    pub fn store_media(&self, bytes: Vec<u8>, mime_type: String) -> String {
+        let counter = self.next_media_id.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+        let id = format!(
+            "{}{:09}{counter:06}",
+            fastrand::u8(1..10),
+            fastrand::u32(..1_000_000_000)
+        );
+        lock(&self.media).insert(id.clone(), (bytes, mime_type));
+        id
+    }
+
+    /// The stored bytes and MIME type of a media id (for the media routes).
+    #[allow(dead_code)] // Served by the media routes of a later issue; kept so tests can rely on it.
+    pub fn media(&self, id: &str) -> Option<(Vec<u8>, String)> {
+        lock(&self.media).get(id).cloned()
     }
 
     // ----- wamids -----
@@ -460,6 +512,23 @@ impl AppState {
         format!("wamid.{}", BASE64.encode(raw))
     }
 
+    /// Issues a wamid for an inbound (user-sent) message, shaped like Meta's inbound ids: base64
+    /// of `1C 18 <len> <sender> 15 02 00 12 18 14 <20 hex chars> 00`. The `12 18 14` marker and
+    /// length differ from outgoing ids, so [`AppState::is_outgoing_wamid`] never mistakes one
+    /// for the other (marking an inbound message as read must work).
+    pub fn issue_inbound_wamid(&self, sender: &str) -> String {
+        let counter = self.next_inbound_wamid.fetch_add(1, Ordering::Relaxed) & 0xff_ffff_ffff;
+        let sender: Vec<u8> = sender.bytes().take(60).collect();
+        let mut raw = Vec::with_capacity(sender.len() + 32);
+        raw.extend_from_slice(&[0x1c, 0x18, sender.len() as u8]);
+        raw.extend_from_slice(&sender);
+        raw.extend_from_slice(&[0x15, 0x02, 0x00, 0x12, 0x18, 0x14]);
+        let hex = format!("3A{:08X}{counter:010X}", fastrand::u32(..));
+        raw.extend_from_slice(hex.as_bytes());
+        raw.push(0x00);
+        format!("wamid.{}", BASE64.encode(raw))
+    }
+
     /// True when `message_id` is a wamid this run issued for an outgoing message.
     pub fn is_outgoing_wamid(&self, message_id: &str) -> bool {
         let Some(encoded) = message_id.strip_prefix("wamid.") else {
@@ -472,6 +541,10 @@ impl AppState {
             return false;
         };
         let hex_start = 3 + recipient_len as usize + 6;
+        // The marker bytes before the hex tell outgoing ids from inbound ones.
+        if raw.get(hex_start - 3..hex_start) != Some(&[0x11, 0x18, 0x12][..]) {
+            return false;
+        }
         let Some(hex) = raw.get(hex_start..hex_start + 18) else {
             return false;
         };

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs the throughput benchmark (benches/throughput.rs) against the Cloud API emulator on
+# loopback and writes BENCHMARKS.md with its tables and a description of the machine.
+#
+# Environment: WA_BENCH_MESSAGES (messages per run, default 20000), WA_EMULATOR_BIN (another
+# emulator binary), CARGO_BUILD_JOBS (default 1: the build shares small machines).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
+
+# The bench prints its Markdown result on stdout; its progress and cargo's own messages go to
+# stderr, which stays on the terminal. BENCHMARKS.md is only rewritten after a successful run.
+cargo bench -j "${CARGO_BUILD_JOBS:-1}" --bench throughput >"$table"
+
+cpu_model=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1)
+emulator=${WA_EMULATOR_BIN:-"the crate's own wa-emulator (bench profile)"}
+
+{
+    cat <<'EOF'
+# Benchmarks
+
+`benches/throughput.rs` drives the library through its exported C functions, exactly as a C host
+would, against the Cloud API emulator (`wa-emulator`) on 127.0.0.1. **Throughput**: text messages
+spread over 2000 recipients (messages to one recipient are sent one after another by design) with
+64 requests in flight and pacing off (`wa_options_set_channel_rate(o, 0)`), timed from the first
+`wa_client_send_message` to the last `send_result` callback, once with callbacks on the library's
+dispatch thread and once with the calling thread looping on `wa_client_wait`. The baseline is a
+raw reqwest loop on a one-worker tokio runtime (like the library's) posting byte-identical bodies,
+built by the library's own message builder, with the same headers, client settings and
+concurrency, counting only HTTP 200 answers. The three variants run alternately in three rounds
+after a warm-up round; the tables give medians, and the ratios are taken within each round. Every
+library result must be `WHATSAPP_ERR_OK`. **Call cost**: 3 batches of 100 000
+`wa_client_send_message` calls on a client without a token (messages are validated, built and
+queued but held, so no network is involved); nanoseconds per call, median batch. **Memory**:
+growth of the process's VmRSS (/proc/self/status) from before creating a client to after it holds
+100 000 queued messages. The CPU columns are the scheduler run time of the bench process and of
+the emulator during the measured window, per message: the emulator shares the machine, so on few
+cores the run is CPU-bound and the client's CPU per message decides the ratio.
+
+## Results
+
+EOF
+    cat "$table"
+    cat <<EOF
+
+## Machine
+
+- CPU: ${cpu_model:-unknown} (nproc: $(nproc))
+- Toolchain: $(rustc --version)
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
+- Emulator: ${emulator}
+
+Rerun with \`scripts/bench.sh\`.
+EOF
+} >BENCHMARKS.md
+
+echo "wrote BENCHMARKS.md" >&2

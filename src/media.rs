@@ -1,0 +1,598 @@
+//! Media: forwarding an inbound media file to a destination URL (the seed's `RequestMedia`),
+//! downloading it to a file or streaming it to the listener's `/client/getMedia`, and uploading
+//! local media for sending.
+//!
+//! Transfers are streamed end to end with bounded memory; the SHA-256 Graph announces is
+//! checked while the bytes pass. The bearer token only goes to the Graph host and to media hosts
+//! on an allow-list, so a media URL pointing elsewhere cannot collect it.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::Url;
+use sha2::{Digest, Sha256};
+
+use crate::config::ClientConfig;
+use crate::error::{DeliveryError, GraphError};
+use crate::graph::{install_crypto_provider, USER_AGENT};
+
+/// Meta's default media host (cloud-api.md §1.1).
+pub const DEFAULT_MEDIA_HOST: &str = "lookaside.fbsbx.com";
+/// Above Meta's largest media (documents, 100 MB).
+pub const DEFAULT_MAX_BYTES: u64 = 128 * 1024 * 1024;
+
+pub type MediaError = (DeliveryError, String);
+
+fn fail<T>(error: DeliveryError, text: impl Into<String>) -> Result<T, MediaError> {
+    Err((error, text.into()))
+}
+
+/// What `GET /{media-id}` says about a media object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaInfo {
+    pub url: String,
+    pub mime_type: String,
+    pub sha256: Option<[u8; 32]>,
+    pub file_size: Option<u64>,
+}
+
+/// Source of an upload.
+#[derive(Debug, Clone)]
+pub enum UploadSource {
+    File(PathBuf),
+    Buffer { data: Bytes, filename: String },
+}
+
+/// Meta's accepted MIME types and size limits for sending (cloud-api.md §4.5).
+pub fn upload_limit(mime_type: &str) -> Option<(&'static str, u64)> {
+    const MB: u64 = 1024 * 1024;
+    let limit = match mime_type {
+        "image/jpeg" | "image/png" => ("image", 5 * MB),
+        "image/webp" => ("sticker", 500 * 1024),
+        "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" => ("audio", 16 * MB),
+        "video/mp4" | "video/3gpp" => ("video", 16 * MB),
+        "text/plain"
+        | "application/pdf"
+        | "application/msword"
+        | "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        | "application/vnd.ms-excel"
+        | "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        | "application/vnd.ms-powerpoint"
+        | "application/vnd.openxmlformats-officedocument.presentationml.presentation" => {
+            ("document", 100 * MB)
+        }
+        _ => return None,
+    };
+    Some(limit)
+}
+
+/// Checks an upload before any request: known type, within Meta's limit.
+pub fn validate_upload(mime_type: &str, size: u64) -> Result<(), String> {
+    let Some((kind, max)) = upload_limit(mime_type) else {
+        return Err(format!(
+            "{mime_type:?} is not a media type WhatsApp accepts for sending"
+        ));
+    };
+    if size == 0 {
+        return Err("the media is empty".into());
+    }
+    if size > max {
+        return Err(format!(
+            "{size} bytes is over WhatsApp's {max}-byte limit for {kind} ({mime_type})"
+        ));
+    }
+    Ok(())
+}
+
+fn decode_hex_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn transport_text(what: &str, e: &reqwest::Error) -> String {
+    let mut text = format!("{what}: ");
+    let mut source = std::error::Error::source(e);
+    let mut any = false;
+    while let Some(s) = source {
+        if any {
+            text.push_str(": ");
+        }
+        text.push_str(&s.to_string());
+        any = true;
+        source = s.source();
+    }
+    if !any {
+        text.push_str(&e.to_string());
+    }
+    text
+}
+
+/// Result of streaming: set by the verifying stream when the bytes do not match.
+type StreamProblem = Arc<Mutex<Option<MediaError>>>;
+
+/// Passes the download's bytes on while hashing and counting them; ends with an error (which
+/// aborts whatever consumes it) on a size or SHA-256 mismatch.
+fn verified_stream(
+    response: reqwest::Response,
+    info: &MediaInfo,
+    max_bytes: u64,
+    problem: StreamProblem,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    struct State {
+        response: reqwest::Response,
+        hasher: Sha256,
+        received: u64,
+        expected_sha: Option<[u8; 32]>,
+        expected_size: Option<u64>,
+        max_bytes: u64,
+        problem: StreamProblem,
+        done: bool,
+    }
+    impl State {
+        /// Ends the stream with `error`, recording it for the caller.
+        fn fail(&mut self, error: MediaError) -> std::io::Error {
+            self.done = true;
+            let io = std::io::Error::other(error.1.clone());
+            *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+            io
+        }
+    }
+    let state = State {
+        response,
+        hasher: Sha256::new(),
+        received: 0,
+        expected_sha: info.sha256,
+        expected_size: info.file_size,
+        max_bytes,
+        problem,
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        match s.response.chunk().await {
+            Ok(Some(chunk)) => {
+                s.received += chunk.len() as u64;
+                if s.received > s.max_bytes {
+                    let text = format!("media is larger than the {}-byte cap", s.max_bytes);
+                    let error = s.fail((DeliveryError::OtherHttp, text));
+                    return Some((Err(error), s));
+                }
+                s.hasher.update(&chunk);
+                Some((Ok(chunk), s))
+            }
+            Ok(None) => {
+                s.done = true;
+                let digest: [u8; 32] = std::mem::take(&mut s.hasher).finalize().into();
+                let problem = if s.expected_size.is_some_and(|size| size != s.received) {
+                    format!(
+                        "media size mismatch: Graph announced {:?} bytes, got {}",
+                        s.expected_size, s.received
+                    )
+                } else if s.expected_sha.is_some_and(|sha| sha != digest) {
+                    "media SHA-256 does not match what Graph announced".to_string()
+                } else {
+                    return None;
+                };
+                let error = s.fail((DeliveryError::OtherHttp, problem));
+                Some((Err(error), s))
+            }
+            Err(e) => {
+                let error = s.fail((
+                    DeliveryError::OtherHttp,
+                    transport_text("media download failed", &e),
+                ));
+                Some((Err(error), s))
+            }
+        }
+    })
+}
+
+/// Media operations for one client configuration.
+pub struct MediaClient {
+    http: reqwest::Client,
+    graph_base: String,
+    allowed_hosts: HashSet<String>,
+    graph_origin: (String, String, Option<u16>),
+    max_bytes: u64,
+    resolve_timeout: Duration,
+}
+
+impl MediaClient {
+    pub fn new(config: &ClientConfig) -> Result<Self, String> {
+        install_crypto_provider();
+        let base =
+            Url::parse(&config.graph_base_url).map_err(|e| format!("Graph base URL: {e}"))?;
+        let graph_host = base.host_str().unwrap_or("").to_string();
+        let mut allowed_hosts: HashSet<String> = config.media_hosts.iter().cloned().collect();
+        allowed_hosts.insert(graph_host.clone());
+        let redirect_hosts = allowed_hosts.clone();
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(config.connect_timeout)
+            // No total timeout: a 100 MB transfer may take long; a stalled one may not.
+            .read_timeout(config.request_timeout)
+            // Redirects keep the Authorization header only within the allow-list.
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                let allowed = attempt
+                    .url()
+                    .host_str()
+                    .is_some_and(|h| redirect_hosts.contains(h));
+                if attempt.previous().len() >= 5 || !allowed {
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .build()
+            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            graph_base: format!("{}/{}", config.graph_base_url, config.api_version),
+            allowed_hosts,
+            graph_origin: (
+                base.scheme().to_string(),
+                graph_host,
+                base.port_or_known_default(),
+            ),
+            max_bytes: config.media_max_bytes,
+            resolve_timeout: config.request_timeout,
+        })
+    }
+
+    /// Whether the bearer token may be sent to `url`: https on an allow-listed host, or the
+    /// Graph host itself with its own scheme (the emulator speaks plain http on loopback).
+    fn token_may_go_to(&self, url: &Url) -> bool {
+        let host = url.host_str().unwrap_or("");
+        let same_origin = url.scheme() == self.graph_origin.0
+            && host == self.graph_origin.1
+            && url.port_or_known_default() == self.graph_origin.2;
+        same_origin || (url.scheme() == "https" && self.allowed_hosts.contains(host))
+    }
+
+    fn graph_failure(status: u16, body: &[u8]) -> MediaError {
+        let error = GraphError::parse(status, body);
+        (error.delivery_error(), error.text())
+    }
+
+    /// `GET /{media-id}`: where the bytes are and what they should hash to.
+    pub async fn resolve(&self, media_id: &str, token: &str) -> Result<MediaInfo, MediaError> {
+        if media_id.is_empty()
+            || !media_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return fail(
+                DeliveryError::BadRequest,
+                format!("{media_id:?} is not a media id"),
+            );
+        }
+        let response = self
+            .http
+            .get(format!("{}/{}", self.graph_base, media_id))
+            .bearer_auth(token)
+            .timeout(self.resolve_timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                (
+                    DeliveryError::OtherHttp,
+                    transport_text("media lookup failed", &e),
+                )
+            })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| {
+            (
+                DeliveryError::OtherHttp,
+                transport_text("media lookup failed", &e),
+            )
+        })?;
+        if !(200..300).contains(&status) {
+            return Err(Self::graph_failure(status, &body));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+            (
+                DeliveryError::OtherHttp,
+                "media lookup answer is not JSON".to_string(),
+            )
+        })?;
+        let url = v["url"].as_str().unwrap_or("").to_string();
+        if url.is_empty() {
+            return fail(DeliveryError::OtherHttp, "media lookup answer has no url");
+        }
+        // Graph sends file_size as a number in practice and as a string in its docs.
+        let file_size = v["file_size"]
+            .as_u64()
+            .or_else(|| v["file_size"].as_str().and_then(|s| s.parse().ok()));
+        Ok(MediaInfo {
+            url,
+            mime_type: v["mime_type"]
+                .as_str()
+                .unwrap_or("application/octet-stream")
+                .to_string(),
+            sha256: v["sha256"].as_str().and_then(decode_hex_sha256),
+            file_size,
+        })
+    }
+
+    /// Resolves and starts the download; an expired URL (404) is re-resolved once.
+    pub async fn open(
+        &self,
+        media_id: &str,
+        token: &str,
+    ) -> Result<(MediaInfo, reqwest::Response), MediaError> {
+        let mut info = self.resolve(media_id, token).await?;
+        for attempt in 0..2 {
+            if info.file_size.is_some_and(|size| size > self.max_bytes) {
+                return fail(
+                    DeliveryError::OtherHttp,
+                    format!("media is larger than the {}-byte cap", self.max_bytes),
+                );
+            }
+            let url = Url::parse(&info.url).map_err(|_| {
+                (
+                    DeliveryError::OtherHttp,
+                    "media url is malformed".to_string(),
+                )
+            })?;
+            if !self.token_may_go_to(&url) {
+                return fail(
+                    DeliveryError::OtherHttp,
+                    format!(
+                        "media url host {:?} is not an allowed media host; the token was not sent",
+                        url.host_str().unwrap_or("")
+                    ),
+                );
+            }
+            let response = self
+                .http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|e| {
+                    (
+                        DeliveryError::OtherHttp,
+                        transport_text("media download failed", &e),
+                    )
+                })?;
+            let status = response.status().as_u16();
+            if status == 404 && attempt == 0 {
+                tracing::debug!("media url expired; resolving {media_id} again");
+                info = self.resolve(media_id, token).await?;
+                continue;
+            }
+            if !(200..300).contains(&status) {
+                let body = response.bytes().await.unwrap_or_default();
+                return Err(Self::graph_failure(status, &body));
+            }
+            // Some edges answer an HTML page instead of the file (cloud-api.md §4.3).
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if content_type.starts_with("text/html") {
+                return fail(
+                    DeliveryError::OtherHttp,
+                    "the media host answered an HTML page instead of the media",
+                );
+            }
+            return Ok((info, response));
+        }
+        fail(DeliveryError::NotFound, "media url expired twice")
+    }
+
+    /// The download as a verified stream, for the listener's `/client/getMedia`.
+    pub async fn stream(
+        &self,
+        media_id: &str,
+        token: &str,
+    ) -> Result<
+        (
+            MediaInfo,
+            impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+        ),
+        MediaError,
+    > {
+        let (info, response) = self.open(media_id, token).await?;
+        let stream = verified_stream(response, &info, self.max_bytes, Arc::default());
+        Ok((info, stream))
+    }
+
+    /// The seed's RequestMedia: download and POST the bytes to `destination`. Returns the
+    /// destination's HTTP status on success.
+    pub async fn forward(
+        &self,
+        media_id: &str,
+        destination: &str,
+        mime_type: Option<&str>,
+        token: &str,
+    ) -> Result<String, MediaError> {
+        let destination = Url::parse(destination)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                (
+                    DeliveryError::BadRequest,
+                    "destination is not an http(s) URL".to_string(),
+                )
+            })?;
+        let (info, response) = self.open(media_id, token).await?;
+        let problem = StreamProblem::default();
+        let stream = verified_stream(response, &info, self.max_bytes, problem.clone());
+        let content_type = mime_type
+            .filter(|m| !m.is_empty())
+            .unwrap_or(&info.mime_type)
+            .to_string();
+        let mut request = self
+            .http
+            .post(destination)
+            .header(CONTENT_TYPE, content_type)
+            .body(reqwest::Body::wrap_stream(stream));
+        if let Some(size) = info.file_size {
+            request = request.header(CONTENT_LENGTH, size);
+        }
+        let sent = request.send().await;
+        if let Some(error) = problem.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(error);
+        }
+        let response = sent.map_err(|e| {
+            (
+                DeliveryError::OtherHttp,
+                transport_text("posting to the destination failed", &e),
+            )
+        })?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            Ok(status.to_string())
+        } else {
+            fail(
+                DeliveryError::OtherHttp,
+                format!("the destination answered HTTP {status}"),
+            )
+        }
+    }
+
+    /// Downloads to `path` (written to a temporary name, renamed when complete and verified).
+    /// Returns the media's MIME type.
+    pub async fn download_to_file(
+        &self,
+        media_id: &str,
+        path: &std::path::Path,
+        token: &str,
+    ) -> Result<String, MediaError> {
+        use tokio::io::AsyncWriteExt;
+        let (info, response) = self.open(media_id, token).await?;
+        let partial = path.with_extension("part");
+        let io_err = |e: std::io::Error| {
+            (
+                DeliveryError::OtherHttp,
+                format!("cannot write {}: {e}", path.display()),
+            )
+        };
+        let mut file = tokio::fs::File::create(&partial).await.map_err(io_err)?;
+        let mut stream = std::pin::pin!(verified_stream(
+            response,
+            &info,
+            self.max_bytes,
+            Arc::default()
+        ));
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => file.write_all(&bytes).await.map_err(io_err)?,
+                Err(e) => {
+                    drop(file);
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    return fail(DeliveryError::OtherHttp, e.to_string());
+                }
+            }
+        }
+        file.flush().await.map_err(io_err)?;
+        drop(file);
+        tokio::fs::rename(&partial, path).await.map_err(io_err)?;
+        Ok(info.mime_type)
+    }
+
+    /// `POST /{channel}/media` (multipart); returns the new media id.
+    pub async fn upload(
+        &self,
+        channel: &str,
+        source: UploadSource,
+        mime_type: &str,
+        token: &str,
+    ) -> Result<String, MediaError> {
+        let part = match source {
+            UploadSource::Buffer { data, filename } => {
+                reqwest::multipart::Part::stream_with_length(data.clone(), data.len() as u64)
+                    .file_name(filename)
+            }
+            UploadSource::File(path) => {
+                let file = tokio::fs::File::open(&path).await.map_err(|e| {
+                    (
+                        DeliveryError::BadRequest,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "upload".into());
+                let stream = tokio_util::io::ReaderStream::new(file);
+                reqwest::multipart::Part::stream_with_length(
+                    reqwest::Body::wrap_stream(stream),
+                    size,
+                )
+                .file_name(name)
+            }
+        };
+        let part = part.mime_str(mime_type).map_err(|_| {
+            (
+                DeliveryError::BadRequest,
+                format!("{mime_type:?} is not a MIME type"),
+            )
+        })?;
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", mime_type.to_string())
+            .part("file", part);
+        let response = self
+            .http
+            .post(format!("{}/{}/media", self.graph_base, channel))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| {
+                (
+                    DeliveryError::OtherHttp,
+                    transport_text("media upload failed", &e),
+                )
+            })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(Self::graph_failure(status, &body));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        match v["id"].as_str() {
+            Some(id) if !id.is_empty() => Ok(id.to_string()),
+            _ => fail(DeliveryError::OtherHttp, "upload answer has no media id"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_limits_follow_the_reference() {
+        assert!(validate_upload("image/png", 5 * 1024 * 1024).is_ok());
+        assert!(validate_upload("image/png", 5 * 1024 * 1024 + 1).is_err());
+        assert!(validate_upload("image/gif", 10).is_err());
+        assert!(validate_upload("application/pdf", 100 * 1024 * 1024).is_ok());
+        assert!(validate_upload("image/webp", 600 * 1024).is_err());
+        assert!(validate_upload("audio/ogg", 0).is_err());
+    }
+
+    #[test]
+    fn hex_sha256() {
+        let hex = "c86c28d437534f7367e73b283155c083dddfdaf7f9b4dfae27e140f880035141";
+        assert_eq!(decode_hex_sha256(hex).unwrap()[0], 0xc8);
+        assert!(decode_hex_sha256("abc").is_none());
+    }
+}
