@@ -68,19 +68,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Graph's pair rate limit: too many messages to one user.
-#define PAIR_RATE_CODE 131056
-
-// Largest `message_json` accepted; Graph's own bodies are far smaller (text ≤ 4096 chars).
-#define MAX_MESSAGE_JSON_BYTES (64 * 1024)
-
-// Graph's limit on `biz_opaque_callback_data` (cloud-api.md §2.1).
-#define MAX_CALLBACK_DATA_BYTES 512
-
-#define DEFAULT_MAX_BODY (1024 * 1024)
-
-#define DEFAULT_DEDUPE_CAPACITY 100000
-
 // Result of every fallible C API call. Numbers are stable and never reused.
 enum wa_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L

@@ -118,10 +118,15 @@ impl Client {
     }
 
     /// Sets the access token and app secret; held messages go out once a token is set.
-    pub fn set_config(&self, token: &str, app_secret: &str) {
+    pub fn set_config(&self, token: &str, app_secret: &str) -> Result<(), String> {
+        // It travels in an HTTP header: visible ASCII only.
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token may contain only visible ASCII characters".into());
+        }
         self.credentials.set_config(token, app_secret);
         let token = (!token.is_empty()).then(|| Arc::<str>::from(token));
         let _ = self.commands.send(Command::SetToken(token));
+        Ok(())
     }
 
     pub fn set_webhook_token(&self, token: &str) {

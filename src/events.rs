@@ -76,6 +76,13 @@ pub struct InboundMedia {
 /// Where the runtime delivers events.
 pub trait EventSink: Send + Sync + 'static {
     fn push(&self, event: Event);
+
+    /// Several events at once, in order (one wake-up of the consumer instead of one each).
+    fn push_batch(&self, events: Vec<Event>) {
+        for event in events {
+            self.push(event);
+        }
+    }
 }
 
 struct QueueState {
@@ -226,22 +233,48 @@ impl EventQueue {
     }
 }
 
-impl EventSink for EventQueue {
-    fn push(&self, event: Event) {
-        let mut state = self.lock();
+impl EventQueue {
+    fn push_locked(state: &mut QueueState, event: Event) {
         if state.finished {
             return;
         }
         if event == Event::CloseComplete {
             state.finished = true;
         }
-        let was_empty = state.events.is_empty();
         state.events.push_back(event);
-        drop(state);
-        if was_empty {
-            self.signal_fd();
-            self.available.notify_one();
+    }
+
+    fn wake(&self, was_empty: bool, is_empty: bool) {
+        if was_empty && !is_empty {
+            // One wake-up mechanism per mode: a futex wake costs a syscall on every result.
+            if self.wake_fd.is_some() {
+                self.signal_fd();
+            } else {
+                self.available.notify_one();
+            }
         }
+    }
+}
+
+impl EventSink for EventQueue {
+    fn push(&self, event: Event) {
+        let mut state = self.lock();
+        let was_empty = state.events.is_empty();
+        Self::push_locked(&mut state, event);
+        let is_empty = state.events.is_empty();
+        drop(state);
+        self.wake(was_empty, is_empty);
+    }
+
+    fn push_batch(&self, events: Vec<Event>) {
+        let mut state = self.lock();
+        let was_empty = state.events.is_empty();
+        for event in events {
+            Self::push_locked(&mut state, event);
+        }
+        let is_empty = state.events.is_empty();
+        drop(state);
+        self.wake(was_empty, is_empty);
     }
 }
 

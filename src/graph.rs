@@ -1,6 +1,10 @@
 //! One HTTP attempt against Graph's send endpoint, and what its answer means.
 
-use std::sync::Once;
+use std::collections::HashMap;
+use std::sync::{Mutex, Once};
+
+use reqwest::header::HeaderValue;
+use reqwest::Url;
 use std::time::Duration;
 
 use crate::config::ClientConfig;
@@ -41,6 +45,7 @@ pub fn install_crypto_provider() {
 pub struct GraphClient {
     http: reqwest::Client,
     base: String,
+    endpoints: Mutex<HashMap<String, Url>>,
 }
 
 impl GraphClient {
@@ -58,16 +63,57 @@ impl GraphClient {
         Ok(Self {
             http,
             base: format!("{}/{}", config.graph_base_url, config.api_version),
+            endpoints: Mutex::new(HashMap::new()),
         })
     }
 
     /// `POST {base}/{version}/{channel}/messages`.
-    pub async fn send(&self, channel: &str, token: &str, body: bytes::Bytes) -> Attempt {
-        let url = format!("{}/{}/messages", self.base, channel);
+    /// `Authorization: Bearer <token>`, built once per token rather than once per request.
+    pub fn authorization(token: &str) -> Option<HeaderValue> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    /// The send endpoint of a channel, parsed once per channel (URL parsing, with IDNA, is a
+    /// noticeable part of a request's cost).
+    fn messages_url(&self, channel: &str) -> Result<Url, String> {
+        let mut cache = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(url) = cache.get(channel) {
+            return Ok(url.clone());
+        }
+        let url = Url::parse(&format!("{}/{}/messages", self.base, channel))
+            .map_err(|e| e.to_string())?;
+        // Channels are the business's few phone numbers; the bound only guards against misuse.
+        if cache.len() >= 1024 {
+            cache.clear();
+        }
+        cache.insert(channel.to_string(), url.clone());
+        Ok(url)
+    }
+
+    pub async fn send(
+        &self,
+        channel: &str,
+        authorization: HeaderValue,
+        body: bytes::Bytes,
+    ) -> Attempt {
+        let url = match self.messages_url(channel) {
+            Ok(url) => url,
+            Err(e) => {
+                return Attempt::Failed(Failure {
+                    error: DeliveryError::BadRequest,
+                    text: format!("invalid send URL: {e}"),
+                    retryable: false,
+                    retry_after: None,
+                    pair_rate_limited: false,
+                })
+            }
+        };
         let response = self
             .http
             .post(url)
-            .bearer_auth(token)
+            .header(reqwest::header::AUTHORIZATION, authorization)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
@@ -122,9 +168,20 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwes
 
 /// The message id of a send success body (`messages[0].id`).
 pub fn wamid_of(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let id = value.pointer("/messages/0/id")?.as_str()?;
-    (!id.is_empty()).then(|| id.to_string())
+    // Typed and borrowing: this runs once per sent message.
+    #[derive(serde::Deserialize)]
+    struct Sent<'a> {
+        #[serde(borrow)]
+        messages: Vec<MessageId<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct MessageId<'a> {
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+    }
+    let sent: Sent<'_> = serde_json::from_slice(body).ok()?;
+    let id = sent.messages.into_iter().next()?.id;
+    (!id.is_empty()).then(|| id.into_owned())
 }
 
 /// Connection problems and timeouts are transient: the request may not have reached Graph.

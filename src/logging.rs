@@ -84,6 +84,20 @@ impl Subscriber for LogForwarder {
         self.wants(metadata)
     }
 
+    /// Lets every disabled callsite (hyper's and reqwest's trace lines on the hot path) stop at
+    /// one atomic load instead of asking the subscriber each time.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        use tracing::level_filters::LevelFilter;
+        Some(match self.max_level {
+            LogLevel::Off => LevelFilter::OFF,
+            LogLevel::Error => LevelFilter::ERROR,
+            LogLevel::Warn => LevelFilter::WARN,
+            LogLevel::Info => LevelFilter::INFO,
+            LogLevel::Debug => LevelFilter::DEBUG,
+            LogLevel::Trace => LevelFilter::TRACE,
+        })
+    }
+
     fn new_span(&self, _: &Attributes<'_>) -> Id {
         Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed))
     }

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use reqwest::header::HeaderValue;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -86,7 +89,7 @@ struct Pending {
 struct RecipientQueue {
     pending: VecDeque<Pending>,
     /// The head is on the wire.
-    in_flight: Option<AbortHandle>,
+    in_flight: bool,
     /// Listed in its channel's ready list.
     listed: bool,
     /// No attempt before this (retry backoff, pair-rate spacing).
@@ -180,14 +183,18 @@ pub struct Scheduler {
     /// Accepted messages without a final result; shared with `Client::send` for the capacity check.
     outstanding: Arc<AtomicUsize>,
     token: Option<Arc<str>>,
+    /// The token as a ready `Authorization` header value.
+    authorization: Option<HeaderValue>,
     queues: HashMap<QueueKey, RecipientQueue>,
     channels: HashMap<Arc<str>, ChannelState>,
     timers: BinaryHeap<Reverse<(Instant, TimerTarget)>>,
     hold_timer_armed: bool,
     in_flight: usize,
     closing: bool,
-    done_tx: mpsc::UnboundedSender<Done>,
-    done_rx: mpsc::UnboundedReceiver<Done>,
+    /// Results of this loop iteration, handed to the sink together.
+    results: Vec<Event>,
+    /// Attempts on the wire.
+    running: FuturesUnordered<BoxFuture<'static, Done>>,
 }
 
 impl Scheduler {
@@ -199,7 +206,6 @@ impl Scheduler {
         credentials: Arc<Credentials>,
         outstanding: Arc<AtomicUsize>,
     ) -> Self {
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         Self {
             config,
@@ -214,14 +220,15 @@ impl Scheduler {
             credentials,
             outstanding,
             token: None,
+            authorization: None,
             queues: HashMap::new(),
             channels: HashMap::new(),
             timers: BinaryHeap::new(),
             hold_timer_armed: false,
             in_flight: 0,
             closing: false,
-            done_tx,
-            done_rx,
+            running: FuturesUnordered::new(),
+            results: Vec::new(),
         }
     }
 
@@ -233,9 +240,11 @@ impl Scheduler {
             tokio::select! {
                 biased;
                 Some(done) = self.media_rx.recv() => self.on_media_done(done),
-                Some(done) = self.done_rx.recv() => {
+                Some(done) = self.running.next(), if !self.running.is_empty() => {
                     self.on_done(done);
-                    while let Ok(done) = self.done_rx.try_recv() {
+                    // Take every completion that is already there: their results then reach
+                    // the host as one batch, with one wake-up of its thread.
+                    while let Some(Some(done)) = self.running.next().now_or_never() {
                         self.on_done(done);
                     }
                 }
@@ -257,6 +266,7 @@ impl Scheduler {
                 }
             }
             self.pump();
+            self.flush_results();
             if self.closing && self.in_flight == 0 && self.media_running.is_empty() {
                 // Refuse further commands, then answer whatever raced in before the refusal,
                 // so that every accepted message still gets its one result before CloseComplete.
@@ -275,7 +285,8 @@ impl Scheduler {
                     }
                 }
                 tracing::info!("client closed");
-                self.sink.push(Event::CloseComplete);
+                self.results.push(Event::CloseComplete);
+                self.flush_results();
                 return;
             }
         }
@@ -286,6 +297,7 @@ impl Scheduler {
             Command::Send(msg) => self.accept(msg),
             Command::Media(job) => self.accept_media(job),
             Command::SetToken(token) => {
+                self.authorization = token.as_deref().and_then(GraphClient::authorization);
                 self.token = token;
                 if self.token.is_none() {
                     self.arm_hold_timer();
@@ -327,8 +339,8 @@ impl Scheduler {
         let Some(queue) = self.queues.get_mut(key) else {
             return;
         };
-        if queue.in_flight.is_some() || queue.listed || queue.pending.is_empty() {
-            if queue.pending.is_empty() && queue.in_flight.is_none() && !queue.timer_armed {
+        if queue.in_flight || queue.listed || queue.pending.is_empty() {
+            if queue.pending.is_empty() && !queue.in_flight && !queue.timer_armed {
                 self.queues.remove(key);
             }
             return;
@@ -359,7 +371,7 @@ impl Scheduler {
         if self.closing || self.in_flight >= self.config.max_in_flight {
             return;
         }
-        let Some(token) = self.token.clone() else {
+        let Some(authorization) = self.authorization.clone() else {
             return;
         };
         let now = Instant::now();
@@ -383,14 +395,14 @@ impl Scheduler {
             }
         }
         for key in to_start {
-            self.start_attempt(key, &token);
+            self.start_attempt(key, &authorization);
         }
         self.channels.retain(|_, s| {
             !s.ready.is_empty() || s.refill_timer_armed || s.bucket.tokens < s.bucket.capacity
         });
     }
 
-    fn start_attempt(&mut self, key: QueueKey, token: &Arc<str>) {
+    fn start_attempt(&mut self, key: QueueKey, authorization: &HeaderValue) {
         let Some(queue) = self.queues.get_mut(&key) else {
             return;
         };
@@ -401,17 +413,13 @@ impl Scheduler {
         head.attempts += 1;
         let body = head.msg.body.clone();
         let graph = self.graph.clone();
-        let done_tx = self.done_tx.clone();
-        let token = token.clone();
-        let task_key = key.clone();
-        let task = tokio::spawn(async move {
-            let outcome = graph.send(&task_key.0, &token, body).await;
-            let _ = done_tx.send(Done {
-                key: task_key,
-                outcome,
-            });
-        });
-        queue.in_flight = Some(task.abort_handle());
+        let authorization = authorization.clone();
+        // Polled by this task (no spawn per request): dropping it abandons the request.
+        self.running.push(Box::pin(async move {
+            let outcome = graph.send(&key.0, authorization, body).await;
+            Done { key, outcome }
+        }));
+        queue.in_flight = true;
         self.in_flight += 1;
     }
 
@@ -419,7 +427,7 @@ impl Scheduler {
         let Some(queue) = self.queues.get_mut(&done.key) else {
             return;
         };
-        if queue.in_flight.take().is_none() {
+        if !std::mem::take(&mut queue.in_flight) {
             return;
         }
         self.in_flight -= 1;
@@ -517,7 +525,7 @@ impl Scheduler {
         let hold = self.config.token_hold;
         let mut expired = Vec::new();
         for queue in self.queues.values_mut() {
-            if queue.in_flight.is_some() {
+            if queue.in_flight {
                 continue;
             }
             while queue
@@ -548,7 +556,7 @@ impl Scheduler {
             }
         }
         self.queues
-            .retain(|_, q| !q.pending.is_empty() || q.in_flight.is_some() || q.timer_armed);
+            .retain(|_, q| !q.pending.is_empty() || q.in_flight || q.timer_armed);
         for state in self.channels.values_mut() {
             let queues = &self.queues;
             state
@@ -567,7 +575,7 @@ impl Scheduler {
         let mut cancelled = Vec::new();
         for queue in self.queues.values_mut() {
             // The head stays while on the wire: it gets its real result if it finishes in time.
-            let keep = usize::from(queue.in_flight.is_some());
+            let keep = usize::from(queue.in_flight);
             cancelled.extend(queue.pending.drain(keep..).map(|p| p.msg));
             queue.listed = false;
         }
@@ -599,11 +607,11 @@ impl Scheduler {
                 Err((DeliveryError::Closing, closing_text())),
             );
         }
+        self.running = FuturesUnordered::new();
+        self.in_flight = 0;
         let mut cancelled = Vec::new();
         for queue in self.queues.values_mut() {
-            if let Some(task) = queue.in_flight.take() {
-                task.abort();
-                self.in_flight -= 1;
+            if std::mem::take(&mut queue.in_flight) {
                 cancelled.extend(queue.pending.drain(..).map(|p| p.msg));
             }
         }
@@ -616,13 +624,15 @@ impl Scheduler {
         for (_, (task, _, _)) in self.media_running.drain() {
             task.abort();
         }
-        for queue in self.queues.values_mut() {
-            if let Some(task) = queue.in_flight.take() {
-                task.abort();
-            }
-        }
+        self.running = FuturesUnordered::new();
         self.queues.clear();
         self.in_flight = 0;
+    }
+
+    fn flush_results(&mut self) {
+        if !self.results.is_empty() {
+            self.sink.push_batch(std::mem::take(&mut self.results));
+        }
     }
 
     fn accept_media(&mut self, job: MediaJob) {
@@ -691,7 +701,7 @@ impl Scheduler {
 
     /// Delivers the one final result of a media job.
     fn finish_media(
-        &self,
+        &mut self,
         request_ctx: usize,
         callback_info: String,
         result: Result<String, (DeliveryError, String)>,
@@ -707,7 +717,7 @@ impl Scheduler {
                 (Some(error), text)
             }
         };
-        self.sink.push(Event::SendResult {
+        self.results.push(Event::SendResult {
             request_ctx,
             error,
             callback_info: Some(callback_info),
@@ -716,7 +726,7 @@ impl Scheduler {
     }
 
     /// Delivers the one final result of a message.
-    fn finish(&self, msg: Outgoing, result: Result<String, (DeliveryError, String)>) {
+    fn finish(&mut self, msg: Outgoing, result: Result<String, (DeliveryError, String)>) {
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
         let (error, content) = match result {
             Ok(wamid) => (None, wamid),
@@ -728,7 +738,7 @@ impl Scheduler {
                 (Some(error), text)
             }
         };
-        self.sink.push(Event::SendResult {
+        self.results.push(Event::SendResult {
             request_ctx: msg.request_ctx,
             error,
             callback_info: msg.callback_info,

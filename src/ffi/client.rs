@@ -421,8 +421,10 @@ pub extern "C" fn wa_client_set_config(
         let token = unsafe { borrow_str(token, "token") }?;
         // SAFETY: as above.
         let app_secret = unsafe { borrow_opt_str(app_secret, "app_secret") }?.unwrap_or("");
-        shared.core.set_config(token, app_secret);
-        Ok(())
+        shared
+            .core
+            .set_config(token, app_secret)
+            .map_err(|e| fail(wa_result::WA_ERR_INVALID_ARGUMENT, e))
     })
 }
 

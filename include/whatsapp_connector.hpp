@@ -1,0 +1,926 @@
+/*
+ * whatsapp_connector.hpp: header-only C++17 layer of whatsapp-connector.
+ *
+ * It recreates, on top of the C API (whatsapp_connector.h, whose preamble is the contract), the
+ * classes the C++ hosts know from the innovaphone SDK's IWhatsAppClient interface:
+ *
+ *   IWhatsAppClient * client = IWhatsAppClient::Create(iomux, user, tcp, tls, log, dns);
+ *   client->SetConfig(token, appSecret);
+ *   client->SendMessage(context, "{\"body\":\"hi\"}", "+4915112345678", "text", phoneNumberId);
+ *   ...  context->WhatsAppClientSendMessageResult(client, error, callback_info, content)
+ *   client->Close();  ... user->WhatsAppClientCloseComplete(client) ...  delete client;
+ *
+ * SDK TYPES. IIoMux, ISocketProvider, IInstanceLog, IDns, ISocketContext, IWebserverPlugin and
+ * UIoContext are only forward-declared, so this header compiles inside an SDK host and in a plain
+ * C++17 program alike. The socket providers, the DNS and the socket context are accepted and
+ * unused: the library owns its networking (HTTPS through rustls, its own resolver).
+ *
+ * EVENT LOOP. Create() makes a poll-mode client: no callback ever runs on a library thread.
+ * EventFd() is readable while something is to be delivered; call Dispatch() then, on the loop
+ * thread: every U-callback runs inside Dispatch(), on the thread calling it, never inside the
+ * call that caused it. Hosts with an SDK IIoMux include whatsapp_connector_iomux.hpp (after the
+ * SDK headers), which registers the fd with IIoMux::FDAdd automatically and sends the library's
+ * log lines to the IInstanceLog given to Create(). Programs without an SDK use wa::PollLoop.
+ *
+ * RESULTS. Every SendMessage() / RequestMedia() gets exactly one result callback, on the
+ * `context` given to that call (on the Create() `user` when `context` is NULL). A call the
+ * library refuses at once (malformed JSON, unknown type, closed client, ...) also gets one: it
+ * is delivered by the next Dispatch() (poll mode; the event fd is woken for it) with
+ * WHATSAPP_ERR_CLOSING when the client is closed and WHATSAPP_ERR_BAD_REQUEST otherwise, and the
+ * reason as `content`. TrySendMessage() returns the refusal code instead (no callback then).
+ * Inbound messages (RecvMessage, RecvMedia, RawChange) and CloseComplete go to the `user` given
+ * to Create(). One UWhatsAppClient may serve several clients: each callback names its client.
+ *
+ * LIFETIME. Close(), keep dispatching, WhatsAppClientCloseComplete() arrives as the last
+ * callback, then `delete client` (inside CloseComplete or later). Deleting earlier is safe too:
+ * the client closes at once and results not yet delivered are discarded (no further callbacks).
+ * Deleting a client from inside any of its callbacks is allowed.
+ *
+ * EXCEPTIONS. A C++ exception must never unwind into the library (undefined behaviour). Every
+ * callback trampoline is noexcept and catches everything a U-method throws; the exception is
+ * reported through UWhatsAppClient::WhatsAppClientLog (level WA_LOG_ERROR) and, when the user
+ * does not override that method and no IInstanceLog adapter is attached, on stderr.
+ *
+ * Seed fixes (evident typos in the SDK documentation page): Create's last parameter is
+ * `ISocketContext * const socketContext` (the page drops the `*`); the json_io overload of
+ * SendMessage takes the writer by reference (the page passes json_io, a 3072-entry table, by
+ * value; call sites compile unchanged).
+ */
+#ifndef WHATSAPP_CONNECTOR_HPP
+#define WHATSAPP_CONNECTOR_HPP
+
+#include "whatsapp_connector.h"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+// The host SDK's types: forward declarations only (see SDK TYPES above).
+class IIoMux;
+class ISocketProvider;
+class IInstanceLog;
+class IDns;
+class ISocketContext;
+class IWebserverPlugin;
+class UIoContext;
+
+class IWhatsAppClient;
+class UWhatsAppClient;
+
+namespace wa {
+class Options;
+class PollLoop;
+
+namespace detail {
+// Set by the default body of UWhatsAppClient::WhatsAppClientLog: tells the exception reporter
+// that the user has no log sink of its own (then the report also goes to stderr).
+inline bool& default_log_called() noexcept
+{
+    thread_local bool called = false;
+    return called;
+}
+
+// What a host adapter (whatsapp_connector_iomux.hpp) attaches to a client: it owns the event
+// fd registration and receives the library's log lines.
+class HostBinding {
+public:
+    virtual ~HostBinding() = default;
+    virtual void Log(int level, const char* text) noexcept = 0;
+};
+
+using BindFn = HostBinding* (*)(IWhatsAppClient* client, IIoMux* iomux, IInstanceLog* log);
+
+// Installed by whatsapp_connector_iomux.hpp when a host includes it; nullptr otherwise.
+inline BindFn& bind_hook() noexcept
+{
+    static BindFn hook = nullptr;
+    return hook;
+}
+} // namespace detail
+
+// The detail text of the last failed C call on this thread ("" when none).
+inline std::string LastErrorMessage()
+{
+    char buffer[512];
+    size_t length = 0;
+    wa_result r = wa_last_error_message(buffer, sizeof buffer, &length);
+    if (r == WA_ERR_BUFFER_TOO_SMALL) {
+        std::string text(length + 1, '\0');
+        wa_last_error_message(&text[0], text.size(), &length);
+        text.resize(length);
+        return text;
+    }
+    return r == WA_OK ? std::string(buffer) : std::string();
+}
+
+// The text of a wa_result code.
+inline const char* ResultText(wa_result r) noexcept { return wa_result_text(static_cast<uint32_t>(r)); }
+
+// The name of a whatsapp_error_t value, e.g. "WHATSAPP_ERR_NOT_FOUND".
+inline const char* ErrorName(whatsapp_error_t e) noexcept { return wa_whatsapp_error_name(static_cast<uint32_t>(e)); }
+
+// The library version, e.g. "0.1.0".
+inline const char* LibraryVersion() noexcept { return wa_library_version(); }
+
+// Explicit client settings for the second IWhatsAppClient::Create overload. Each setter maps to
+// one wa_options_* function; unset settings fall back to the environment, then to defaults.
+class Options {
+public:
+    Options& GraphBaseUrl(std::string url) { return Str(&wa_options_set_graph_base_url, std::move(url)); }
+    Options& ApiVersion(std::string version) { return Str(&wa_options_set_api_version, std::move(version)); }
+    Options& AppId(std::string id) { return Str(&wa_options_set_app_id, std::move(id)); }
+    Options& WebhookListen(std::string address) { return Str(&wa_options_set_webhook_listen, std::move(address)); }
+    Options& WebhookPath(std::string path) { return Str(&wa_options_set_webhook_path, std::move(path)); }
+    Options& AllowChannel(std::string channel) { return Str(&wa_options_add_allowed_channel, std::move(channel)); }
+    Options& RequestTimeoutMs(uint32_t ms) { return U32(&wa_options_set_request_timeout_ms, ms); }
+    Options& ChannelRate(uint32_t perSecond) { return U32(&wa_options_set_channel_rate, perSecond); }
+    Options& PairRateBackoffMs(uint32_t ms) { return U32(&wa_options_set_pair_rate_backoff_ms, ms); }
+    Options& TokenHoldMs(uint32_t ms) { return U32(&wa_options_set_token_hold_ms, ms); }
+    Options& DrainTimeoutMs(uint32_t ms) { return U32(&wa_options_set_drain_timeout_ms, ms); }
+    Options& MaxInFlight(uint32_t n) { return U32(&wa_options_set_max_in_flight, n); }
+    Options& WorkerThreads(uint32_t n) { return U32(&wa_options_set_worker_threads, n); }
+    Options& DispatchMode(wa_dispatch_mode mode) { return U32(&wa_options_set_dispatch_mode, static_cast<uint32_t>(mode)); }
+    Options& LogLevel(wa_log_level level) { return U32(&wa_options_set_log_level, static_cast<uint32_t>(level)); }
+    Options& OutboxCapacity(size_t n) { return Size(&wa_options_set_outbox_capacity, n); }
+    Options& WebhookMaxBody(size_t bytes) { return Size(&wa_options_set_webhook_max_body, bytes); }
+    Options& DedupeCapacity(size_t n) { return Size(&wa_options_set_dedupe_capacity, n); }
+    Options& Retry(uint32_t maxAttempts, uint32_t maxAgeMs, uint32_t backoffInitialMs, uint32_t backoffMaxMs)
+    {
+        setters_.push_back([=](wa_options* o) {
+            return wa_options_set_retry(o, maxAttempts, maxAgeMs, backoffInitialMs, backoffMaxMs);
+        });
+        return *this;
+    }
+
+    bool ThreadMode() const noexcept { return threadMode_; }
+
+    // Builds a wa_options object (caller frees it with wa_options_free). On failure returns the
+    // code of the first setter that refused its value and writes nothing.
+    wa_result Build(wa_options** out) const
+    {
+        wa_options* o = nullptr;
+        wa_result r = wa_options_new(&o);
+        if (r != WA_OK)
+            return r;
+        for (const auto& setter : setters_) {
+            r = setter(o);
+            if (r != WA_OK) {
+                wa_options_free(o);
+                return r;
+            }
+        }
+        *out = o;
+        return WA_OK;
+    }
+
+private:
+    Options& Str(wa_result (*fn)(wa_options*, const char*), std::string value)
+    {
+        setters_.push_back([fn, value](wa_options* o) { return fn(o, value.c_str()); });
+        return *this;
+    }
+    Options& U32(wa_result (*fn)(wa_options*, uint32_t), uint32_t value)
+    {
+        if (fn == &wa_options_set_dispatch_mode)
+            threadMode_ = value == WA_DISPATCH_THREAD;
+        setters_.push_back([fn, value](wa_options* o) { return fn(o, value); });
+        return *this;
+    }
+    Options& Size(wa_result (*fn)(wa_options*, size_t), size_t value)
+    {
+        setters_.push_back([fn, value](wa_options* o) { return fn(o, value); });
+        return *this;
+    }
+
+    std::vector<std::function<wa_result(wa_options*)>> setters_;
+    bool threadMode_ = false;
+};
+
+// The answer to one host-fed webhook request (IWhatsAppClient::WebhookRequest).
+struct WebhookReply {
+    uint16_t status = 0;
+    std::string contentType;
+    std::string body;
+};
+
+class ClientImpl;
+} // namespace wa
+
+// The host's side: receives the callbacks of one or more clients. Every method has an empty
+// default body; override what you need. Strings are valid only during the call.
+class UWhatsAppClient {
+public:
+    virtual ~UWhatsAppClient() {}
+
+    // The client finished closing; the last callback of that client. `delete client` is allowed
+    // here.
+    virtual void WhatsAppClientCloseComplete(IWhatsAppClient* client) { (void)client; }
+
+    // The final result of one SendMessage (content = "wamid..." on success, the error text
+    // otherwise) or RequestMedia (callback_info = the media id, content = the destination's
+    // HTTP status such as "200", or an error text).
+    virtual void WhatsAppClientSendMessageResult(IWhatsAppClient* client, whatsapp_error_t error,
+                                                 const char* callback_info = 0, const char* content = 0)
+    {
+        (void)client, (void)error, (void)callback_info, (void)content;
+    }
+
+    // An inbound message or status (see the README's mapping table).
+    virtual void WhatsAppClientRecvMessage(IWhatsAppClient* client, const char* msg, const char* tel,
+                                           const char* channel, const char* type, const char* id,
+                                           const char* refersToID = 0)
+    {
+        (void)client, (void)msg, (void)tel, (void)channel, (void)type, (void)id, (void)refersToID;
+    }
+
+    // An inbound image, audio, video, document or sticker; just before its RecvMessage.
+    virtual void WhatsAppClientRecvMedia(IWhatsAppClient* client, const char* sender, const char* channel,
+                                         const char* wamid, const char* mediaid, const char* mimeType)
+    {
+        (void)client, (void)sender, (void)channel, (void)wamid, (void)mediaid, (void)mimeType;
+    }
+
+    // Extra (not in the seed): every webhook change as received, before its mapped callbacks.
+    virtual void WhatsAppClientRawChange(IWhatsAppClient* client, const char* field, const char* valueJson)
+    {
+        (void)client, (void)field, (void)valueJson;
+    }
+
+    // Extra (not in the seed): the library's log lines (level: wa_log_level) and reports of
+    // exceptions thrown by the other methods (WA_LOG_ERROR).
+    virtual void WhatsAppClientLog(IWhatsAppClient* client, int level, const char* text)
+    {
+        (void)client, (void)level, (void)text;
+        wa::detail::default_log_called() = true;
+    }
+};
+
+// One connection to a WhatsApp Business Account. Create with Create(), release with delete.
+// Methods may be called from any thread (the callbacks run where Dispatch() runs).
+class IWhatsAppClient {
+public:
+    // The seed's constructor: a poll-mode client configured from the environment
+    // (WA_GRAPH_BASE_URL, WA_API_VERSION, WA_WEBHOOK_LISTEN, ...). `user` receives inbound
+    // messages and CloseComplete. With whatsapp_connector_iomux.hpp included, the event fd is
+    // registered with `iomux` and log lines go to `log`; otherwise both are unused and the host
+    // drives EventFd()/Dispatch() itself. tcpSocketProvider, tlsSocketProvider, dns and
+    // socketContext are unused (the library owns its networking). NULL when the library
+    // refuses (wa::LastErrorMessage() says why).
+    static IWhatsAppClient* Create(IIoMux* const iomux, UWhatsAppClient* const user,
+                                   ISocketProvider* const tcpSocketProvider,
+                                   ISocketProvider* const tlsSocketProvider, IInstanceLog* const log,
+                                   IDns* const dns, ISocketContext* const socketContext = nullptr);
+
+    // Explicit settings instead of the environment (setters win over environment variables).
+    // `iomux`/`log` as above (may be NULL).
+    static IWhatsAppClient* Create(const wa::Options& options, UWhatsAppClient* const user,
+                                   IIoMux* const iomux = nullptr, IInstanceLog* const log = nullptr);
+
+    virtual ~IWhatsAppClient() {}
+
+    // Starts closing; CloseComplete follows as the last callback. Again: no-op.
+    virtual void Close() = 0;
+    // Access token (Bearer for Graph) and app secret (verifies webhooks).
+    virtual void SetConfig(const char* token, const char* secret) = 0;
+    // The verify token Meta's webhook verification request must present.
+    virtual void SetWebhookToken(const char* webhookToken) = 0;
+    // Sends `message` (the type's content object as JSON text, e.g. {"body":"hi"} for "text")
+    // from phone number id `channel` to `remoteNum`. Exactly one result follows on `context`.
+    virtual void SendMessage(UWhatsAppClient* context, const char* message, const char* remoteNum,
+                             const char* type, const char* channel, const char* callback_info = 0,
+                             const char* refersToID = 0) = 0;
+
+    // The seed's json_io form: `value.encode(base, buffer)` writes the JSON text of the element
+    // `base` (at most 65535 bytes, as json_io's word lengths allow) and returns its length.
+    template <class JsonWriter,
+              class = decltype(std::declval<JsonWriter&>().encode(static_cast<unsigned short>(0),
+                                                                   static_cast<char*>(nullptr)))>
+    void SendMessage(UWhatsAppClient* context, JsonWriter&& value, unsigned short base, const char* remoteNum,
+                     const char* type, const char* channel, const char* callback_info = 0,
+                     const char* refersToID = 0)
+    {
+        const size_t capacity = 65536;
+        std::unique_ptr<char[]> buffer(new char[capacity]);
+        buffer[0] = '\0';
+        size_t length = static_cast<size_t>(value.encode(base, buffer.get()));
+        buffer[length < capacity ? length : capacity - 1] = '\0';
+        SendMessage(context, buffer.get(), remoteNum, type, channel, callback_info, refersToID);
+    }
+
+    // Extra: like SendMessage, but a refusal is returned (no callback then) instead of being
+    // reported through a result callback. WA_OK: exactly one result follows on `context`.
+    virtual wa_result TrySendMessage(UWhatsAppClient* context, const char* message, const char* remoteNum,
+                                     const char* type, const char* channel, const char* callback_info = 0,
+                                     const char* refersToID = 0) = 0;
+
+#ifdef WA_HAVE_REQUEST_MEDIA
+    // Downloads media `mediaID` from Graph and forwards it to `destination` (an HTTP URL);
+    // `detailsType` is the expected MIME type (may be NULL). The result arrives on `context` as
+    // WhatsAppClientSendMessageResult(client, error, mediaID, "<HTTP status>" or error text).
+    virtual void RequestMedia(UWhatsAppClient* context, const char* destination, const char* mediaID,
+                              const char* detailsType) = 0;
+#endif
+
+    // The configured Graph API version, e.g. "v26.0" (valid until the client is deleted).
+    virtual const char* GetVersion() = 0;
+
+    // --- Extras (not in the seed) ---
+    // Readable while callbacks are waiting to be delivered (-1 in thread mode). Do not read,
+    // write or close it; remove it from the loop before deleting the client.
+    virtual int EventFd() = 0;
+    // Delivers every pending callback on the calling thread. Not from inside a callback.
+    virtual void Dispatch() = 0;
+    // Messages accepted and not yet answered.
+    virtual size_t Pending() = 0;
+    // Port of the built-in webhook listener (0 when none is configured).
+    virtual uint16_t WebhookPort() = 0;
+    // Host-fed webhook request (for hosts with their own web server, e.g. IWebserverPlugin).
+    virtual wa_result WebhookRequest(const char* method, const char* pathAndQuery, const char* signature,
+                                     const void* body, size_t bodyLength, wa::WebhookReply& reply) = 0;
+    // The C handle (owned by this object).
+    virtual wa_client* capi() = 0;
+    // Expires when the object is deleted (lets loops notice a client deleted in a callback).
+    virtual std::weak_ptr<void> LifeToken() = 0;
+};
+
+namespace wa {
+
+// The implementation behind IWhatsAppClient::Create().
+class ClientImpl final : public IWhatsAppClient {
+public:
+    ClientImpl(UWhatsAppClient* user, bool threadMode) : user_(user), threadMode_(threadMode) {}
+
+    ClientImpl(const ClientImpl&) = delete;
+    ClientImpl& operator=(const ClientImpl&) = delete;
+
+    ~ClientImpl() override
+    {
+        life_.reset();
+        binding_.reset(); // removes the fd from the host's loop before it is closed
+        if (client_ != nullptr) {
+            wa_client* c = client_;
+            client_ = nullptr;
+            wa_client_free(c); // calls OnDestroy(), which frees the records of undelivered results
+        }
+        FreeRecords();
+        if (pollFd_ >= 0)
+            ::close(pollFd_);
+        if (wakeFd_ >= 0)
+            ::close(wakeFd_);
+    }
+
+    // Second phase of construction (Create): returns false when the library refused.
+    bool Start(const wa_options* options)
+    {
+        wa_client_callbacks callbacks{};
+        callbacks.user_data = this;
+        callbacks.close_complete = &OnCloseComplete;
+        callbacks.send_result = &OnSendResult;
+        callbacks.recv_message = &OnRecvMessage;
+        callbacks.recv_media = &OnRecvMedia;
+        callbacks.raw_change = &OnRawChange;
+        callbacks.log = &OnLog;
+        callbacks.destroy = &OnDestroy;
+        if (wa_client_new(options, &callbacks, &client_) != WA_OK) {
+            client_ = nullptr;
+            return false;
+        }
+        if (!threadMode_) {
+            int libraryFd = -1;
+            if (wa_client_event_fd(client_, &libraryFd) != WA_OK)
+                return false;
+            eventFd_ = libraryFd;
+            // One fd for the host: an epoll set over the library's fd and our own wake fd (for
+            // refusals delivered by the next Dispatch). Without epoll, the library's fd alone.
+            int ep = ::epoll_create1(EPOLL_CLOEXEC);
+            int wake = ep >= 0 ? ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+            if (ep >= 0 && wake >= 0) {
+                epoll_event ev{};
+                ev.events = EPOLLIN;
+                ev.data.fd = libraryFd;
+                bool ok = ::epoll_ctl(ep, EPOLL_CTL_ADD, libraryFd, &ev) == 0;
+                ev.data.fd = wake;
+                ok = ok && ::epoll_ctl(ep, EPOLL_CTL_ADD, wake, &ev) == 0;
+                if (ok) {
+                    pollFd_ = ep;
+                    wakeFd_ = wake;
+                    eventFd_ = ep;
+                    return true;
+                }
+            }
+            if (ep >= 0)
+                ::close(ep);
+            if (wake >= 0)
+                ::close(wake);
+        }
+        return true;
+    }
+
+    void Bind(IIoMux* iomux, IInstanceLog* log)
+    {
+        detail::BindFn hook = detail::bind_hook();
+        if (hook != nullptr && (iomux != nullptr || log != nullptr))
+            binding_.reset(hook(this, iomux, log));
+    }
+
+    using IWhatsAppClient::SendMessage;
+
+    void Close() override { wa_client_close(client_); }
+
+    void SetConfig(const char* token, const char* secret) override
+    {
+        if (wa_client_set_config(client_, token != nullptr ? token : "", secret) != WA_OK)
+            LogLine(WA_LOG_ERROR, ("SetConfig refused: " + LastErrorMessage()).c_str());
+    }
+
+    void SetWebhookToken(const char* webhookToken) override
+    {
+        if (wa_client_set_webhook_token(client_, webhookToken != nullptr ? webhookToken : "") != WA_OK)
+            LogLine(WA_LOG_ERROR, ("SetWebhookToken refused: " + LastErrorMessage()).c_str());
+    }
+
+    void SendMessage(UWhatsAppClient* context, const char* message, const char* remoteNum, const char* type,
+                     const char* channel, const char* callback_info = 0, const char* refersToID = 0) override
+    {
+        wa_result r = TrySendMessage(context, message, remoteNum, type, channel, callback_info, refersToID);
+        if (r != WA_OK)
+            Refused(context, r, callback_info);
+    }
+
+    wa_result TrySendMessage(UWhatsAppClient* context, const char* message, const char* remoteNum,
+                             const char* type, const char* channel, const char* callback_info = 0,
+                             const char* refersToID = 0) override
+    {
+        Record* record = NewRecord(context);
+        wa_result r = wa_client_send_message(client_, message, remoteNum, type, channel, callback_info,
+                                             refersToID, record);
+        if (r != WA_OK)
+            DropRecord(record);
+        return r;
+    }
+
+#ifdef WA_HAVE_REQUEST_MEDIA
+    void RequestMedia(UWhatsAppClient* context, const char* destination, const char* mediaID,
+                      const char* detailsType) override
+    {
+        Record* record = NewRecord(context);
+        wa_result r = wa_client_request_media(client_, destination, mediaID, detailsType, record);
+        if (r != WA_OK) {
+            DropRecord(record);
+            Refused(context, r, mediaID);
+        }
+    }
+#endif
+
+    const char* GetVersion() override { return wa_client_version(client_); }
+
+    int EventFd() override { return threadMode_ ? -1 : eventFd_; }
+
+    void Dispatch() override
+    {
+        if (threadMode_)
+            return;
+        std::weak_ptr<char> watch = life_; // the object may be deleted by a callback below
+        if (wakeFd_ >= 0) {
+            uint64_t count;
+            ssize_t n = ::read(wakeFd_, &count, sizeof count); // non-blocking; EAGAIN when not woken
+            (void)n;
+        }
+        for (;;) {
+            Deferred item;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                if (deferred_.empty())
+                    break;
+                item = std::move(deferred_.front());
+                deferred_.pop_front();
+            }
+            DeliverResult(item.context, item.error, item.hasInfo ? item.info.c_str() : nullptr, item.text.c_str());
+            if (watch.expired())
+                return;
+        }
+        wa_result r = wa_client_dispatch(client_, nullptr);
+        if (r != WA_OK && !watch.expired())
+            LogLine(WA_LOG_ERROR, ("Dispatch: " + LastErrorMessage()).c_str());
+    }
+
+    size_t Pending() override
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return wa_client_pending(client_) + deferred_.size();
+    }
+
+    uint16_t WebhookPort() override
+    {
+        uint16_t port = 0;
+        return wa_client_webhook_port(client_, &port) == WA_OK ? port : 0;
+    }
+
+    wa_result WebhookRequest(const char* method, const char* pathAndQuery, const char* signature,
+                             const void* body, size_t bodyLength, WebhookReply& reply) override
+    {
+        std::vector<char> buffer(256);
+        for (int attempt = 0; attempt < 2; attempt++) {
+            uint16_t status = 0;
+            const char* contentType = nullptr;
+            size_t length = 0;
+            wa_result r = wa_client_webhook_request(client_, method, pathAndQuery, signature,
+                                                    static_cast<const uint8_t*>(body), bodyLength, &status,
+                                                    &contentType, buffer.data(), buffer.size(), &length);
+            if (r == WA_ERR_BUFFER_TOO_SMALL) {
+                buffer.resize(length + 1);
+                continue;
+            }
+            if (r == WA_OK) {
+                reply.status = status;
+                reply.contentType = contentType != nullptr ? contentType : "";
+                reply.body.assign(buffer.data(), length);
+            }
+            return r;
+        }
+        return WA_ERR_BUFFER_TOO_SMALL;
+    }
+
+    wa_client* capi() override { return client_; }
+
+    std::weak_ptr<void> LifeToken() override { return std::weak_ptr<void>(std::shared_ptr<void>(life_)); }
+
+private:
+    // One accepted request: carries the per-call context through request_ctx.
+    struct Record {
+        UWhatsAppClient* context;
+    };
+    // A refusal waiting for the next Dispatch().
+    struct Deferred {
+        UWhatsAppClient* context = nullptr;
+        whatsapp_error_t error = WHATSAPP_ERR_OK;
+        bool hasInfo = false;
+        std::string info;
+        std::string text;
+    };
+
+    static ClientImpl* Self(void* userData) noexcept { return static_cast<ClientImpl*>(userData); }
+
+    Record* NewRecord(UWhatsAppClient* context)
+    {
+        Record* record = new Record{context};
+        std::lock_guard<std::mutex> lock(mutex_);
+        records_.insert(record);
+        return record;
+    }
+
+    void DropRecord(Record* record) noexcept
+    {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            records_.erase(record);
+        }
+        delete record;
+    }
+
+    void FreeRecords() noexcept
+    {
+        std::unordered_set<Record*> records;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            records.swap(records_);
+        }
+        for (Record* record : records)
+            delete record;
+    }
+
+    void Refused(UWhatsAppClient* context, wa_result r, const char* callbackInfo)
+    {
+        Deferred item;
+        item.context = context;
+        item.error = r == WA_ERR_CLOSED ? WHATSAPP_ERR_CLOSING : WHATSAPP_ERR_BAD_REQUEST;
+        item.hasInfo = callbackInfo != nullptr;
+        item.info = callbackInfo != nullptr ? callbackInfo : "";
+        std::string detail = LastErrorMessage();
+        item.text = std::string(ResultText(r)) + (detail.empty() ? "" : ": " + detail);
+        if (threadMode_) {
+            // Thread mode has no loop of ours to defer to: reported inside this call.
+            DeliverResult(item.context, item.error, item.hasInfo ? item.info.c_str() : nullptr, item.text.c_str());
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            deferred_.push_back(std::move(item));
+        }
+        if (wakeFd_ >= 0) {
+            uint64_t one = 1;
+            ssize_t n = ::write(wakeFd_, &one, sizeof one);
+            (void)n;
+        }
+    }
+
+    void DeliverResult(UWhatsAppClient* context, whatsapp_error_t error, const char* info,
+                       const char* content) noexcept
+    {
+        UWhatsAppClient* target = context != nullptr ? context : user_;
+        if (target == nullptr)
+            return;
+        try {
+            target->WhatsAppClientSendMessageResult(this, error, info, content);
+        } catch (const std::exception& e) {
+            ReportException("WhatsAppClientSendMessageResult", e.what());
+        } catch (...) {
+            ReportException("WhatsAppClientSendMessageResult", "unknown exception");
+        }
+    }
+
+    // A line from the wrapper itself (not the library), to the same sinks as the library's.
+    void LogLine(int level, const char* text) noexcept
+    {
+        if (binding_)
+            binding_->Log(level, text);
+        if (user_ == nullptr)
+            return;
+        try {
+            user_->WhatsAppClientLog(this, level, text);
+        } catch (...) {
+        }
+    }
+
+    // Reports an exception a U-method threw. Never throws; `this` is still alive here (the
+    // exception ended the callback before it returned into the trampoline).
+    void ReportException(const char* where, const char* what) noexcept
+    {
+        char line[600];
+        std::snprintf(line, sizeof line, "exception from %s: %s", where, what != nullptr ? what : "");
+        if (binding_)
+            binding_->Log(WA_LOG_ERROR, line);
+        bool toStderr = !binding_;
+        if (user_ != nullptr) {
+            try {
+                detail::default_log_called() = false;
+                user_->WhatsAppClientLog(this, WA_LOG_ERROR, line);
+                toStderr = toStderr && detail::default_log_called();
+            } catch (...) {
+                toStderr = true;
+            }
+        }
+        if (toStderr)
+            std::fprintf(stderr, "whatsapp-connector: %s\n", line);
+    }
+
+    // --- trampolines: every one is noexcept and catches all exceptions of user code ---
+
+    static void OnCloseComplete(void* userData) noexcept
+    {
+        ClientImpl* self = Self(userData);
+        if (self->user_ == nullptr)
+            return;
+        try {
+            self->user_->WhatsAppClientCloseComplete(self);
+        } catch (const std::exception& e) {
+            self->ReportException("WhatsAppClientCloseComplete", e.what());
+        } catch (...) {
+            self->ReportException("WhatsAppClientCloseComplete", "unknown exception");
+        }
+    }
+
+    static void OnSendResult(void* userData, void* requestCtx, whatsapp_error_t error, const char* callbackInfo,
+                             const char* content) noexcept
+    {
+        ClientImpl* self = Self(userData);
+        Record* record = static_cast<Record*>(requestCtx);
+        UWhatsAppClient* context = nullptr;
+        if (record != nullptr) {
+            context = record->context;
+            self->DropRecord(record);
+        }
+        self->DeliverResult(context, error, callbackInfo, content);
+    }
+
+    static void OnRecvMessage(void* userData, const char* msg, const char* tel, const char* channel,
+                              const char* type, const char* id, const char* refersToId) noexcept
+    {
+        ClientImpl* self = Self(userData);
+        if (self->user_ == nullptr)
+            return;
+        try {
+            self->user_->WhatsAppClientRecvMessage(self, msg, tel, channel, type, id, refersToId);
+        } catch (const std::exception& e) {
+            self->ReportException("WhatsAppClientRecvMessage", e.what());
+        } catch (...) {
+            self->ReportException("WhatsAppClientRecvMessage", "unknown exception");
+        }
+    }
+
+    static void OnRecvMedia(void* userData, const char* sender, const char* channel, const char* wamid,
+                            const char* mediaId, const char* mimeType) noexcept
+    {
+        ClientImpl* self = Self(userData);
+        if (self->user_ == nullptr)
+            return;
+        try {
+            self->user_->WhatsAppClientRecvMedia(self, sender, channel, wamid, mediaId, mimeType);
+        } catch (const std::exception& e) {
+            self->ReportException("WhatsAppClientRecvMedia", e.what());
+        } catch (...) {
+            self->ReportException("WhatsAppClientRecvMedia", "unknown exception");
+        }
+    }
+
+    static void OnRawChange(void* userData, const char* field, const char* valueJson) noexcept
+    {
+        ClientImpl* self = Self(userData);
+        if (self->user_ == nullptr)
+            return;
+        try {
+            self->user_->WhatsAppClientRawChange(self, field, valueJson);
+        } catch (const std::exception& e) {
+            self->ReportException("WhatsAppClientRawChange", e.what());
+        } catch (...) {
+            self->ReportException("WhatsAppClientRawChange", "unknown exception");
+        }
+    }
+
+    static void OnLog(void* userData, wa_log_level level, const char* text) noexcept
+    {
+        ClientImpl* self = Self(userData);
+        if (self->binding_)
+            self->binding_->Log(static_cast<int>(level), text);
+        if (self->user_ == nullptr)
+            return;
+        try {
+            self->user_->WhatsAppClientLog(self, static_cast<int>(level), text);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "whatsapp-connector: exception from WhatsAppClientLog: %s\n", e.what());
+        } catch (...) {
+            std::fprintf(stderr, "whatsapp-connector: exception from WhatsAppClientLog\n");
+        }
+    }
+
+    static void OnDestroy(void* userData) noexcept { Self(userData)->FreeRecords(); }
+
+    UWhatsAppClient* const user_;
+    const bool threadMode_;
+    wa_client* client_ = nullptr;
+    int eventFd_ = -1;
+    int pollFd_ = -1;
+    int wakeFd_ = -1;
+    std::unique_ptr<detail::HostBinding> binding_;
+    std::shared_ptr<char> life_ = std::make_shared<char>(0);
+    std::mutex mutex_;
+    std::unordered_set<Record*> records_;
+    std::deque<Deferred> deferred_;
+};
+
+// A poll() loop for programs without an SDK IIoMux: waits on the event fds of its clients and
+// dispatches them, all on the thread calling Run(). Deleting a client (also from inside one of
+// its callbacks) removes it from the loop.
+class PollLoop {
+public:
+    void Add(IWhatsAppClient* client)
+    {
+        if (client != nullptr)
+            clients_.push_back(Entry{client, client->LifeToken()});
+    }
+
+    void Remove(IWhatsAppClient* client)
+    {
+        for (auto& entry : clients_)
+            if (entry.client == client)
+                entry.client = nullptr;
+    }
+
+    // Clients still registered and alive.
+    size_t Size()
+    {
+        Prune();
+        return clients_.size();
+    }
+
+    // One round: waits up to `timeoutMs` (negative: no limit) for any client, then dispatches
+    // every ready one. Returns the number of clients dispatched (0 on timeout), -1 on error.
+    int RunOnce(int timeoutMs)
+    {
+        Prune();
+        std::vector<pollfd> fds;
+        std::vector<Entry> entries;
+        for (const auto& entry : clients_) {
+            int fd = entry.client->EventFd();
+            if (fd < 0)
+                continue;
+            fds.push_back(pollfd{fd, POLLIN, 0});
+            entries.push_back(entry);
+        }
+        if (fds.empty())
+            return 0;
+        int n = ::poll(fds.data(), fds.size(), timeoutMs);
+        if (n < 0)
+            return errno == EINTR ? 0 : -1;
+        int dispatched = 0;
+        for (size_t i = 0; i < fds.size(); i++) {
+            if ((fds[i].revents & (POLLIN | POLLERR | POLLHUP)) == 0)
+                continue;
+            // Skip clients deleted or removed by an earlier dispatch of this round.
+            if (entries[i].token.expired() || !Contains(entries[i].client))
+                continue;
+            entries[i].client->Dispatch();
+            dispatched++;
+        }
+        return dispatched;
+    }
+
+    // Runs rounds until `done()` returns true (checked before each round; returns true), or
+    // `timeoutMs` has passed in total (negative: no limit; returns false), or no client is
+    // left (returns done()).
+    bool Run(const std::function<bool()>& done, int timeoutMs = -1)
+    {
+        using clock = std::chrono::steady_clock;
+        const auto deadline = clock::now() + std::chrono::milliseconds(timeoutMs < 0 ? 0 : timeoutMs);
+        for (;;) {
+            if (done && done())
+                return true;
+            if (Size() == 0)
+                return done ? done() : true;
+            int wait = 100;
+            if (timeoutMs >= 0) {
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+                if (left <= 0)
+                    return false;
+                wait = static_cast<int>(left < wait ? left : wait);
+            }
+            if (RunOnce(wait) < 0)
+                return false;
+        }
+    }
+
+private:
+    struct Entry {
+        IWhatsAppClient* client;
+        std::weak_ptr<void> token;
+    };
+
+    bool Contains(IWhatsAppClient* client) const
+    {
+        for (const auto& entry : clients_)
+            if (entry.client == client && !entry.token.expired())
+                return true;
+        return false;
+    }
+
+    void Prune()
+    {
+        std::vector<Entry> kept;
+        for (auto& entry : clients_)
+            if (entry.client != nullptr && !entry.token.expired())
+                kept.push_back(entry);
+        clients_.swap(kept);
+    }
+
+    std::vector<Entry> clients_;
+};
+
+} // namespace wa
+
+inline IWhatsAppClient* IWhatsAppClient::Create(IIoMux* const iomux, UWhatsAppClient* const user,
+                                                ISocketProvider* const tcpSocketProvider,
+                                                ISocketProvider* const tlsSocketProvider, IInstanceLog* const log,
+                                                IDns* const dns, ISocketContext* const socketContext)
+{
+    (void)tcpSocketProvider, (void)tlsSocketProvider, (void)dns, (void)socketContext;
+    std::unique_ptr<wa::ClientImpl> client(new wa::ClientImpl(user, false));
+    if (!client->Start(nullptr))
+        return nullptr;
+    client->Bind(iomux, log);
+    return client.release();
+}
+
+inline IWhatsAppClient* IWhatsAppClient::Create(const wa::Options& options, UWhatsAppClient* const user,
+                                                IIoMux* const iomux, IInstanceLog* const log)
+{
+    wa_options* o = nullptr;
+    if (options.Build(&o) != WA_OK)
+        return nullptr;
+    std::unique_ptr<wa::ClientImpl> client(new wa::ClientImpl(user, options.ThreadMode()));
+    bool started = client->Start(o);
+    wa_options_free(o);
+    if (!started)
+        return nullptr;
+    client->Bind(iomux, log);
+    return client.release();
+}
+
+#endif /* WHATSAPP_CONNECTOR_HPP */

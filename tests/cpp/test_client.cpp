@@ -1,0 +1,449 @@
+// C++ tests of the header-only layer against the emulator: every IWhatsAppClient method and
+// every UWhatsAppClient callback, the thread every callback runs on, per-call contexts,
+// refusals, lifetime (delete before close, delete inside CloseComplete), wa::PollLoop with two
+// clients, the Options overload, thread mode, and the webhook entries.
+#include "test_support.hpp"
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+namespace {
+
+const char* const kChannel = "106540352242922";
+const char* const kTo = "16505551234";
+const char* const kSecret = "app-secret";
+
+struct Result {
+    IWhatsAppClient* client;
+    whatsapp_error_t error;
+    std::string info, content;
+    std::thread::id thread;
+};
+
+struct Inbound {
+    std::string kind; // "message", "media", "raw"
+    std::vector<std::string> args;
+};
+
+// Records every callback and the thread it ran on.
+class Recorder : public UWhatsAppClient {
+public:
+    std::vector<Result> results;
+    std::vector<Inbound> inbound;
+    std::vector<std::string> logs;
+    std::vector<IWhatsAppClient*> closed;
+    std::vector<std::thread::id> threads;
+    bool deleteOnClose = false;
+    std::mutex mutex; // thread-mode test only
+
+    void WhatsAppClientSendMessageResult(IWhatsAppClient* client, whatsapp_error_t error, const char* info,
+                                         const char* content) override
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        threads.push_back(std::this_thread::get_id());
+        results.push_back(Result{client, error, info ? info : "(null)", content ? content : "(null)",
+                                 std::this_thread::get_id()});
+    }
+    void WhatsAppClientRecvMessage(IWhatsAppClient*, const char* msg, const char* tel, const char* channel,
+                                   const char* type, const char* id, const char* refersToID) override
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        threads.push_back(std::this_thread::get_id());
+        inbound.push_back(Inbound{"message", {msg, tel, channel, type, id, refersToID ? refersToID : "(null)"}});
+    }
+    void WhatsAppClientRecvMedia(IWhatsAppClient*, const char* sender, const char* channel, const char* wamid,
+                                 const char* mediaid, const char* mimeType) override
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        threads.push_back(std::this_thread::get_id());
+        inbound.push_back(Inbound{"media", {sender, channel, wamid, mediaid, mimeType}});
+    }
+    void WhatsAppClientRawChange(IWhatsAppClient*, const char* field, const char* valueJson) override
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        threads.push_back(std::this_thread::get_id());
+        inbound.push_back(Inbound{"raw", {field, valueJson}});
+    }
+    void WhatsAppClientLog(IWhatsAppClient*, int level, const char* text) override
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        threads.push_back(std::this_thread::get_id());
+        logs.push_back(std::to_string(level) + " " + text);
+    }
+    void WhatsAppClientCloseComplete(IWhatsAppClient* client) override
+    {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            threads.push_back(std::this_thread::get_id());
+            closed.push_back(client);
+        }
+        if (deleteOnClose)
+            delete client;
+    }
+    bool AllOn(std::thread::id id)
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        for (auto t : threads)
+            if (t != id)
+                return false;
+        return !threads.empty();
+    }
+};
+
+class JsonWriter {
+public:
+    explicit JsonWriter(std::string json) : json_(std::move(json)) {}
+    unsigned short encode(unsigned short base, char* buffer)
+    {
+        lastBase = base;
+        std::memcpy(buffer, json_.c_str(), json_.size() + 1);
+        return static_cast<unsigned short>(json_.size());
+    }
+    unsigned short lastBase = 0;
+
+private:
+    std::string json_;
+};
+
+wa::Options BaseOptions()
+{
+    wa::Options o;
+    o.GraphBaseUrl(test::EmulatorUrl()).LogLevel(WA_LOG_DEBUG);
+    return o;
+}
+
+IWhatsAppClient* Configured(UWhatsAppClient* user, wa::Options options = BaseOptions())
+{
+    IWhatsAppClient* client = IWhatsAppClient::Create(options, user);
+    CHECK(client != nullptr);
+    if (client != nullptr)
+        client->SetConfig("test-token", kSecret);
+    return client;
+}
+
+void CloseAndDelete(IWhatsAppClient* client, Recorder& r)
+{
+    size_t before = r.closed.size();
+    client->Close();
+    CHECK(test::Pump(client, [&] { return r.closed.size() > before; }));
+    delete client;
+}
+
+} // namespace
+
+int main()
+{
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    const std::string url = test::EmulatorUrl();
+
+    test::Run("seed Create from the environment; GetVersion, EventFd, WebhookPort", [&] {
+        ::setenv("WA_GRAPH_BASE_URL", url.c_str(), 1);
+        ::setenv("WA_WEBHOOK_LISTEN", "127.0.0.1:0", 1);
+        Recorder r;
+        IWhatsAppClient* c = IWhatsAppClient::Create(nullptr, &r, nullptr, nullptr, nullptr, nullptr);
+        ::unsetenv("WA_WEBHOOK_LISTEN");
+        CHECK(c != nullptr);
+        if (c == nullptr)
+            return;
+        CHECK_EQ_STR(c->GetVersion(), "v26.0");
+        CHECK(c->EventFd() >= 0);
+        CHECK(c->WebhookPort() > 0);
+        CHECK(c->capi() != nullptr);
+        c->SetConfig("test-token", kSecret);
+        c->SendMessage(&r, "{\"body\":\"seed\"}", kTo, "text", kChannel, "seed");
+        CHECK(test::Pump(c, [&] { return r.results.size() == 1; }));
+        CHECK(r.results.size() == 1 && r.results[0].error == WHATSAPP_ERR_OK);
+        CHECK(r.results.size() == 1 && r.results[0].content.rfind("wamid.", 0) == 0);
+        CHECK(r.results.size() == 1 && r.results[0].client == c);
+        CloseAndDelete(c, r);
+    });
+
+    test::Run("every callback runs on the thread calling Dispatch (a second thread)", [&] {
+        Recorder r;
+        IWhatsAppClient* c = Configured(&r);
+        std::thread::id loopThread;
+        std::atomic<bool> ready{false};
+        // Sends happen here; the loop (and so every callback) runs on another thread.
+        for (int i = 0; i < 5; i++)
+            c->SendMessage(&r, "{\"body\":\"x\"}", kTo, "text", kChannel, "t");
+        std::thread loop([&] {
+            loopThread = std::this_thread::get_id();
+            ready = true;
+            test::Pump(c, [&] { return r.results.size() == 5; });
+            c->Close();
+            test::Pump(c, [&] { return !r.closed.empty(); });
+        });
+        loop.join();
+        CHECK(ready);
+        CHECK(r.results.size() == 5);
+        CHECK(r.closed.size() == 1);
+        CHECK(r.AllOn(loopThread));
+        CHECK(loopThread != std::this_thread::get_id());
+        delete c;
+    });
+
+    test::Run("per-call context gets the result; a NULL context goes to the user", [&] {
+        Recorder user, contextA, contextB;
+        IWhatsAppClient* c = Configured(&user);
+        c->SendMessage(&contextA, "{\"body\":\"a\"}", kTo, "text", kChannel, "to-a");
+        c->SendMessage(&contextB, "{\"body\":\"b\"}", kTo, "text", kChannel, "to-b");
+        c->SendMessage(nullptr, "{\"body\":\"u\"}", kTo, "text", kChannel);
+        CHECK(test::Pump(c, [&] {
+            return contextA.results.size() == 1 && contextB.results.size() == 1 && user.results.size() == 1;
+        }));
+        CHECK(contextA.results.size() == 1 && contextA.results[0].info == "to-a");
+        CHECK(contextB.results.size() == 1 && contextB.results[0].info == "to-b");
+        CHECK(user.results.size() == 1 && user.results[0].info == "(null)"); // callback_info NULL stays NULL
+        CloseAndDelete(c, user);
+    });
+
+    test::Run("json_io-style writer overload; refersToID", [&] {
+        Recorder r;
+        IWhatsAppClient* c = Configured(&r);
+        JsonWriter writer("{\"latitude\":52.5,\"longitude\":13.4,\"name\":\"Berlin\"}");
+        c->SendMessage(&r, writer, 0xffff, kTo, "location", kChannel, "loc");
+        CHECK(writer.lastBase == 0xffff);
+        c->SendMessage(&r, "{\"body\":\"reply\"}", kTo, "text", kChannel, "reply", "wamid.ORIGINAL");
+        CHECK(test::Pump(c, [&] { return r.results.size() == 2; }));
+        for (auto& result : r.results)
+            CHECK(result.error == WHATSAPP_ERR_OK);
+        host::HttpResponse rec = host::Http(url, "GET", "/_emulator/requests?path_contains=messages");
+        CHECK(rec.body.find("Berlin") != std::string::npos);
+        CHECK(rec.body.find("wamid.ORIGINAL") != std::string::npos);
+        CloseAndDelete(c, r);
+    });
+
+    test::Run("refusals: a deferred result via Dispatch; TrySendMessage returns the code", [&] {
+        Recorder r;
+        IWhatsAppClient* c = Configured(&r);
+        c->SendMessage(&r, "{not json", kTo, "text", kChannel, "bad");
+        CHECK(r.results.empty()); // never inside the call
+        pollfd p{c->EventFd(), POLLIN, 0};
+        CHECK(::poll(&p, 1, 1000) == 1); // the event fd is woken for it
+        c->Dispatch();
+        CHECK(r.results.size() == 1);
+        if (r.results.size() == 1) {
+            CHECK(r.results[0].error == WHATSAPP_ERR_BAD_REQUEST);
+            CHECK_EQ_STR(r.results[0].info, "bad");
+            CHECK(r.results[0].content.find("JSON") != std::string::npos);
+        }
+        CHECK(c->TrySendMessage(&r, "{\"body\":\"x\"}", kTo, "no-such-type", kChannel) == WA_ERR_UNKNOWN_TYPE);
+        CHECK(c->TrySendMessage(&r, "{\"body\":\"x\"}", kTo, "text", kChannel, "ok") == WA_OK);
+        CHECK(test::Pump(c, [&] { return r.results.size() == 2; }));
+        c->Dispatch();
+        CHECK(r.results.size() == 2); // nothing for the refused TrySendMessage
+        CloseAndDelete(c, r);
+    });
+
+    test::Run("SetConfig releases messages held for a token", [&] {
+        Recorder r;
+        IWhatsAppClient* c = IWhatsAppClient::Create(BaseOptions(), &r);
+        CHECK(c != nullptr);
+        c->SendMessage(&r, "{\"body\":\"held\"}", kTo, "text", kChannel, "held");
+        test::Pump(c, [] { return false; }, 300);
+        CHECK(r.results.empty());
+        CHECK(c->Pending() == 1);
+        c->SetConfig("test-token", kSecret);
+        CHECK(test::Pump(c, [&] { return r.results.size() == 1; }));
+        CHECK(r.results.size() == 1 && r.results[0].error == WHATSAPP_ERR_OK);
+        CHECK(c->Pending() == 0);
+        CloseAndDelete(c, r);
+    });
+
+    test::Run("SetWebhookToken and the verification GET through WebhookRequest", [&] {
+        Recorder r;
+        IWhatsAppClient* c = Configured(&r);
+        c->SetWebhookToken("verify-me");
+        wa::WebhookReply reply;
+        std::string challenge(300, '7'); // longer than the first buffer: exercises the retry
+        CHECK(c->WebhookRequest("GET", ("/webhook?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=" +
+                                        challenge).c_str(),
+                                nullptr, nullptr, 0, reply) == WA_OK);
+        CHECK(reply.status == 200);
+        CHECK_EQ_STR(reply.body, challenge);
+        CHECK(c->WebhookRequest("GET", "/webhook?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+                                nullptr, nullptr, 0, reply) == WA_OK);
+        CHECK(reply.status == 403);
+        CloseAndDelete(c, r);
+    });
+
+    test::Run("inbound through WebhookRequest: RawChange, RecvMedia then RecvMessage", [&] {
+        Recorder r;
+        IWhatsAppClient* c = Configured(&r);
+        std::string text = test::InboundBody(kChannel, kTo, "wamid.IN1", "\"type\":\"text\",\"text\":{\"body\":\"hello\"}");
+        std::string image = test::InboundBody(
+            kChannel, kTo, "wamid.IN2",
+            "\"type\":\"image\",\"image\":{\"id\":\"MEDIA1\",\"mime_type\":\"image/jpeg\",\"caption\":\"cat\"}");
+        wa::WebhookReply reply;
+        CHECK(c->WebhookRequest("POST", "/webhook", host::HubSignature(kSecret, text).c_str(), text.data(),
+                                text.size(), reply) == WA_OK);
+        CHECK(reply.status == 200);
+        CHECK(c->WebhookRequest("POST", "/webhook", host::HubSignature(kSecret, image).c_str(), image.data(),
+                                image.size(), reply) == WA_OK);
+        CHECK(reply.status == 200);
+        CHECK(c->WebhookRequest("POST", "/webhook", "sha256=00", text.data(), text.size(), reply) == WA_OK);
+        CHECK(reply.status == 403);
+        CHECK(r.inbound.empty()); // delivered by Dispatch only
+        CHECK(test::Pump(c, [&] { return r.inbound.size() == 5; }));
+        std::vector<std::string> kinds;
+        for (auto& in : r.inbound)
+            kinds.push_back(in.kind);
+        CHECK((kinds == std::vector<std::string>{"raw", "message", "raw", "media", "message"}));
+        if (r.inbound.size() == 5) {
+            CHECK((r.inbound[1].args ==
+                   std::vector<std::string>{"hello", kTo, kChannel, "text", "wamid.IN1", "(null)"}));
+            CHECK((r.inbound[3].args == std::vector<std::string>{kTo, kChannel, "wamid.IN2", "MEDIA1", "image/jpeg"}));
+            CHECK_EQ_STR(r.inbound[4].args[0], "cat");
+            CHECK_EQ_STR(r.inbound[4].args[3], "image");
+            CHECK_EQ_STR(r.inbound[0].args[0], "messages");
+        }
+        CloseAndDelete(c, r);
+    });
+
+    test::Run("inbound through the built-in listener (WebhookListen, WebhookPort)", [&] {
+        Recorder r;
+        wa::Options o = BaseOptions();
+        o.WebhookListen("127.0.0.1:0");
+        IWhatsAppClient* c = Configured(&r, o);
+        int port = c->WebhookPort();
+        CHECK(port > 0);
+        std::string body = test::InboundBody(kChannel, kTo, "wamid.IN3", "\"type\":\"text\",\"text\":{\"body\":\"via http\"}");
+        host::HttpResponse answer = host::Http("127.0.0.1", port, "POST", "/webhook", body,
+                                               {"X-Hub-Signature-256: " + host::HubSignature(kSecret, body)});
+        CHECK(answer.status == 200);
+        CHECK(test::Pump(c, [&] {
+            for (auto& in : r.inbound)
+                if (in.kind == "message")
+                    return true;
+            return false;
+        }));
+        CloseAndDelete(c, r);
+    });
+
+    test::Run("Log callback receives the library's lines", [&] {
+        Recorder r;
+        IWhatsAppClient* c = Configured(&r);
+        c->SendMessage(&r, "{\"body\":\"x\"}", kTo, "text", kChannel);
+        CHECK(test::Pump(c, [&] { return r.results.size() == 1; }));
+        CloseAndDelete(c, r);
+        CHECK(!r.logs.empty());
+        for (auto& line : r.logs)
+            CHECK(line.find("test-token") == std::string::npos); // never a secret
+    });
+
+    test::Run("Close: pending sends end CLOSING, CloseComplete last, delete inside it, Close twice", [&] {
+        Recorder r;
+        r.deleteOnClose = true;
+        IWhatsAppClient* c = IWhatsAppClient::Create(BaseOptions(), &r); // no token: held
+        for (int i = 0; i < 3; i++)
+            c->SendMessage(&r, "{\"body\":\"x\"}", kTo, "text", kChannel, "held");
+        c->Close();
+        c->Close(); // no-op
+        c->SendMessage(&r, "{\"body\":\"late\"}", kTo, "text", kChannel, "late"); // refused: CLOSING
+        int fd = c->EventFd();
+        for (int i = 0; i < 500 && r.closed.empty(); i++) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 20) > 0)
+                c->Dispatch(); // deletes c from inside CloseComplete
+        }
+        CHECK(r.closed.size() == 1);
+        CHECK(r.results.size() == 4);
+        for (auto& result : r.results)
+            CHECK(result.error == WHATSAPP_ERR_CLOSING);
+    });
+
+    test::Run("delete before close complete: no callback afterwards, nothing leaks", [&] {
+        Recorder r;
+        host::Http(url, "POST", "/_emulator/faults", "{\"match\":{\"to\":\"16505550000\"},\"times\":3,\"action\":{\"delay_ms\":400}}");
+        IWhatsAppClient* c = Configured(&r);
+        for (int i = 0; i < 3; i++)
+            c->SendMessage(&r, "{\"body\":\"x\"}", "16505550000", "text", kChannel, "gone");
+        c->SendMessage(&r, "{bad", kTo, "text", kChannel, "refused"); // deferred refusal, discarded too
+        delete c;
+        CHECK(r.results.empty());
+        CHECK(r.closed.empty());
+        host::Http(url, "DELETE", "/_emulator/faults");
+    });
+
+    test::Run("wa::PollLoop with two clients sharing one UWhatsAppClient", [&] {
+        Recorder r;
+        r.deleteOnClose = true;
+        IWhatsAppClient* a = Configured(&r);
+        IWhatsAppClient* b = Configured(&r);
+        wa::PollLoop loop;
+        loop.Add(a);
+        loop.Add(b);
+        CHECK(loop.Size() == 2);
+        a->SendMessage(nullptr, "{\"body\":\"a\"}", kTo, "text", kChannel, "a");
+        b->SendMessage(nullptr, "{\"body\":\"b\"}", kTo, "text", kChannel, "b");
+        CHECK(loop.Run([&] { return r.results.size() == 2; }, 10000));
+        bool sawA = false, sawB = false;
+        for (auto& result : r.results) {
+            sawA = sawA || (result.client == a && result.info == "a");
+            sawB = sawB || (result.client == b && result.info == "b");
+        }
+        CHECK(sawA && sawB);
+        a->Close();
+        b->Close();
+        CHECK(loop.Run([&] { return r.closed.size() == 2; }, 10000));
+        CHECK(loop.Size() == 0); // deleted inside CloseComplete: gone from the loop
+        CHECK(r.AllOn(std::this_thread::get_id()));
+    });
+
+    test::Run("Options overload: version, invalid setting, thread mode", [&] {
+        Recorder r;
+        wa::Options o = BaseOptions();
+        o.ApiVersion("v99.0").ChannelRate(0).Retry(2, 1000, 10, 20).DrainTimeoutMs(100);
+        IWhatsAppClient* c = IWhatsAppClient::Create(o, &r);
+        CHECK(c != nullptr);
+        if (c != nullptr) {
+            CHECK_EQ_STR(c->GetVersion(), "v99.0");
+            CHECK(c->WebhookPort() == 0);
+            CloseAndDelete(c, r);
+        }
+        wa::Options bad;
+        bad.GraphBaseUrl("http://127.0.0.1:1/with/path");
+        CHECK(IWhatsAppClient::Create(bad, &r) == nullptr);
+        CHECK(!wa::LastErrorMessage().empty());
+
+        Recorder t;
+        wa::Options threaded = BaseOptions();
+        threaded.DispatchMode(WA_DISPATCH_THREAD);
+        IWhatsAppClient* tc = Configured(&t, threaded);
+        CHECK(tc->EventFd() == -1);
+        tc->SendMessage(&t, "{\"body\":\"t\"}", kTo, "text", kChannel, "t");
+        for (int i = 0; i < 500; i++) {
+            {
+                std::lock_guard<std::mutex> lock(t.mutex);
+                if (!t.results.empty())
+                    break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        {
+            std::lock_guard<std::mutex> lock(t.mutex);
+            CHECK(t.results.size() == 1);
+            CHECK(t.results.size() == 1 && t.results[0].thread != std::this_thread::get_id());
+        }
+        tc->Close();
+        for (int i = 0; i < 500; i++) {
+            {
+                std::lock_guard<std::mutex> lock(t.mutex);
+                if (!t.closed.empty())
+                    break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        delete tc;
+        CHECK(t.closed.size() == 1);
+    });
+
+    test::Run("library helpers", [&] {
+        CHECK(std::string(wa::LibraryVersion()).size() > 0);
+        CHECK_EQ_STR(wa::ErrorName(WHATSAPP_ERR_NOT_FOUND), "WHATSAPP_ERR_NOT_FOUND");
+        CHECK(std::string(wa::ResultText(WA_ERR_CLOSED)).size() > 0);
+    });
+
+    return test::Finish();
+}

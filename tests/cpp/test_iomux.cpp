@@ -1,0 +1,109 @@
+// The IIoMux adapter (whatsapp_connector_iomux.hpp) against stand-ins of the SDK headers
+// (fake_sdk/, same names and signatures): the seed Create registers the event fd with FDAdd,
+// IoContextNotify dispatches, callbacks run on the iomux thread, log lines reach IInstanceLog,
+// and deleting the client removes the fd (FDRem).
+#include "platform/platform.h"
+#include "common/os/iomux.h"
+#include "whatsapp_connector_iomux.hpp"
+
+#include "test_support.hpp"
+
+#include <map>
+#include <vector>
+
+namespace {
+
+// A poll()-based IIoMux with the SDK's fd interface.
+class FakeIoMux : public IIoMux {
+public:
+    std::map<UIoContext*, int> fds;
+    int adds = 0, removes = 0;
+    void Run() override {}
+    void FDAdd(IoMuxFd fd, UIoContext* context, bool) override
+    {
+        context->SetFd(fd);
+        fds[context] = fd;
+        adds++;
+    }
+    void FDClose(UIoContext* context) override { fds.erase(context); }
+    void FDRem(UIoContext* context) override
+    {
+        fds.erase(context);
+        removes++;
+    }
+    // One round like IIoMux::Run's loop body.
+    void RunOnce(int timeoutMs)
+    {
+        std::vector<pollfd> p;
+        std::vector<UIoContext*> contexts;
+        for (auto& entry : fds) {
+            p.push_back(pollfd{entry.second, POLLIN, 0});
+            contexts.push_back(entry.first);
+        }
+        if (p.empty() || ::poll(p.data(), p.size(), timeoutMs) <= 0)
+            return;
+        for (size_t i = 0; i < p.size(); i++)
+            if ((p[i].revents & POLLIN) && fds.count(contexts[i]))
+                contexts[i]->IoContextNotify(true, false);
+    }
+};
+
+class Log : public IInstanceLog {
+public:
+    std::vector<std::string> lines;
+    void Line(const char* text) override { lines.push_back(text); }
+};
+
+class User : public UWhatsAppClient {
+public:
+    int results = 0;
+    bool closed = false;
+    std::vector<std::thread::id> threads;
+    void WhatsAppClientSendMessageResult(IWhatsAppClient*, whatsapp_error_t error, const char*, const char*) override
+    {
+        threads.push_back(std::this_thread::get_id());
+        if (error == WHATSAPP_ERR_OK)
+            results++;
+    }
+    void WhatsAppClientCloseComplete(IWhatsAppClient* client) override
+    {
+        threads.push_back(std::this_thread::get_id());
+        closed = true;
+        delete client; // also removes the fd from the iomux, from inside IoContextNotify
+    }
+};
+
+} // namespace
+
+int main()
+{
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    ::setenv("WA_GRAPH_BASE_URL", test::EmulatorUrl().c_str(), 1);
+    test::Run("seed Create with an IIoMux and an IInstanceLog", [&] {
+        CHECK(wa::iomux::installed);
+        FakeIoMux iomux;
+        Log log;
+        User user;
+        IWhatsAppClient* c = IWhatsAppClient::Create(&iomux, &user, nullptr, nullptr, &log, nullptr);
+        CHECK(c != nullptr);
+        CHECK(iomux.adds == 1);
+        CHECK(iomux.fds.size() == 1 && iomux.fds.begin()->second == c->EventFd());
+        c->SetConfig("test-token", "secret");
+        c->SendMessage(&user, "{\"body\":\"x\"}", "16505551234", "text", "106540352242922");
+        for (int i = 0; i < 500 && user.results < 1; i++)
+            iomux.RunOnce(20);
+        CHECK(user.results == 1);
+        c->Close();
+        for (int i = 0; i < 500 && !user.closed; i++)
+            iomux.RunOnce(20);
+        CHECK(user.closed);
+        CHECK(iomux.removes == 1 && iomux.fds.empty());
+        bool sawLine = false;
+        for (auto& line : log.lines)
+            sawLine = sawLine || line.rfind("WhatsApp ", 0) == 0;
+        CHECK(sawLine);
+        for (auto t : user.threads)
+            CHECK(t == std::this_thread::get_id());
+    });
+    return test::Finish();
+}
