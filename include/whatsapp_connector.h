@@ -367,6 +367,53 @@ wa_result wa_client_webhook_request(wa_client *client,
                                     size_t out_body_cap,
                                     size_t *out_body_len);
 
+// The seed's `RequestMedia`: fetches media `media_id` from WhatsApp (`GET /{media-id}`, then
+// the download URL with the token) and POSTs the bytes to `destination_url` with
+// `Content-Type` = `mime_type` (or Graph's type when NULL or "") and `Content-Length`. Streamed
+// end to end; the SHA-256 Graph announces is verified on the way (a mismatch fails the request
+// and aborts the upload). The token is only sent to the Graph host and allowed media hosts.
+//
+// Result: one `send_result` with `callback_info` = the media id and `content` = the
+// destination's HTTP status (e.g. "200"), or on failure the error text with the error of the
+// failing stage (unknown media: NOT_FOUND; token: AUTHENTICATION_FAILED; the destination's
+// non-2xx answer, a hash mismatch, a transfer failure: OTHER_HTTP).
+wa_result wa_client_request_media(wa_client *client,
+                                  const char *destination_url,
+                                  const char *media_id,
+                                  const char *mime_type,
+                                  void *request_ctx);
+
+// Downloads media `media_id` into the file `path` (written under a temporary name and renamed
+// when complete and verified). For hosts that serve inbound media from their own web server.
+// Result: one `send_result` with `callback_info` = the media id and `content` = the media's
+// MIME type, or the error text.
+wa_result wa_client_download_media(wa_client *client,
+                                   const char *media_id,
+                                   const char *path,
+                                   void *request_ctx);
+
+// Uploads the file at `path` as media of `mime_type` for phone number `channel`
+// (`POST /{channel}/media`, multipart), to be sent with `wa_client_send_message` type "image"
+// etc. and `{"id":"<media id>"}`. The type and size are checked against WhatsApp's limits
+// first (`WA_ERR_INVALID_ARGUMENT` for a type WhatsApp does not take, `WA_ERR_TOO_LARGE` over
+// its limit; nothing is sent then). Result: one `send_result` with `callback_info` = `path` and
+// `content` = the new media id, or the error text.
+wa_result wa_client_upload_media_file(wa_client *client,
+                                      const char *channel,
+                                      const char *path,
+                                      const char *mime_type,
+                                      void *request_ctx);
+
+// Like `wa_client_upload_media_file` for `len` bytes at `data` (copied before returning),
+// sent with file name `filename`. `callback_info` of the result is `filename`.
+wa_result wa_client_upload_media_buffer(wa_client *client,
+                                        const char *channel,
+                                        const uint8_t *data,
+                                        size_t len,
+                                        const char *mime_type,
+                                        const char *filename,
+                                        void *request_ctx);
+
 // Creates an options object with every setting unset (defaults apply). Free it with
 // `wa_options_free`.
 wa_result wa_options_new(wa_options **out);
@@ -466,6 +513,23 @@ wa_result wa_options_set_dedupe_capacity(wa_options *options,
 // phone numbers are answered 200 and dropped with a log line. Default: every number.
 wa_result wa_options_add_allowed_channel(wa_options *options,
                                          const char *channel);
+
+// Adds a host that may receive the access token with a media download (besides the Graph
+// host and the default `lookaside.fbsbx.com`). Downloads from any other host fail without
+// sending the token.
+wa_result wa_options_add_media_host(wa_options *options,
+                                    const char *host);
+
+// Largest media transferred by RequestMedia, downloads and getMedia, in bytes (default
+// 128 MiB, above WhatsApp's 100 MB document limit).
+wa_result wa_options_set_media_max_bytes(wa_options *options,
+                                         uint64_t max_bytes);
+
+// The access token callers of the listener's `GET /client/getMedia?id=<media id>` must present
+// (`Authorization: Bearer <token>` or `&access_token=<token>`). Without one the endpoint
+// answers 401 to everyone (it must not be an open proxy to the business's media).
+wa_result wa_options_set_media_access_token(wa_options *options,
+                                            const char *token);
 
 // A static, human-readable text for a `wa_result` value (never NULL, never freed).
 const char *wa_result_text(uint32_t result);

@@ -366,7 +366,9 @@ namespace wa {
 // The implementation behind IWhatsAppClient::Create().
 class ClientImpl final : public IWhatsAppClient {
 public:
-    ClientImpl(UWhatsAppClient* user, bool threadMode) : user_(user), threadMode_(threadMode) {}
+    ClientImpl(UWhatsAppClient* user, bool threadMode) : user_(user), threadMode_(threadMode), shim_(new Shim(this))
+    {
+    }
 
     ClientImpl(const ClientImpl&) = delete;
     ClientImpl& operator=(const ClientImpl&) = delete;
@@ -378,9 +380,14 @@ public:
         if (client_ != nullptr) {
             wa_client* c = client_;
             client_ = nullptr;
-            wa_client_free(c); // calls OnDestroy(), which frees the records of undelivered results
+            // No callback reaches this object any more. destroy (OnDestroy) frees the shim and the
+            // records of undelivered results: now, or - when deleted from inside a callback - once
+            // the library's dispatch returns.
+            shim_->impl = nullptr;
+            wa_client_free(c);
+        } else {
+            delete shim_; // wa_client_new failed: no destroy will come
         }
-        FreeRecords();
         if (pollFd_ >= 0)
             ::close(pollFd_);
         if (wakeFd_ >= 0)
@@ -391,7 +398,7 @@ public:
     bool Start(const wa_options* options)
     {
         wa_client_callbacks callbacks{};
-        callbacks.user_data = this;
+        callbacks.user_data = shim_;
         callbacks.close_complete = &OnCloseComplete;
         callbacks.send_result = &OnSendResult;
         callbacks.recv_message = &OnRecvMessage;
@@ -568,6 +575,14 @@ private:
     struct Record {
         UWhatsAppClient* context;
     };
+    // The callbacks' user_data. It outlives the ClientImpl until destroy: deleting the client
+    // inside a callback makes the library call destroy only after its dispatch returns.
+    struct Shim {
+        explicit Shim(ClientImpl* owner) : impl(owner) {}
+        ClientImpl* impl; // nullptr once the ClientImpl is deleted
+        std::mutex mutex;
+        std::unordered_set<Record*> records; // accepted and not yet answered
+    };
     // A refusal waiting for the next Dispatch().
     struct Deferred {
         UWhatsAppClient* context = nullptr;
@@ -577,35 +592,25 @@ private:
         std::string text;
     };
 
-    static ClientImpl* Self(void* userData) noexcept { return static_cast<ClientImpl*>(userData); }
+    static ClientImpl* Self(void* userData) noexcept { return static_cast<Shim*>(userData)->impl; }
 
     Record* NewRecord(UWhatsAppClient* context)
     {
         Record* record = new Record{context};
-        std::lock_guard<std::mutex> lock(mutex_);
-        records_.insert(record);
+        std::lock_guard<std::mutex> lock(shim_->mutex);
+        shim_->records.insert(record);
         return record;
     }
 
-    void DropRecord(Record* record) noexcept
+    static void DropRecord(Shim* shim, Record* record) noexcept
     {
         {
-            std::lock_guard<std::mutex> lock(mutex_);
-            records_.erase(record);
+            std::lock_guard<std::mutex> lock(shim->mutex);
+            shim->records.erase(record);
         }
         delete record;
     }
-
-    void FreeRecords() noexcept
-    {
-        std::unordered_set<Record*> records;
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            records.swap(records_);
-        }
-        for (Record* record : records)
-            delete record;
-    }
+    void DropRecord(Record* record) noexcept { DropRecord(shim_, record); }
 
     void Refused(UWhatsAppClient* context, wa_result r, const char* callbackInfo)
     {
@@ -687,7 +692,7 @@ private:
     static void OnCloseComplete(void* userData) noexcept
     {
         ClientImpl* self = Self(userData);
-        if (self->user_ == nullptr)
+        if (self == nullptr || self->user_ == nullptr)
             return;
         try {
             self->user_->WhatsAppClientCloseComplete(self);
@@ -701,21 +706,22 @@ private:
     static void OnSendResult(void* userData, void* requestCtx, whatsapp_error_t error, const char* callbackInfo,
                              const char* content) noexcept
     {
-        ClientImpl* self = Self(userData);
+        Shim* shim = static_cast<Shim*>(userData);
         Record* record = static_cast<Record*>(requestCtx);
         UWhatsAppClient* context = nullptr;
         if (record != nullptr) {
             context = record->context;
-            self->DropRecord(record);
+            DropRecord(shim, record);
         }
-        self->DeliverResult(context, error, callbackInfo, content);
+        if (shim->impl != nullptr)
+            shim->impl->DeliverResult(context, error, callbackInfo, content);
     }
 
     static void OnRecvMessage(void* userData, const char* msg, const char* tel, const char* channel,
                               const char* type, const char* id, const char* refersToId) noexcept
     {
         ClientImpl* self = Self(userData);
-        if (self->user_ == nullptr)
+        if (self == nullptr || self->user_ == nullptr)
             return;
         try {
             self->user_->WhatsAppClientRecvMessage(self, msg, tel, channel, type, id, refersToId);
@@ -730,7 +736,7 @@ private:
                             const char* mediaId, const char* mimeType) noexcept
     {
         ClientImpl* self = Self(userData);
-        if (self->user_ == nullptr)
+        if (self == nullptr || self->user_ == nullptr)
             return;
         try {
             self->user_->WhatsAppClientRecvMedia(self, sender, channel, wamid, mediaId, mimeType);
@@ -744,7 +750,7 @@ private:
     static void OnRawChange(void* userData, const char* field, const char* valueJson) noexcept
     {
         ClientImpl* self = Self(userData);
-        if (self->user_ == nullptr)
+        if (self == nullptr || self->user_ == nullptr)
             return;
         try {
             self->user_->WhatsAppClientRawChange(self, field, valueJson);
@@ -758,6 +764,8 @@ private:
     static void OnLog(void* userData, wa_log_level level, const char* text) noexcept
     {
         ClientImpl* self = Self(userData);
+        if (self == nullptr)
+            return;
         if (self->binding_)
             self->binding_->Log(static_cast<int>(level), text);
         if (self->user_ == nullptr)
@@ -771,7 +779,13 @@ private:
         }
     }
 
-    static void OnDestroy(void* userData) noexcept { Self(userData)->FreeRecords(); }
+    static void OnDestroy(void* userData) noexcept
+    {
+        Shim* shim = static_cast<Shim*>(userData);
+        for (Record* record : shim->records)
+            delete record;
+        delete shim;
+    }
 
     UWhatsAppClient* const user_;
     const bool threadMode_;
@@ -781,8 +795,8 @@ private:
     int wakeFd_ = -1;
     std::unique_ptr<detail::HostBinding> binding_;
     std::shared_ptr<char> life_ = std::make_shared<char>(0);
-    std::mutex mutex_;
-    std::unordered_set<Record*> records_;
+    Shim* shim_;
+    std::mutex mutex_; // guards deferred_
     std::deque<Deferred> deferred_;
 };
 

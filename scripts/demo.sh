@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
-# The demo: starts the Cloud API emulator on a free loopback port, builds the C example against
-# the shared library, and runs it end to end (send, react, close).
+# The demo: builds the C++ example with CMake and runs it (it starts the Cloud API emulator on a
+# free loopback port itself: sends, receives simulated inbound messages, echoes, closes); then
+# the C example against the shared library, end to end (send, react, close).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v cmake >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+    else
+        python3 -m pip install --quiet cmake
+    fi
+fi
+echo "== C++ example (cpp-example/)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build -j2 --target cpp-example >/dev/null
+build/cpp-example/cpp-example
+
+echo
+echo "== C example (examples/c/)"
 
 cargo build --quiet --lib --bin wa-emulator
 out=target/debug

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit and integration tests (the C API against the
-# emulator, the C demo as a real C program, under valgrind too), header freshness.
+# emulator, the C demo as a real C program, under valgrind too), header freshness; then the
+# CMake package: the C++ layer's tests, the C++ example (shared and static), header hygiene,
+# find_package from an installed tree, valgrind, and an ASan/UBSan build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,10 @@ need cc gcc
 need c++ g++
 need nm binutils
 need valgrind valgrind
+if ! command -v cmake >/dev/null 2>&1; then
+    need cmake cmake || true
+    command -v cmake >/dev/null 2>&1 || python3 -m pip install --quiet cmake
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --check
@@ -28,3 +34,14 @@ echo "== cargo build (the C tests link target/debug/libwhatsapp_connector.so)"
 cargo build --lib --bins
 echo "== cargo test"
 cargo test --lib --bins --tests
+
+# The CMake package. Its cargo builds go to build/cargo (never contending for ./target).
+echo "== CMake build (C++ layer, example, tests)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build -j2
+echo "== ctest (C++ tests, example, hygiene, find_package, valgrind)"
+(cd build && ctest --output-on-failure -LE slow)
+echo "== ctest under AddressSanitizer + UBSan"
+cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DWA_SANITIZE=ON -DWA_CARGO_TARGET_DIR="$PWD/build/cargo" >/dev/null
+cmake --build build/asan -j2
+(cd build/asan && ctest --output-on-failure -L cpp -E find_package)

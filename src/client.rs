@@ -73,18 +73,23 @@ impl Client {
             credentials.clone(),
             sink.clone(),
         ));
+        let media = {
+            let _guard = runtime.enter();
+            Arc::new(crate::media::MediaClient::new(&config)?)
+        };
         let webhook_address = match &config.webhook_listen {
             Some(address) => Some(crate::listener::start(
                 &runtime,
                 address,
-                config.webhook_path.clone(),
-                webhook.clone(),
+                crate::listener::Routes {
+                    webhook_path: config.webhook_path.clone(),
+                    webhook: webhook.clone(),
+                    media: media.clone(),
+                    credentials: credentials.clone(),
+                    media_access_token: config.media_access_token.clone(),
+                },
             )?),
             None => None,
-        };
-        let media = {
-            let _guard = runtime.enter();
-            Arc::new(crate::media::MediaClient::new(&config)?)
         };
         let scheduler = Scheduler::new(
             config.clone(),

@@ -1,28 +1,45 @@
-//! The built-in webhook listener: plain HTTP/1.1 with keep-alive on the client's runtime (TLS is
-//! terminated by a reverse proxy in front of it).
+//! The built-in listener: plain HTTP/1.1 with keep-alive on the client's runtime (TLS is
+//! terminated by a reverse proxy in front of it). It serves the webhook path and the seed
+//! hosts' `GET /client/getMedia?id=<media id>`.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use futures_util::TryStreamExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use subtle::ConstantTimeEq;
 use tokio::runtime::Runtime;
 
-use crate::webhook::{Reply, WebhookHandler};
+use crate::error::DeliveryError;
+use crate::media::MediaClient;
+use crate::secrets::Credentials;
+use crate::webhook::{query_param, Reply, WebhookHandler};
 
-/// Binds `address` now (so that errors surface at client creation) and serves `path` on the
-/// runtime. Returns the bound address (useful with port 0).
-pub fn start(
-    runtime: &Runtime,
-    address: &str,
-    path: String,
-    handler: Arc<WebhookHandler>,
-) -> Result<SocketAddr, String> {
+pub const GET_MEDIA_PATH: &str = "/client/getMedia";
+
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// What the listener serves.
+pub struct Routes {
+    pub webhook_path: String,
+    pub webhook: Arc<WebhookHandler>,
+    pub media: Arc<MediaClient>,
+    pub credentials: Arc<Credentials>,
+    /// Required by `/client/getMedia` (Bearer header or `access_token` query); `None` refuses all.
+    pub media_access_token: Option<String>,
+}
+
+/// Binds `address` now (so that errors surface at client creation) and serves on the runtime.
+/// Returns the bound address (useful with port 0).
+pub fn start(runtime: &Runtime, address: &str, routes: Routes) -> Result<SocketAddr, String> {
     let std_listener = std::net::TcpListener::bind(address)
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     std_listener
@@ -34,24 +51,23 @@ pub fn start(
         tokio::net::TcpListener::from_std(std_listener)
             .map_err(|e| format!("cannot listen on {address}: {e}"))?
     };
-    let path: Arc<str> = path.into();
+    let routes = Arc::new(routes);
     runtime.spawn(async move {
-        tracing::info!(address = %local, path = %path, "webhook listener started");
+        tracing::info!(address = %local, path = %routes.webhook_path, "webhook listener started");
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors and similar: back off rather than spin.
-                    tracing::warn!("webhook listener accept failed: {e}");
+                    tracing::warn!("listener accept failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             };
             let _ = stream.set_nodelay(true);
-            let (handler, path) = (handler.clone(), path.clone());
+            let routes = routes.clone();
             tokio::spawn(async move {
-                let service =
-                    service_fn(move |request| serve(request, handler.clone(), path.clone()));
+                let service = service_fn(move |request| serve(request, routes.clone()));
                 let _ = http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(stream), service)
@@ -62,8 +78,14 @@ pub fn start(
     Ok(local)
 }
 
-fn response(reply: Reply) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn response(reply: Reply) -> Response<Body> {
+    let mut response = Response::new(full(reply.body));
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(value) = reply.content_type.parse() {
@@ -74,7 +96,7 @@ fn response(reply: Reply) -> Response<Full<Bytes>> {
     response
 }
 
-fn plain(status: u16, body: &str) -> Response<Full<Bytes>> {
+fn plain(status: u16, body: &str) -> Response<Body> {
     response(Reply {
         status,
         content_type: "text/plain; charset=utf-8",
@@ -84,12 +106,19 @@ fn plain(status: u16, body: &str) -> Response<Full<Bytes>> {
 
 async fn serve(
     request: Request<Incoming>,
-    handler: Arc<WebhookHandler>,
-    path: Arc<str>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    if request.uri().path() != &*path {
-        return Ok(plain(404, "not found"));
+    routes: Arc<Routes>,
+) -> Result<Response<Body>, Infallible> {
+    let path = request.uri().path();
+    if path == routes.webhook_path {
+        return Ok(webhook(request, &routes.webhook).await);
     }
+    if path == GET_MEDIA_PATH {
+        return Ok(get_media(request, &routes).await);
+    }
+    Ok(plain(404, "not found"))
+}
+
+async fn webhook(request: Request<Incoming>, handler: &WebhookHandler) -> Response<Body> {
     let method = request.method().as_str().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let signature = request
@@ -104,19 +133,79 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max as u64) {
-        return Ok(plain(413, "payload too large"));
+        return plain(413, "payload too large");
     }
     let body = match Limited::new(request.into_body(), max).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Ok(plain(413, "payload too large"))
+            return plain(413, "payload too large")
         }
-        Err(_) => return Ok(plain(400, "could not read the body")),
+        Err(_) => return plain(400, "could not read the body"),
     };
-    Ok(response(handler.handle(
-        &method,
-        &query,
-        signature.as_deref(),
-        &body,
-    )))
+    response(handler.handle(&method, &query, signature.as_deref(), &body))
+}
+
+/// `GET /client/getMedia?id=<media id>`: the media's bytes, streamed from Graph. Not an open
+/// proxy: the caller must present the configured access token.
+async fn get_media(request: Request<Incoming>, routes: &Routes) -> Response<Body> {
+    if request.method() != hyper::Method::GET {
+        return plain(405, "method not allowed");
+    }
+    let query = request.uri().query().unwrap_or("");
+    let presented = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or_else(|| query_param(query, "access_token"));
+    let authorised = match (&routes.media_access_token, presented) {
+        (Some(expected), Some(presented)) => {
+            bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+        }
+        _ => false,
+    };
+    if !authorised {
+        let text = if routes.media_access_token.is_none() {
+            "getMedia is disabled: no media access token is configured"
+        } else {
+            "a valid access token is required (Authorization: Bearer or access_token=)"
+        };
+        let mut reply = plain(401, text);
+        if let Ok(value) = "Bearer".parse() {
+            reply
+                .headers_mut()
+                .insert(hyper::header::WWW_AUTHENTICATE, value);
+        }
+        return reply;
+    }
+    let Some(media_id) = query_param(query, "id").filter(|id| !id.is_empty()) else {
+        return plain(400, "missing id parameter");
+    };
+    let token = routes.credentials.token();
+    if token.is_empty() {
+        return plain(503, "no WhatsApp access token is configured (SetConfig)");
+    }
+    match routes.media.stream(&media_id, token.expose()).await {
+        Ok((info, stream)) => {
+            let body = StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync();
+            let mut response = Response::new(body);
+            let headers = response.headers_mut();
+            if let Ok(value) = info.mime_type.parse() {
+                headers.insert(hyper::header::CONTENT_TYPE, value);
+            }
+            if let Some(size) = info.file_size {
+                headers.insert(hyper::header::CONTENT_LENGTH, size.into());
+            }
+            response
+        }
+        Err((error, text)) => {
+            let status = match error {
+                DeliveryError::NotFound => 404,
+                DeliveryError::BadRequest => 400,
+                _ => 502,
+            };
+            plain(status, &routes.credentials.redact(&text))
+        }
+    }
 }

@@ -102,8 +102,8 @@ unsafe impl Send for Callbacks {}
 // SAFETY: as above; shared references only read the copied table.
 unsafe impl Sync for Callbacks {}
 
-struct Shared {
-    core: Client,
+pub(crate) struct Shared {
+    pub(crate) core: Client,
     events: Arc<EventQueue>,
     callbacks: Callbacks,
     mode: DispatchMode,
@@ -313,7 +313,7 @@ fn run_dispatcher(shared: Arc<Shared>) {
 }
 
 /// Borrows the shared state behind a handle.
-fn shared_of(client: *const wa_client) -> Result<Arc<Shared>, wa_result> {
+pub(crate) fn shared_of(client: *const wa_client) -> Result<Arc<Shared>, wa_result> {
     if client.is_null() {
         return Err(fail(wa_result::WA_ERR_NULL_ARGUMENT, "client is NULL"));
     }
@@ -498,20 +498,25 @@ pub extern "C" fn wa_client_send_message(
         shared
             .core
             .send(&input, request_ctx as usize)
-            .map_err(|rejected| match rejected {
-                SendRejected::Closed => fail(wa_result::WA_ERR_CLOSED, "the client is closed"),
-                SendRejected::QueueFull => fail(wa_result::WA_ERR_QUEUE_FULL, "the outbox is full"),
-                SendRejected::Invalid(invalid) => {
-                    let code = match &invalid {
-                        InvalidMessage::Json(_) => wa_result::WA_ERR_INVALID_JSON,
-                        InvalidMessage::UnknownType(_) => wa_result::WA_ERR_UNKNOWN_TYPE,
-                        InvalidMessage::TooLarge(_) => wa_result::WA_ERR_TOO_LARGE,
-                        InvalidMessage::Argument(_) => wa_result::WA_ERR_INVALID_ARGUMENT,
-                    };
-                    fail(code, invalid.to_string())
-                }
-            })
+            .map_err(rejection)
     })
+}
+
+/// The result code for a refused send or media request.
+pub(crate) fn rejection(rejected: SendRejected) -> wa_result {
+    match rejected {
+        SendRejected::Closed => fail(wa_result::WA_ERR_CLOSED, "the client is closed"),
+        SendRejected::QueueFull => fail(wa_result::WA_ERR_QUEUE_FULL, "the outbox is full"),
+        SendRejected::Invalid(invalid) => {
+            let code = match &invalid {
+                InvalidMessage::Json(_) => wa_result::WA_ERR_INVALID_JSON,
+                InvalidMessage::UnknownType(_) => wa_result::WA_ERR_UNKNOWN_TYPE,
+                InvalidMessage::TooLarge(_) => wa_result::WA_ERR_TOO_LARGE,
+                InvalidMessage::Argument(_) => wa_result::WA_ERR_INVALID_ARGUMENT,
+            };
+            fail(code, invalid.to_string())
+        }
+    }
 }
 
 /// Starts closing: new sends return `WA_ERR_CLOSED`, requests on the wire get up to the drain

@@ -10,6 +10,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod client;
+pub mod media;
 pub mod options;
 pub mod result;
 

@@ -421,3 +421,66 @@ pub extern "C" fn wa_options_add_allowed_channel(
         Ok(())
     })
 }
+
+/// Adds a host that may receive the access token with a media download (besides the Graph
+/// host and the default `lookaside.fbsbx.com`). Downloads from any other host fail without
+/// sending the token.
+#[no_mangle]
+pub extern "C" fn wa_options_add_media_host(
+    options: *mut wa_options,
+    host: *const c_char,
+) -> wa_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated string valid for the call (header contract).
+        let host = unsafe { borrow_str(host, "host") }?;
+        if host.is_empty() || host.contains(['/', ':', ' ', '@']) {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "host must be a bare host name",
+            ));
+        }
+        o.extra_media_hosts.push(host.to_ascii_lowercase());
+        Ok(())
+    })
+}
+
+/// Largest media transferred by RequestMedia, downloads and getMedia, in bytes (default
+/// 128 MiB, above WhatsApp's 100 MB document limit).
+#[no_mangle]
+pub extern "C" fn wa_options_set_media_max_bytes(
+    options: *mut wa_options,
+    max_bytes: u64,
+) -> wa_result {
+    with_options(options, |o| {
+        if max_bytes == 0 {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "max_bytes must be > 0",
+            ));
+        }
+        o.media_max_bytes = Some(max_bytes);
+        Ok(())
+    })
+}
+
+/// The access token callers of the listener's `GET /client/getMedia?id=<media id>` must present
+/// (`Authorization: Bearer <token>` or `&access_token=<token>`). Without one the endpoint
+/// answers 401 to everyone (it must not be an open proxy to the business's media).
+#[no_mangle]
+pub extern "C" fn wa_options_set_media_access_token(
+    options: *mut wa_options,
+    token: *const c_char,
+) -> wa_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated string valid for the call (header contract).
+        let token = unsafe { borrow_str(token, "token") }?;
+        if token.len() < 8 {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "the media access token needs at least 8 characters",
+            ));
+        }
+        o.media_access_token = Some(token.to_string());
+        Ok(())
+    })
+}
