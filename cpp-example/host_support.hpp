@@ -266,6 +266,75 @@ inline std::string JsonField(const std::string& json, const std::string& key)
     return json.substr(at, end == std::string::npos ? std::string::npos : end - at);
 }
 
+// ---- a one-request-at-a-time HTTP receiver (the destination of RequestMedia) ----
+class HttpSink {
+public:
+    HttpSink()
+    {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t length = sizeof address;
+        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+            ::listen(fd_, 4) != 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+            port_ = 0;
+            return;
+        }
+        port_ = ntohs(address.sin_port);
+    }
+    ~HttpSink()
+    {
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
+    HttpSink(const HttpSink&) = delete;
+    HttpSink& operator=(const HttpSink&) = delete;
+
+    int Fd() const { return fd_; }
+    int Port() const { return port_; }
+
+    // Accepts one request (call when Fd() is readable), reads it whole (Content-Length), answers
+    // 200 and returns the request head and body.
+    bool ServeOne(std::string& head, std::string& body)
+    {
+        int client = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (client < 0)
+            return false;
+        std::string raw;
+        char buffer[8192];
+        size_t end = std::string::npos, need = 0;
+        for (;;) {
+            ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
+            if (n <= 0)
+                break;
+            raw.append(buffer, static_cast<size_t>(n));
+            if (end == std::string::npos && (end = raw.find("\r\n\r\n")) != std::string::npos) {
+                std::string lower = raw.substr(0, end);
+                for (char& ch : lower)
+                    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                size_t at = lower.find("content-length:");
+                need = at == std::string::npos ? 0 : std::strtoul(lower.c_str() + at + 15, nullptr, 10);
+            }
+            if (end != std::string::npos && raw.size() >= end + 4 + need)
+                break;
+        }
+        const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        ssize_t sent = ::send(client, answer, sizeof answer - 1, MSG_NOSIGNAL);
+        (void)sent;
+        ::close(client);
+        if (end == std::string::npos)
+            return false;
+        head = raw.substr(0, end);
+        body = raw.substr(end + 4);
+        return true;
+    }
+
+private:
+    int fd_ = -1;
+    int port_ = 0;
+};
+
 // ---- the emulator as a child process ----
 class Emulator {
 public:

@@ -7,7 +7,8 @@
 // WA_GRAPH_BASE_URL and WA_WEBHOOK_LISTEN=127.0.0.1:0), runs a poll() event loop on the main
 // thread with the client's event fd, points the emulator's webhook at the built-in listener,
 // sends a text, a reaction to it, a location and an image by link, receives a simulated inbound
-// text and image (RecvMedia + RecvMessage), answers the text (echo bot), closes, and exits 0
+// text and image (RecvMedia + RecvMessage), answers the text (echo bot), forwards the inbound
+// image to a small HTTP receiver of its own with RequestMedia, closes, and exits 0
 // only if every expected callback arrived, each on the loop thread.
 #include "whatsapp_connector.hpp"
 #include "host_support.hpp"
@@ -64,7 +65,12 @@ public:
     bool gotInboundImage = false;
     bool gotMedia = false;
     bool echoSent = false;
+    bool mediaForwarded = false;
     std::string textWamid;
+    std::string mediaId;
+    std::string sinkUrl;
+    std::string emulatorUrl;
+    bool mediaRequested = false;
 
     void Check(const char* what)
     {
@@ -79,6 +85,14 @@ public:
     {
         Check("SendMessageResult");
         std::string tag = info != nullptr ? info : "";
+        if (!mediaId.empty() && tag == mediaId) {
+            // RequestMedia's result: callback_info = the media id, content = the HTTP status.
+            std::printf("<- result   media      %s destination answered %s\n", wa::ErrorName(error),
+                        content != nullptr ? content : "");
+            mediaForwarded = error == WHATSAPP_ERR_OK && std::string(content) == "200";
+            (mediaForwarded ? okResults : failedResults)++;
+            return;
+        }
         std::printf("<- result   %-10s %s %s\n", tag.c_str(), wa::ErrorName(error), content != nullptr ? content : "");
         if (error != WHATSAPP_ERR_OK) {
             failedResults++;
@@ -113,13 +127,26 @@ public:
         }
     }
 
-    void WhatsAppClientRecvMedia(IWhatsAppClient*, const char* sender, const char* channel, const char* wamid,
+    void WhatsAppClientRecvMedia(IWhatsAppClient* c, const char* sender, const char* channel, const char* wamid,
                                  const char* mediaid, const char* mimeType) override
     {
         Check("RecvMedia");
         std::printf("<- media    from %s on %s: media id %s (%s), message %s\n", sender, channel, mediaid,
                     mimeType, wamid);
         gotMedia = true;
+        mediaId = mediaid;
+        // Forward only when the emulator serves Graph's media route (GET /{version}/{media-id});
+        // older emulators answer it with code 100, and the step is reported as skipped.
+        host::HttpResponse probe = host::Http(emulatorUrl, "GET", std::string("/") + c->GetVersion() + "/" + mediaid,
+                                              "", {std::string("Authorization: Bearer ") + kToken});
+        if (probe.status != 200) {
+            std::printf("   skip     media forward: this emulator does not serve GET /{media-id} (%d)\n",
+                        probe.status);
+            return;
+        }
+        mediaRequested = true;
+        std::printf("-> request  media %s to %s\n", mediaid, sinkUrl.c_str());
+        c->RequestMedia(this, sinkUrl.c_str(), mediaid, mimeType);
     }
 
     void WhatsAppClientCloseComplete(IWhatsAppClient* c) override
@@ -139,6 +166,8 @@ public:
     }
 };
 
+host::HttpSink* g_sink = nullptr; // the destination of RequestMedia, served by the same loop
+
 // Runs the loop until `done` or `ms` milliseconds passed.
 template <class Done>
 bool RunLoop(DemoHost& host, int ms, Done done)
@@ -146,8 +175,15 @@ bool RunLoop(DemoHost& host, int ms, Done done)
     for (int waited = 0; !done(); waited += 50) {
         if (host.client == nullptr || waited >= ms)
             return done();
-        pollfd p{host.client->EventFd(), POLLIN, 0};
-        if (::poll(&p, 1, 50) > 0)
+        pollfd p[2] = {{host.client->EventFd(), POLLIN, 0}, {g_sink->Fd(), POLLIN, 0}};
+        if (::poll(p, 2, 50) <= 0)
+            continue;
+        if (p[1].revents & POLLIN) {
+            std::string head, body;
+            if (g_sink->ServeOne(head, body))
+                std::printf("   receiver got %s (%zu bytes)\n", head.substr(0, head.find('\r')).c_str(), body.size());
+        }
+        if (p[0].revents & POLLIN)
             host.client->Dispatch(); // every callback runs here, on this thread
     }
     return true;
@@ -183,7 +219,11 @@ int main(int argc, char** argv)
     // The seed-shaped Create reads its settings from the environment.
     ::setenv("WA_GRAPH_BASE_URL", url.c_str(), 1);
     ::setenv("WA_WEBHOOK_LISTEN", "127.0.0.1:0", 1);
+    host::HttpSink sink;
+    g_sink = &sink;
     DemoHost demo;
+    demo.emulatorUrl = url;
+    demo.sinkUrl = "http://127.0.0.1:" + std::to_string(sink.Port()) + "/media";
     demo.client = IWhatsAppClient::Create(nullptr, &demo, nullptr, nullptr, nullptr, nullptr);
     if (demo.client == nullptr) {
         std::fprintf(stderr, "Create failed: %s\n", wa::LastErrorMessage().c_str());
@@ -218,7 +258,8 @@ int main(int argc, char** argv)
                 std::string("{\"from\":\"") + kCustomer + "\",\"phone_number_id\":\"" + kChannel +
                     "\",\"type\":\"image\",\"image\":{\"caption\":\"a photo\"}}");
         RunLoop(demo, 10000, [&] {
-            return demo.gotInboundText && demo.gotInboundImage && demo.gotMedia && demo.okResults + demo.failedResults >= 5;
+            return demo.gotInboundText && demo.gotInboundImage && demo.gotMedia &&
+                   demo.okResults + demo.failedResults >= (demo.mediaRequested ? 6 : 5);
         });
     }
 
@@ -236,9 +277,14 @@ int main(int argc, char** argv)
         ok = ok && condition;
     };
     expect(webhookOk, "emulator webhook configured and verified");
-    expect(demo.okResults == 5 && demo.failedResults == 0, "5 sends accepted (text, reaction, location, image, echo)");
+    expect(demo.okResults == (demo.mediaRequested ? 6 : 5) && demo.failedResults == 0,
+           "every result OK (text, reaction, location, image, echo, media forward)");
     expect(demo.gotInboundText && demo.echoSent, "inbound text received and answered");
     expect(demo.gotMedia && demo.gotInboundImage, "inbound image received (RecvMedia + RecvMessage)");
+    if (demo.mediaRequested)
+        expect(demo.mediaForwarded, "inbound image forwarded with RequestMedia (destination answered 200)");
+    else
+        std::printf("  skip  RequestMedia (the emulator has no media route yet)\n");
     expect(demo.closed, "close complete");
     expect(demo.wrongThread == 0, "every callback ran on the loop thread");
     std::printf("%s\n", ok ? "PASS" : "FAILED");

@@ -331,13 +331,11 @@ public:
                                      const char* type, const char* channel, const char* callback_info = 0,
                                      const char* refersToID = 0) = 0;
 
-#ifdef WA_HAVE_REQUEST_MEDIA
     // Downloads media `mediaID` from Graph and forwards it to `destination` (an HTTP URL);
     // `detailsType` is the expected MIME type (may be NULL). The result arrives on `context` as
     // WhatsAppClientSendMessageResult(client, error, mediaID, "<HTTP status>" or error text).
     virtual void RequestMedia(UWhatsAppClient* context, const char* destination, const char* mediaID,
                               const char* detailsType) = 0;
-#endif
 
     // The configured Graph API version, e.g. "v26.0" (valid until the client is deleted).
     virtual const char* GetVersion() = 0;
@@ -484,7 +482,6 @@ public:
         return r;
     }
 
-#ifdef WA_HAVE_REQUEST_MEDIA
     void RequestMedia(UWhatsAppClient* context, const char* destination, const char* mediaID,
                       const char* detailsType) override
     {
@@ -495,7 +492,6 @@ public:
             Refused(context, r, mediaID);
         }
     }
-#endif
 
     const char* GetVersion() override { return wa_client_version(client_); }
 

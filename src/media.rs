@@ -138,11 +138,13 @@ fn verified_stream(
         max_bytes: u64,
         problem: StreamProblem,
         done: bool,
+        held: Option<Bytes>,
     }
     impl State {
         /// Ends the stream with `error`, recording it for the caller.
         fn fail(&mut self, error: MediaError) -> std::io::Error {
             self.done = true;
+            self.held = None;
             let io = std::io::Error::other(error.1.clone());
             *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
             io
@@ -157,44 +159,52 @@ fn verified_stream(
         max_bytes,
         problem,
         done: false,
+        held: None,
     };
     futures_util::stream::unfold(state, |mut s| async move {
-        if s.done {
-            return None;
-        }
-        match s.response.chunk().await {
-            Ok(Some(chunk)) => {
-                s.received += chunk.len() as u64;
-                if s.received > s.max_bytes {
-                    let text = format!("media is larger than the {}-byte cap", s.max_bytes);
-                    let error = s.fail((DeliveryError::OtherHttp, text));
+        loop {
+            if s.done {
+                // After a successful end the chunk held back is released last.
+                return s.held.take().map(|chunk| (Ok(chunk), s));
+            }
+            match s.response.chunk().await {
+                Ok(Some(chunk)) => {
+                    s.received += chunk.len() as u64;
+                    if s.received > s.max_bytes {
+                        let text = format!("media is larger than the {}-byte cap", s.max_bytes);
+                        let error = s.fail((DeliveryError::OtherHttp, text));
+                        return Some((Err(error), s));
+                    }
+                    s.hasher.update(&chunk);
+                    // Hold one chunk back: the last bytes go out only once the whole file is
+                    // verified, so a consumer never sees a complete body that failed the check.
+                    if let Some(previous) = s.held.replace(chunk) {
+                        return Some((Ok(previous), s));
+                    }
+                }
+                Ok(None) => {
+                    s.done = true;
+                    let digest: [u8; 32] = std::mem::take(&mut s.hasher).finalize().into();
+                    let problem = if s.expected_size.is_some_and(|size| size != s.received) {
+                        format!(
+                            "media size mismatch: Graph announced {:?} bytes, got {}",
+                            s.expected_size, s.received
+                        )
+                    } else if s.expected_sha.is_some_and(|sha| sha != digest) {
+                        "media SHA-256 does not match what Graph announced".to_string()
+                    } else {
+                        continue;
+                    };
+                    let error = s.fail((DeliveryError::OtherHttp, problem));
                     return Some((Err(error), s));
                 }
-                s.hasher.update(&chunk);
-                Some((Ok(chunk), s))
-            }
-            Ok(None) => {
-                s.done = true;
-                let digest: [u8; 32] = std::mem::take(&mut s.hasher).finalize().into();
-                let problem = if s.expected_size.is_some_and(|size| size != s.received) {
-                    format!(
-                        "media size mismatch: Graph announced {:?} bytes, got {}",
-                        s.expected_size, s.received
-                    )
-                } else if s.expected_sha.is_some_and(|sha| sha != digest) {
-                    "media SHA-256 does not match what Graph announced".to_string()
-                } else {
-                    return None;
-                };
-                let error = s.fail((DeliveryError::OtherHttp, problem));
-                Some((Err(error), s))
-            }
-            Err(e) => {
-                let error = s.fail((
-                    DeliveryError::OtherHttp,
-                    transport_text("media download failed", &e),
-                ));
-                Some((Err(error), s))
+                Err(e) => {
+                    let error = s.fail((
+                        DeliveryError::OtherHttp,
+                        transport_text("media download failed", &e),
+                    ));
+                    return Some((Err(error), s));
+                }
             }
         }
     })

@@ -627,3 +627,179 @@ impl Host {
         port
     }
 }
+
+/// A request as a test HTTP receiver saw it (the body is only hashed and counted, so that large
+/// transfers do not inflate the test process).
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: u64,
+    pub body_sha256: String,
+    pub complete: bool,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 server on loopback that records requests and answers `status`.
+pub struct Receiver {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub fn start(status: u16) -> Self {
+        Self::start_on("127.0.0.1:0", status)
+    }
+
+    pub fn start_on(address: &str, status: u16) -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind(address).expect("receiver binds");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut parts = line.split_whitespace();
+                        let mut r = Received {
+                            method: parts.next().unwrap_or("").to_string(),
+                            target: parts.next().unwrap_or("").to_string(),
+                            ..Default::default()
+                        };
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                                break;
+                            }
+                            if let Some((k, v)) = h.trim_end().split_once(':') {
+                                r.headers.push((k.trim().to_string(), v.trim().to_string()));
+                            }
+                        }
+                        use sha2::Digest;
+                        let mut hasher = sha2::Sha256::new();
+                        let mut buf = vec![0u8; 64 * 1024];
+                        let mut ok = true;
+                        if r.header("transfer-encoding")
+                            .is_some_and(|v| v.contains("chunked"))
+                        {
+                            loop {
+                                let mut size = String::new();
+                                if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                                    ok = false;
+                                    break;
+                                }
+                                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                                let mut left = n;
+                                while left > 0 {
+                                    let take = left.min(buf.len());
+                                    if reader.read_exact(&mut buf[..take]).is_err() {
+                                        ok = false;
+                                        break;
+                                    }
+                                    hasher.update(&buf[..take]);
+                                    r.body_len += take as u64;
+                                    left -= take;
+                                }
+                                let mut crlf = String::new();
+                                let _ = reader.read_line(&mut crlf);
+                                if n == 0 || !ok {
+                                    break;
+                                }
+                            }
+                        } else {
+                            let mut left: u64 = r
+                                .header("content-length")
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0);
+                            while left > 0 {
+                                let take = (left as usize).min(buf.len());
+                                match reader.read(&mut buf[..take]) {
+                                    Ok(0) | Err(_) => {
+                                        ok = false;
+                                        break;
+                                    }
+                                    Ok(n) => {
+                                        hasher.update(&buf[..n]);
+                                        r.body_len += n as u64;
+                                        left -= n as u64;
+                                    }
+                                }
+                            }
+                        }
+                        r.complete = ok;
+                        r.body_sha256 = hasher
+                            .finalize()
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect();
+                        log.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+                        if !ok {
+                            return;
+                        }
+                        let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok");
+                        if (&stream).write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Receiver { url, received }
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Emulator {
+    pub fn post_json(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{}", self.url, path))
+            .json(&body)
+            .send()
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = r.status();
+        let v: Value = r.json().unwrap_or(Value::Null);
+        assert!(status.is_success(), "POST {path} {body}: {status} {v}");
+        v
+    }
+
+    /// Creates media of `size` pseudo-random bytes; returns (id, sha256 hex).
+    pub fn create_media(&self, mime_type: &str, size: u64) -> (String, String) {
+        let v = self.post_json(
+            "/_emulator/media",
+            serde_json::json!({"mime_type": mime_type, "size": size}),
+        );
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["sha256"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+/// A request context value for tests (an opaque number the library hands back).
+pub fn ctx(n: usize) -> *mut c_void {
+    n as *mut c_void
+}

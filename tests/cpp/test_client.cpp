@@ -439,6 +439,25 @@ int main()
         CHECK(t.closed.size() == 1);
     });
 
+    test::Run("RequestMedia: the result reaches the per-call context with the media id", [&] {
+        Recorder user, context;
+        IWhatsAppClient* c = Configured(&user);
+        // The emulator knows no media with this id: the library answers NOT_FOUND (the plumbing
+        // of context and callback_info is what is tested here; the transfer is the library's).
+        c->RequestMedia(&context, "http://127.0.0.1:9/sink", "424242", "image/jpeg");
+        c->RequestMedia(&context, nullptr, "434343", nullptr); // refused: reported by Dispatch
+        CHECK(test::Pump(c, [&] { return context.results.size() == 2; }));
+        CHECK(user.results.empty());
+        bool sawNotFound = false, sawRefused = false;
+        for (auto& result : context.results) {
+            sawNotFound = sawNotFound || (result.info == "424242" && result.error == WHATSAPP_ERR_NOT_FOUND);
+            sawRefused = sawRefused || (result.info == "434343" && result.error == WHATSAPP_ERR_BAD_REQUEST);
+        }
+        CHECK(sawNotFound);
+        CHECK(sawRefused);
+        CloseAndDelete(c, user);
+    });
+
     test::Run("library helpers", [&] {
         CHECK(std::string(wa::LibraryVersion()).size() > 0);
         CHECK_EQ_STR(wa::ErrorName(WHATSAPP_ERR_NOT_FOUND), "WHATSAPP_ERR_NOT_FOUND");
