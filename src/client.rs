@@ -69,6 +69,7 @@ impl Client {
                 max_body: config.webhook_max_body,
                 dedupe_capacity: config.dedupe_capacity,
                 allowed_channels: config.allowed_channels.iter().cloned().collect(),
+                raw_changes: config.raw_changes,
             },
             credentials.clone(),
             sink.clone(),

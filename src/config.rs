@@ -38,6 +38,8 @@ pub struct ClientConfig {
     pub dedupe_capacity: usize,
     /// Phone number ids whose webhook changes are delivered; empty = all.
     pub allowed_channels: Vec<String>,
+    /// Whether raw-change events are produced (the host registered that callback).
+    pub raw_changes: bool,
     /// Hosts besides the Graph host that may receive the token with a media download.
     pub media_hosts: Vec<String>,
     /// Largest media transferred.
@@ -80,6 +82,7 @@ impl Default for ClientConfig {
             webhook_max_body: crate::webhook::DEFAULT_MAX_BODY,
             dedupe_capacity: crate::webhook::DEFAULT_DEDUPE_CAPACITY,
             allowed_channels: Vec::new(),
+            raw_changes: true,
             media_hosts: vec![crate::media::DEFAULT_MEDIA_HOST.to_string()],
             media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
             media_access_token: None,
@@ -201,6 +204,7 @@ impl Options {
             webhook_max_body: self.webhook_max_body.unwrap_or(d.webhook_max_body),
             dedupe_capacity: self.dedupe_capacity.unwrap_or(d.dedupe_capacity),
             allowed_channels: self.allowed_channels.clone(),
+            raw_changes: d.raw_changes,
             media_hosts: d
                 .media_hosts
                 .into_iter()

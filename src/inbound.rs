@@ -17,6 +17,10 @@
 //! `tel` is the sender's `from`, or the business-scoped user id when the payload carries no phone
 //! number; `channel` is `metadata.phone_number_id`.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::events::{InboundMedia, InboundMessage};
@@ -54,13 +58,30 @@ fn compact(v: &Value) -> String {
 
 /// Parses a webhook body (already signature-checked) into its changes, in order.
 pub fn map_payload(body: &[u8]) -> Result<Vec<MappedChange>, NotAWebhook> {
-    let payload: Value =
-        serde_json::from_slice(body).map_err(|e| NotAWebhook(format!("body is not JSON: {e}")))?;
-    let entries = payload
-        .get("entry")
-        .and_then(Value::as_array)
-        .ok_or_else(|| NotAWebhook("no entry array".into()))?;
-    match str_at(&payload, "object") {
+    // Typed down to each change's `value`, which is kept as the exact text received (for the
+    // raw-change callback) and parsed only where it is mapped.
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        object: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        entry: Option<Vec<Entry<'a>>>,
+    }
+    #[derive(Deserialize)]
+    struct Entry<'a> {
+        #[serde(borrow, default)]
+        changes: Vec<Change<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Change<'a> {
+        #[serde(borrow, default)]
+        field: Cow<'a, str>,
+        #[serde(borrow)]
+        value: Option<&'a RawValue>,
+    }
+    let payload: Envelope<'_> = serde_json::from_slice(body)
+        .map_err(|e| NotAWebhook(format!("body is not a webhook envelope: {e}")))?;
+    match payload.object.as_deref() {
         Some("whatsapp_business_account") => {}
         other => {
             return Err(NotAWebhook(format!(
@@ -68,39 +89,40 @@ pub fn map_payload(body: &[u8]) -> Result<Vec<MappedChange>, NotAWebhook> {
             )))
         }
     }
+    let entries = payload
+        .entry
+        .ok_or_else(|| NotAWebhook("no entry array".into()))?;
     let mut changes = Vec::new();
     for entry in entries {
-        let Some(entry_changes) = entry.get("changes").and_then(Value::as_array) else {
-            continue;
-        };
-        for change in entry_changes {
-            let field = str_at(change, "field").unwrap_or("").to_string();
-            let value = change.get("value").cloned().unwrap_or(Value::Null);
-            changes.push(map_change(field, &value));
+        for change in entry.changes {
+            let raw = change.value.map_or("null", RawValue::get);
+            changes.push(map_change(change.field.into_owned(), raw));
         }
     }
     Ok(changes)
 }
 
-fn map_change(field: String, value: &Value) -> MappedChange {
-    let channel = value
-        .pointer("/metadata/phone_number_id")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+fn map_change(field: String, raw_value: &str) -> MappedChange {
     let mut items = Vec::new();
+    let mut channel = None;
     if field == "messages" {
-        let channel = channel.clone().unwrap_or_default();
+        let value: Value = serde_json::from_str(raw_value).unwrap_or(Value::Null);
+        channel = value
+            .pointer("/metadata/phone_number_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let channel = channel.as_deref().unwrap_or("");
         let contacts = value.get("contacts").and_then(Value::as_array);
         if let Some(messages) = value.get("messages").and_then(Value::as_array) {
-            items.extend(messages.iter().map(|m| map_message(m, &channel, contacts)));
+            items.extend(messages.iter().map(|m| map_message(m, channel, contacts)));
         }
         if let Some(statuses) = value.get("statuses").and_then(Value::as_array) {
-            items.extend(statuses.iter().map(|s| map_status(s, &channel)));
+            items.extend(statuses.iter().map(|s| map_status(s, channel)));
         }
     }
     MappedChange {
         field,
-        value_json: compact(value),
+        value_json: raw_value.to_string(),
         channel,
         items,
     }
@@ -126,7 +148,7 @@ fn map_message(m: &Value, channel: &str, contacts: Option<&Vec<Value>>) -> Mappe
     let id = str_at(m, "id").unwrap_or("").to_string();
     let tel = sender_of(m, contacts);
     let kind = str_at(m, "type").unwrap_or("unknown").to_string();
-    let content = m.get(kind.as_str()).cloned().unwrap_or(Value::Null);
+    let content = m.get(kind.as_str()).unwrap_or(&Value::Null);
     let reply_to = m
         .pointer("/context/id")
         .and_then(Value::as_str)
@@ -134,7 +156,7 @@ fn map_message(m: &Value, channel: &str, contacts: Option<&Vec<Value>>) -> Mappe
     let mut media = None;
     let (msg, out_kind, refers_to) = match kind.as_str() {
         "text" => (
-            str_at(&content, "body").unwrap_or("").to_string(),
+            str_at(content, "body").unwrap_or("").to_string(),
             kind.clone(),
             reply_to,
         ),
@@ -143,30 +165,30 @@ fn map_message(m: &Value, channel: &str, contacts: Option<&Vec<Value>>) -> Mappe
                 sender: tel.clone(),
                 channel: channel.to_string(),
                 wamid: id.clone(),
-                media_id: str_at(&content, "id").unwrap_or("").to_string(),
-                mime_type: str_at(&content, "mime_type").unwrap_or("").to_string(),
+                media_id: str_at(content, "id").unwrap_or("").to_string(),
+                mime_type: str_at(content, "mime_type").unwrap_or("").to_string(),
             });
             (
-                str_at(&content, "caption").unwrap_or("").to_string(),
+                str_at(content, "caption").unwrap_or("").to_string(),
                 kind.clone(),
                 reply_to,
             )
         }
         // A removed reaction omits the emoji or sends it empty (cloud-api.md §5.6).
         "reaction" => (
-            str_at(&content, "emoji").unwrap_or("").to_string(),
+            str_at(content, "emoji").unwrap_or("").to_string(),
             kind.clone(),
-            str_at(&content, "message_id").map(str::to_string),
+            str_at(content, "message_id").map(str::to_string),
         ),
-        "location" => (compact(&content), kind.clone(), reply_to),
-        "contacts" => (compact(&content), "contact".to_string(), reply_to),
-        "interactive" => (interactive_text(&content), kind.clone(), reply_to),
+        "location" => (compact(content), kind.clone(), reply_to),
+        "contacts" => (compact(content), "contact".to_string(), reply_to),
+        "interactive" => (interactive_text(content), kind.clone(), reply_to),
         "button" => {
-            let text = str_at(&content, "text").or_else(|| str_at(&content, "payload"));
+            let text = str_at(content, "text").or_else(|| str_at(content, "payload"));
             (text.unwrap_or("").to_string(), kind.clone(), reply_to)
         }
         "edit" | "revoke" => {
-            let original = str_at(&content, "original_message_id").map(str::to_string);
+            let original = str_at(content, "original_message_id").map(str::to_string);
             (compact(m), kind.clone(), original.or(reply_to))
         }
         _ => (compact(m), kind.clone(), reply_to),

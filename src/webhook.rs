@@ -41,6 +41,8 @@ pub struct WebhookSettings {
     pub dedupe_capacity: usize,
     /// Phone number ids whose changes are delivered; empty = all.
     pub allowed_channels: HashSet<String>,
+    /// Whether the host wants every change as raw JSON (it registered that callback).
+    pub raw_changes: bool,
 }
 
 pub struct WebhookHandler {
@@ -52,6 +54,7 @@ pub struct WebhookHandler {
     raw_dedupe: Dedupe,
     max_body: usize,
     allowed_channels: HashSet<String>,
+    raw_changes: bool,
 }
 
 /// Decodes `sha256=<hex>`; `None` when malformed.
@@ -114,6 +117,7 @@ impl WebhookHandler {
             raw_dedupe: Dedupe::new(settings.dedupe_capacity.min(10_000)),
             max_body: settings.max_body,
             allowed_channels: settings.allowed_channels,
+            raw_changes: settings.raw_changes,
         }
     }
 
@@ -174,6 +178,8 @@ impl WebhookHandler {
             Ok(changes) => changes,
             Err(e) => return Reply::text(400, e.0),
         };
+        // Queued together: one wake-up of the host's thread per delivery.
+        let mut events = Vec::new();
         for change in changes {
             if let Some(channel) = &change.channel {
                 if !self.allowed_channels.is_empty() && !self.allowed_channels.contains(channel) {
@@ -187,25 +193,31 @@ impl WebhookHandler {
                 .into_iter()
                 .filter(|i| self.dedupe.first_time(&i.dedupe_key))
                 .collect();
-            let new_change = if had_items {
-                !fresh.is_empty()
-            } else {
-                let digest =
-                    Sha256::digest(format!("{}\n{}", change.field, change.value_json).as_bytes());
-                self.raw_dedupe.first_time(&format!("{digest:x}"))
-            };
-            if new_change {
-                self.sink.push(Event::RawChange {
-                    field: change.field,
-                    value_json: change.value_json,
-                });
+            if self.raw_changes {
+                let new_change = if had_items {
+                    !fresh.is_empty()
+                } else {
+                    let digest = Sha256::digest(
+                        format!("{}\n{}", change.field, change.value_json).as_bytes(),
+                    );
+                    self.raw_dedupe.first_time(&format!("{digest:x}"))
+                };
+                if new_change {
+                    events.push(Event::RawChange {
+                        field: change.field,
+                        value_json: change.value_json,
+                    });
+                }
             }
             for item in fresh {
                 if let Some(media) = item.media {
-                    self.sink.push(Event::RecvMedia(media));
+                    events.push(Event::RecvMedia(media));
                 }
-                self.sink.push(Event::RecvMessage(item.message));
+                events.push(Event::RecvMessage(item.message));
             }
+        }
+        if !events.is_empty() {
+            self.sink.push_batch(events);
         }
         Reply::text(200, "OK")
     }

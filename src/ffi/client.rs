@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::options::{wa_log_level, wa_options};
 use super::result::whatsapp_error_t;
 use super::{
-    borrow_opt_str, borrow_str, fail, guard, guard_value, to_cstring, wa_result, write_out,
+    borrow_opt_str, borrow_str, fail, guard, guard_value, wa_result, with_c_strings, write_out,
 };
 use crate::client::{Client, SendRejected};
 use crate::config::{DispatchMode, Options};
@@ -177,71 +177,71 @@ impl Shared {
                 content,
             } => {
                 if let Some(f) = cb.send_result {
-                    let info = callback_info.as_deref().map(to_cstring);
-                    let content = to_cstring(&content);
-                    let info_ptr = info.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
-                    // SAFETY: host callback per the table contract; strings live until it returns.
-                    unsafe {
-                        f(
-                            cb.user_data,
-                            request_ctx as *mut c_void,
-                            error.into(),
-                            info_ptr,
-                            content.as_ptr(),
-                        )
-                    };
+                    let info = callback_info.as_deref();
+                    with_c_strings([info.unwrap_or(""), &content], |[info_ptr, content]| {
+                        let info_ptr = if info.is_some() {
+                            info_ptr
+                        } else {
+                            std::ptr::null()
+                        };
+                        // SAFETY: host callback per the table contract; strings live until it returns.
+                        unsafe {
+                            f(
+                                cb.user_data,
+                                request_ctx as *mut c_void,
+                                error.into(),
+                                info_ptr,
+                                content,
+                            )
+                        };
+                    });
                 }
             }
             Event::RecvMessage(m) => {
                 if let Some(f) = cb.recv_message {
-                    let refers = m.refers_to.as_deref().map(to_cstring);
-                    let refers_ptr = refers.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
-                    let [msg, tel, channel, kind, id] =
-                        [&m.msg, &m.tel, &m.channel, &m.kind, &m.id].map(|s| to_cstring(s));
-                    // SAFETY: host callback per the table contract; strings live until it returns.
-                    unsafe {
-                        f(
-                            cb.user_data,
-                            msg.as_ptr(),
-                            tel.as_ptr(),
-                            channel.as_ptr(),
-                            kind.as_ptr(),
-                            id.as_ptr(),
-                            refers_ptr,
-                        )
-                    };
+                    let refers = m.refers_to.as_deref();
+                    let parts = [
+                        &*m.msg,
+                        &m.tel,
+                        &m.channel,
+                        &m.kind,
+                        &m.id,
+                        refers.unwrap_or(""),
+                    ];
+                    with_c_strings(parts, |[msg, tel, channel, kind, id, refers_ptr]| {
+                        let refers_ptr = if refers.is_some() {
+                            refers_ptr
+                        } else {
+                            std::ptr::null()
+                        };
+                        // SAFETY: host callback per the table contract; strings live until it returns.
+                        unsafe { f(cb.user_data, msg, tel, channel, kind, id, refers_ptr) };
+                    });
                 }
             }
             Event::RecvMedia(m) => {
                 if let Some(f) = cb.recv_media {
-                    let [sender, channel, wamid, media_id, mime] =
-                        [&m.sender, &m.channel, &m.wamid, &m.media_id, &m.mime_type]
-                            .map(|s| to_cstring(s));
-                    // SAFETY: host callback per the table contract; strings live until it returns.
-                    unsafe {
-                        f(
-                            cb.user_data,
-                            sender.as_ptr(),
-                            channel.as_ptr(),
-                            wamid.as_ptr(),
-                            media_id.as_ptr(),
-                            mime.as_ptr(),
-                        )
-                    };
+                    let parts = [&*m.sender, &m.channel, &m.wamid, &m.media_id, &m.mime_type];
+                    with_c_strings(parts, |[sender, channel, wamid, media_id, mime]| {
+                        // SAFETY: host callback per the table contract; strings live until it returns.
+                        unsafe { f(cb.user_data, sender, channel, wamid, media_id, mime) };
+                    });
                 }
             }
             Event::RawChange { field, value_json } => {
                 if let Some(f) = cb.raw_change {
-                    let (field, value) = (to_cstring(&field), to_cstring(&value_json));
-                    // SAFETY: host callback per the table contract; strings live until it returns.
-                    unsafe { f(cb.user_data, field.as_ptr(), value.as_ptr()) };
+                    with_c_strings([&*field, &value_json], |[field, value]| {
+                        // SAFETY: host callback per the table contract; strings live until it returns.
+                        unsafe { f(cb.user_data, field, value) };
+                    });
                 }
             }
             Event::Log { level, text } => {
                 if let Some(f) = cb.log {
-                    let text = to_cstring(&text);
-                    // SAFETY: host callback per the table contract; the string lives until it returns.
-                    unsafe { f(cb.user_data, level.into(), text.as_ptr()) };
+                    with_c_strings([&*text], |[text]| {
+                        // SAFETY: host callback per the table contract; the string lives until it returns.
+                        unsafe { f(cb.user_data, level.into(), text) };
+                    });
                 }
             }
             Event::CloseComplete => {
@@ -358,9 +358,11 @@ pub extern "C" fn wa_client_new(
             // SAFETY: non-NULL callback table readable for the call (header contract); copied.
             unsafe { *callbacks }
         };
-        let config = explicit
+        let mut config = explicit
             .resolve(|name| std::env::var(name).ok())
             .map_err(|e| fail(wa_result::WA_ERR_INVALID_ARGUMENT, e))?;
+        // Raw changes cost a copy of each change: only produced for a host that wants them.
+        config.raw_changes = callbacks.raw_change.is_some();
         let mode = config.dispatch_mode;
         let version = CString::new(config.api_version.clone())
             .map_err(|_| fail(wa_result::WA_ERR_INVALID_ARGUMENT, "version contains NUL"))?;

@@ -15,7 +15,7 @@ pub mod options;
 pub mod result;
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub use result::wa_result;
@@ -109,10 +109,38 @@ pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) -> Result<(), wa_result
     Ok(())
 }
 
-/// A C string for a callback argument; NUL bytes inside (possible in JSON text) become U+FFFD.
-pub(crate) fn to_cstring(s: &str) -> CString {
-    CString::new(s)
-        .unwrap_or_else(|_| CString::new(s.replace('\0', "\u{FFFD}")).unwrap_or_default())
+thread_local! {
+    /// Reused storage for callback strings: no allocation per callback once warmed up.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with NUL-terminated copies of `parts` (NUL bytes inside become U+FFFD), valid
+/// during the call. Re-entrant: a nested call gets its own buffer.
+pub(crate) fn with_c_strings<const N: usize, R>(
+    parts: [&str; N],
+    f: impl FnOnce([*const c_char; N]) -> R,
+) -> R {
+    let mut buffer = SCRATCH
+        .try_with(|s| std::mem::take(&mut *s.borrow_mut()))
+        .unwrap_or_default();
+    buffer.clear();
+    let mut offsets = [0usize; N];
+    for (offset, part) in offsets.iter_mut().zip(parts) {
+        *offset = buffer.len();
+        for (i, chunk) in part.split('\0').enumerate() {
+            if i > 0 {
+                buffer.extend_from_slice("\u{FFFD}".as_bytes());
+            }
+            buffer.extend_from_slice(chunk.as_bytes());
+        }
+        buffer.push(0);
+    }
+    let base = buffer.as_ptr();
+    // SAFETY: every offset is inside `buffer`, which is not modified while the pointers live.
+    let pointers = offsets.map(|o| unsafe { base.add(o) }.cast::<c_char>());
+    let result = f(pointers);
+    let _ = SCRATCH.try_with(|s| *s.borrow_mut() = buffer);
+    result
 }
 
 /// Copies the detail of the last failed call on the calling thread into `buf` (NUL-terminated,
@@ -157,4 +185,23 @@ pub extern "C" fn wa_last_error_message(
 #[no_mangle]
 pub extern "C" fn wa_library_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_strings_are_nul_terminated_and_nul_free() {
+        with_c_strings(["a\0b", "", "\0x"], |[a, empty, x]| {
+            // SAFETY: pointers from with_c_strings, valid in this closure.
+            let read = |p| unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string();
+            assert_eq!(read(a), "a\u{FFFD}b");
+            assert_eq!(read(empty), "");
+            assert_eq!(read(x), "\u{FFFD}x");
+            // Nested use (a callback dispatching another client) gets its own buffer.
+            with_c_strings(["inner"], |[i]| assert_eq!(read(i), "inner"));
+            assert_eq!(read(a), "a\u{FFFD}b");
+        });
+    }
 }

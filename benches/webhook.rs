@@ -1,0 +1,275 @@
+//! Webhook ingest throughput: signed ~1 KB message webhooks POSTed to the library's built-in
+//! listener until every `recv_message` callback has run, against a bare hyper server that reads
+//! the body and answers 200, in the same run with the same load generator.
+//!
+//! Prints a Markdown table on stdout (scripts/bench.sh adds it to BENCHMARKS.md).
+
+use std::convert::Infallible;
+use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use whatsapp_connector::ffi::client::*;
+use whatsapp_connector::ffi::options::*;
+use whatsapp_connector::ffi::wa_result;
+
+const SECRET: &str = "bench-app-secret";
+const IN_FLIGHT: usize = 32;
+const ROUNDS: usize = 3;
+const DEFAULT_MESSAGES: usize = 20_000;
+
+/// `n` distinct signed bodies of about 1 KB, Meta-shaped.
+fn bodies(n: usize) -> Vec<(Bytes, String)> {
+    let padding = "x".repeat(620);
+    (0..n)
+        .map(|i| {
+            let body = format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Sheena Nelson"}},"wa_id":"16505551234"}}],"messages":[{{"from":"16505551234","id":"wamid.BENCH{i:012}","timestamp":"1749416383","type":"text","text":{{"body":"Does it come in another color? https:\/\/example.com\/p\/{i} {padding}"}}}}]}},"field":"messages"}}]}}]}}"#
+            );
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
+            mac.update(body.as_bytes());
+            let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            (Bytes::from(body), format!("sha256={signature}"))
+        })
+        .collect()
+}
+
+/// POSTs every body to `url` with `IN_FLIGHT` concurrent keep-alive connections; returns how
+/// many got 200.
+fn load(runtime: &tokio::runtime::Runtime, url: &str, bodies: &[(Bytes, String)]) -> usize {
+    let http = {
+        let _enter = runtime.enter();
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(IN_FLIGHT)
+            .tcp_nodelay(true)
+            .build()
+            .expect("client")
+    };
+    let bodies = bodies.to_vec();
+    let url = url.to_string();
+    runtime.block_on(async move {
+        futures_util::stream::iter(bodies)
+            .map(|(body, signature)| {
+                let request = http
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .header("X-Hub-Signature-256", signature)
+                    .body(body);
+                async move {
+                    match request.send().await {
+                        Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    }
+                }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .filter(|ok| std::future::ready(*ok))
+            .count()
+            .await
+    })
+}
+
+/// A bare hyper server on its own one-worker runtime: read the body, answer 200.
+fn bare_server() -> (tokio::runtime::Runtime, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}/webhook", listener.local_addr().expect("addr"));
+    runtime.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async move {
+                        let _ = request.into_body().collect().await;
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                            b"OK",
+                        ))))
+                    },
+                );
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (runtime, url)
+}
+
+static RECEIVED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn on_message(
+    _: *mut c_void,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+) {
+    RECEIVED.fetch_add(1, Ordering::Release);
+}
+
+/// A library client listening on loopback, callbacks on its own thread.
+fn library_client() -> (*mut wa_client, String) {
+    let mut options = std::ptr::null_mut();
+    assert_eq!(wa_options_new(&mut options), wa_result::WA_OK);
+    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+    assert_eq!(
+        wa_options_set_webhook_listen(options, c("127.0.0.1:0").as_ptr()),
+        wa_result::WA_OK
+    );
+    assert_eq!(
+        wa_options_set_graph_base_url(options, c("http://127.0.0.1:9").as_ptr()),
+        wa_result::WA_OK
+    );
+    assert_eq!(
+        wa_options_set_dispatch_mode(options, wa_dispatch_mode::WA_DISPATCH_THREAD as u32),
+        wa_result::WA_OK
+    );
+    // SAFETY: all-zero is a valid table (NULL pointers = no callbacks).
+    let mut callbacks: wa_client_callbacks = unsafe { std::mem::zeroed() };
+    callbacks.recv_message = Some(on_message);
+    let mut client = std::ptr::null_mut();
+    assert_eq!(
+        wa_client_new(options, &callbacks, &mut client),
+        wa_result::WA_OK
+    );
+    wa_options_free(options);
+    assert_eq!(
+        wa_client_set_config(client, c("token").as_ptr(), c(SECRET).as_ptr()),
+        wa_result::WA_OK
+    );
+    let mut port = 0u16;
+    assert_eq!(wa_client_webhook_port(client, &mut port), wa_result::WA_OK);
+    (client, format!("http://127.0.0.1:{port}/webhook"))
+}
+
+/// CPU cost of the handler alone (signature, parse, map, dedupe, queue), no HTTP.
+fn handler_cost(bodies: &[(Bytes, String)]) -> f64 {
+    use whatsapp_connector::events::{Event, EventSink};
+    use whatsapp_connector::webhook::{WebhookHandler, WebhookSettings};
+    struct Discard;
+    impl EventSink for Discard {
+        fn push(&self, _: Event) {}
+    }
+    let credentials = Arc::new(whatsapp_connector::secrets::Credentials::default());
+    credentials.set_config("token", SECRET);
+    let settings = WebhookSettings {
+        max_body: 1 << 20,
+        dedupe_capacity: 100_000,
+        allowed_channels: Default::default(),
+        raw_changes: false,
+    };
+    let handler = WebhookHandler::new(settings, credentials, Arc::new(Discard));
+    let start = Instant::now();
+    for (body, signature) in bodies {
+        assert_eq!(
+            handler.handle("POST", "", Some(signature), body).status,
+            200
+        );
+    }
+    start.elapsed().as_secs_f64() * 1e6 / bodies.len() as f64
+}
+
+fn main() {
+    whatsapp_connector::graph::install_crypto_provider();
+    eprintln!(
+        "[webhook bench] handler alone: {:.2} µs per webhook",
+        handler_cost(&bodies(20_000))
+    );
+    let n = std::env::var("WA_BENCH_WEBHOOKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MESSAGES);
+    let load_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (_bare_runtime, bare_url) = bare_server();
+    let (client, library_url) = library_client();
+    let mut ratios = Vec::new();
+    let mut rates = (Vec::new(), Vec::new());
+    // Each round uses fresh message ids: the library would rightly drop repeats as duplicates.
+    let warmup = bodies(2_000);
+    load(&load_runtime, &bare_url, &warmup);
+    RECEIVED.store(0, Ordering::Release);
+    load(&load_runtime, &library_url, &warmup);
+    for round in 0..ROUNDS {
+        let all = bodies(n * (round + 2));
+        let batch = &all[n * (round + 1)..];
+        let start = Instant::now();
+        assert_eq!(
+            load(&load_runtime, &bare_url, batch),
+            n,
+            "bare server answered every POST"
+        );
+        let bare = n as f64 / start.elapsed().as_secs_f64();
+
+        RECEIVED.store(0, Ordering::Release);
+        let start = Instant::now();
+        assert_eq!(
+            load(&load_runtime, &library_url, batch),
+            n,
+            "listener answered every POST 200"
+        );
+        while RECEIVED.load(Ordering::Acquire) < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "callbacks missing"
+            );
+            std::thread::yield_now();
+        }
+        let library = n as f64 / start.elapsed().as_secs_f64();
+        eprintln!(
+            "[webhook bench] round {}: bare {bare:.0}/s, library {library:.0}/s",
+            round + 1
+        );
+        rates.0.push(bare);
+        rates.1.push(library);
+        ratios.push(library / bare);
+    }
+    wa_client_free(client);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    let ratio = median(&mut ratios);
+    println!("| metric | result | target | verdict |");
+    println!("|---|---|---|---|");
+    println!(
+        "| webhook ingest, library listener (signed ~1 KB POST → recv_message callback) / bare hyper server | {ratio:.2}× (runs: {}) | ≥ 0.8× | {} |",
+        listed.join(", "),
+        if ratio >= 0.8 { "PASS" } else { "FAIL" }
+    );
+    println!();
+    println!("| variant | webhooks/s (median) |");
+    println!("|---|---|");
+    println!(
+        "| bare hyper server (answers 200 after reading the body) | {:.0} |",
+        median(&mut rates.0)
+    );
+    println!(
+        "| library listener, until every callback ran | {:.0} |",
+        median(&mut rates.1)
+    );
+}
