@@ -181,10 +181,38 @@ typedef uint32_t wa_dispatch_mode;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// The stage an onboarding reached (the seed's `onboardingStatus`).
+enum wa_onboarding_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  WA_ONBOARDING_UNSTARTED = 0,
+  // Exchanging the Embedded Signup code for a business token.
+  WA_ONBOARDING_FETCH_TOKEN = 1,
+  // Subscribing the app to the WABA with the webhook override (Meta verifies the callback
+  // URI against the client's listener).
+  WA_ONBOARDING_REGISTER_WEBHOOKS = 2,
+  // Registering the phone number with its two-step PIN.
+  WA_ONBOARDING_REGISTER_PHONE = 3,
+  WA_ONBOARDING_FINISHED = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wa_onboarding_status wa_onboarding_status;
+#else
+typedef uint32_t wa_onboarding_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A client. Create with `wa_client_new`, end with `wa_client_close`, wait for close-complete,
 // then `wa_client_free`. All functions taking a `wa_client*` may be called from any thread,
 // concurrently, except `wa_client_free` (once, when no other call on it is running).
 typedef struct wa_client wa_client;
+
+// An onboarding object. Create with `wa_onboarding_new`, free with `wa_onboarding_free`
+// (after its close-complete, or any time: freeing drops runs still going without a result).
+typedef struct wa_onboarding wa_onboarding;
 
 // Settings for a client. Owned by the caller; free with `wa_options_free`. Not thread-safe:
 // use one options object from one thread at a time. `wa_client_new` copies it.
@@ -240,6 +268,28 @@ typedef struct {
   // `wa_client_new` fails.
   void (*destroy)(void *user_data);
 } wa_client_callbacks;
+
+// The host's onboarding callbacks; `user_data` first, NULL = not interested. They run on the
+// client's dispatching thread (poll mode: inside `wa_client_dispatch`; thread mode: the
+// client's thread).
+typedef struct {
+  void *user_data;
+  // The onboarding finished closing; its last callback.
+  void (*close_complete)(void *user_data);
+  // One per `wa_onboarding_onboard`: `callback_info` is its `src`; `status` is
+  // `WA_ONBOARDING_FINISHED` on success, else the stage that failed (or was running when
+  // the onboarding was closed); `token` is the business token whenever the code exchange
+  // succeeded (or the token a resumed run used), else NULL; `error` says what failed (NULL on
+  // success).
+  void (*onboard_result)(void *user_data,
+                         void *request_ctx,
+                         const char *callback_info,
+                         uint32_t status,
+                         const char *token,
+                         const char *error);
+  // Exactly once, after the last callback: when the onboarding (or its client) is freed.
+  void (*destroy)(void *user_data);
+} wa_onboarding_callbacks;
 
 #ifdef __cplusplus
 extern "C" {
@@ -413,6 +463,43 @@ wa_result wa_client_upload_media_buffer(wa_client *client,
                                         const char *mime_type,
                                         const char *filename,
                                         void *request_ctx);
+
+// Creates an onboarding object for `client`: its runs use the client's Graph settings, app id
+// (`wa_options_set_app_id` / `WA_APP_ID`) and app secret (`wa_client_set_config`), set the new
+// token and the webhook verify token on the client, and rely on the client's webhook listener
+// to answer Meta's verification of the callback URI. `callbacks` is copied (NULL = none).
+wa_result wa_onboarding_new(wa_client *client,
+                            const wa_onboarding_callbacks *callbacks,
+                            wa_onboarding **out);
+
+// The seed's `Onboard(context, src, version, code, webhookToken, wabaID, callbackUri, phoneID,
+// phonePin)`, with where to start: `start_status` is `WA_ONBOARDING_FETCH_TOKEN` for a full
+// run (`code` required), or `WA_ONBOARDING_REGISTER_WEBHOOKS` / `WA_ONBOARDING_REGISTER_PHONE`
+// to resume a run that failed there, with the token the client already has (`code` may then be
+// NULL). `version` may be NULL or "" (the client's). `callback_uri` may be "" (subscribe
+// without override). Stages: FETCH_TOKEN (`GET /oauth/access_token`; the token is then set on
+// the client), REGISTER_WEBHOOKS (the client's webhook token is set to `webhook_token`, then
+// `POST /{waba}/subscribed_apps`), REGISTER_PHONE (`POST /{phone}/register` with the PIN).
+// Exactly one `onboard_result` follows an accepted call; bad arguments are refused at once.
+wa_result wa_onboarding_onboard(wa_onboarding *onboarding,
+                                void *request_ctx,
+                                const char *src,
+                                const char *version,
+                                const char *code,
+                                const char *webhook_token,
+                                const char *waba_id,
+                                const char *callback_uri,
+                                const char *phone_id,
+                                const char *phone_pin,
+                                uint32_t start_status);
+
+// Closes the onboarding: runs still going end with their `onboard_result` (the stage reached),
+// then `close_complete`. `WA_ERR_CLOSED` (and no callbacks) once the client is closed.
+wa_result wa_onboarding_close(wa_onboarding *onboarding);
+
+// Frees the onboarding and calls its `destroy` (after its current callback, when called from
+// inside one). Runs still going are dropped without a result. NULL is ignored.
+void wa_onboarding_free(wa_onboarding *onboarding);
 
 // Creates an options object with every setting unset (defaults apply). Free it with
 // `wa_options_free`.

@@ -13,10 +13,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::ClientConfig;
+use crate::events::Event;
 use crate::events::EventSink;
 use crate::graph::GraphClient;
 use crate::logging::{self, LogForwarder};
 use crate::message::{self, InvalidMessage, MessageInput};
+use crate::onboarding::{OnboardContext, OnboardRequest, Progress, Run, Runs};
 use crate::outbox::{Command, MediaJob, MediaWork, Outgoing, Scheduler};
 use crate::secrets::Credentials;
 use crate::webhook::{WebhookHandler, WebhookSettings};
@@ -39,6 +41,10 @@ pub struct Client {
     scheduler: Mutex<Option<JoinHandle<()>>>,
     webhook: Arc<WebhookHandler>,
     webhook_address: Option<std::net::SocketAddr>,
+    graph: Arc<GraphClient>,
+    sink: Arc<dyn EventSink>,
+    onboarding_runs: Arc<Runs>,
+    next_run: std::sync::atomic::AtomicU64,
 }
 
 impl Client {
@@ -94,9 +100,9 @@ impl Client {
         };
         let scheduler = Scheduler::new(
             config.clone(),
-            graph,
+            graph.clone(),
             media,
-            sink,
+            sink.clone(),
             credentials.clone(),
             outstanding.clone(),
         );
@@ -112,6 +118,10 @@ impl Client {
             scheduler: Mutex::new(Some(handle)),
             webhook,
             webhook_address,
+            graph,
+            sink,
+            onboarding_runs: Arc::new(Runs::default()),
+            next_run: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -203,8 +213,131 @@ impl Client {
         Ok(())
     }
 
+    /// Starts an onboarding run for onboarding object `onboarding`; exactly one
+    /// `OnboardResult` event follows (also when the object or the client is closed first).
+    pub fn onboard(
+        &self,
+        onboarding: u64,
+        request_ctx: usize,
+        src: String,
+        request: OnboardRequest,
+    ) -> Result<(), SendRejected> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SendRejected::Closed);
+        }
+        crate::onboarding::validate(&request)
+            .map_err(|e| SendRejected::Invalid(InvalidMessage::Argument(e)))?;
+        let runtime = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(runtime) = runtime.as_ref() else {
+            return Err(SendRejected::Closed);
+        };
+        let token = self.credentials.token();
+        let ctx = OnboardContext {
+            graph: self.graph.clone(),
+            app_id: self.config.app_id.clone(),
+            app_secret: self.credentials.app_secret().expose().to_string(),
+            default_version: self.config.api_version.clone(),
+            current_token: (!token.is_empty()).then(|| token.expose().to_string()),
+        };
+        let id = self.next_run.fetch_add(1, Ordering::Relaxed);
+        let progress = Arc::new(Progress::default());
+        let mut runs = self.onboarding_runs.lock();
+        let (commands, credentials, sink, all_runs) = (
+            self.commands.clone(),
+            self.credentials.clone(),
+            self.sink.clone(),
+            self.onboarding_runs.clone(),
+        );
+        let task_progress = progress.clone();
+        let task = runtime.spawn(async move {
+            let set_token = |token: &str| {
+                // "Saved to config and used for further authorization" (the seed).
+                let secret = credentials.app_secret();
+                credentials.set_config(token, secret.expose());
+                let _ = commands.send(Command::SetToken(Some(Arc::from(token))));
+            };
+            let set_webhook_token = |token: &str| credentials.set_webhook_token(token);
+            let outcome =
+                crate::onboarding::run(ctx, request, task_progress, set_token, set_webhook_token)
+                    .await;
+            // Whoever takes the run out of the registry delivers its result.
+            let mut runs = all_runs.lock();
+            let Some(list) = runs.get_mut(&onboarding) else {
+                return;
+            };
+            let Some(position) = list.iter().position(|r| r.id == id) else {
+                return;
+            };
+            let run = list.remove(position);
+            if let Some(error) = &outcome.error {
+                tracing::warn!(
+                    stage = outcome.stage as u32,
+                    "onboarding stopped: {}",
+                    credentials.redact(error)
+                );
+            }
+            sink.push(Event::OnboardResult {
+                onboarding,
+                request_ctx: run.request_ctx,
+                src: run.src,
+                stage: outcome.stage as u32,
+                token: outcome.token,
+                error: outcome.error.map(|e| credentials.redact(&e)),
+            });
+        });
+        runs.entry(onboarding).or_default().push(Run {
+            id,
+            request_ctx,
+            src,
+            progress,
+            abort: Some(task.abort_handle()),
+        });
+        Ok(())
+    }
+
+    /// Ends the runs of `onboarding`: each gets its result with the stage reached, then
+    /// `OnboardingClosed` when `announce` is set.
+    pub fn close_onboarding(&self, onboarding: u64, announce: bool) {
+        let mut runs = self.onboarding_runs.lock();
+        for run in runs.remove(&onboarding).unwrap_or_default() {
+            if let Some(abort) = &run.abort {
+                abort.abort();
+            }
+            self.sink.push(Event::OnboardResult {
+                onboarding,
+                request_ctx: run.request_ctx,
+                src: run.src,
+                stage: run.progress.stage() as u32,
+                token: run.progress.token(),
+                error: Some("closed before the onboarding finished".into()),
+            });
+        }
+        if announce {
+            self.sink.push(Event::OnboardingClosed { onboarding });
+        }
+    }
+
+    /// Drops the runs of `onboarding` without any event (its object is being freed).
+    pub fn forget_onboarding(&self, onboarding: u64) {
+        for run in self
+            .onboarding_runs
+            .lock()
+            .remove(&onboarding)
+            .unwrap_or_default()
+        {
+            if let Some(abort) = run.abort {
+                abort.abort();
+            }
+        }
+    }
+
     /// Starts an orderly close (idempotent); `CloseComplete` is the last event.
     pub fn close(&self) {
+        // Onboarding runs get their results before the client's close completes.
+        let open: Vec<u64> = self.onboarding_runs.lock().keys().copied().collect();
+        for onboarding in open {
+            self.close_onboarding(onboarding, false);
+        }
         if !self.closed.swap(true, Ordering::AcqRel) {
             let _ = self.commands.send(Command::Close);
         }

@@ -48,6 +48,19 @@ pub enum Event {
         level: LogLevel,
         text: String,
     },
+    /// The result of one onboarding run (`stage` is a `crate::onboarding::Stage` number).
+    OnboardResult {
+        onboarding: u64,
+        request_ctx: usize,
+        src: String,
+        stage: u32,
+        token: Option<String>,
+        error: Option<String>,
+    },
+    /// An onboarding object finished closing: its last event.
+    OnboardingClosed {
+        onboarding: u64,
+    },
     /// Always the last event of a client.
     CloseComplete,
 }

@@ -44,6 +44,9 @@ pub fn install_crypto_provider() {
 /// Graph's send endpoint for one configuration.
 pub struct GraphClient {
     http: reqwest::Client,
+    /// Scheme, host and port of Graph.
+    base_url: String,
+    /// `base_url` plus the configured version.
     base: String,
     endpoints: Mutex<HashMap<String, Url>>,
 }
@@ -62,6 +65,7 @@ impl GraphClient {
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
         Ok(Self {
             http,
+            base_url: config.graph_base_url.clone(),
             base: format!("{}/{}", config.graph_base_url, config.api_version),
             endpoints: Mutex::new(HashMap::new()),
         })
@@ -90,6 +94,56 @@ impl GraphClient {
         }
         cache.insert(channel.to_string(), url.clone());
         Ok(url)
+    }
+
+    /// A Graph call other than sending (onboarding): `{base}/{version}/{path}`, with a bearer
+    /// token when given, query pairs, and a JSON body for POST. Returns the answer's JSON, or
+    /// Graph's error (a transport failure has no code).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        version: &str,
+        path: &str,
+        bearer: Option<&str>,
+        query: &[(&str, &str)],
+        json: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, GraphError> {
+        let mut url =
+            Url::parse(&format!("{}/{}/{}", self.base_url, version, path)).map_err(|e| {
+                GraphError {
+                    message: format!("invalid Graph URL: {e}"),
+                    ..Default::default()
+                }
+            })?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let mut request = self.http.request(method, url);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(json) = json {
+            request = request.json(json);
+        }
+        let response = request.send().await.map_err(|e| GraphError {
+            message: format!("Graph request failed: {}", e.without_url_ref_text()),
+            ..Default::default()
+        })?;
+        let status = response.status().as_u16();
+        let body = read_limited(response).await.map_err(|e| GraphError {
+            http_status: status,
+            message: format!("Graph answer unreadable: {}", e.without_url_ref_text()),
+            ..Default::default()
+        })?;
+        if (200..300).contains(&status) {
+            serde_json::from_slice(&body).map_err(|_| GraphError {
+                http_status: status,
+                message: "Graph's answer is not JSON".into(),
+                ..Default::default()
+            })
+        } else {
+            Err(GraphError::parse(status, &body))
+        }
     }
 
     pub async fn send(

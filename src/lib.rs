@@ -17,6 +17,7 @@ mod listener;
 mod logging;
 pub mod media;
 pub mod message;
+pub mod onboarding;
 pub mod outbox;
 pub mod secrets;
 pub mod webhook;

@@ -1,12 +1,14 @@
 //! `wa_client`: the seed's `IWhatsAppClient` as a C object.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::onboarding::OnboardingEntry;
 use super::options::{wa_log_level, wa_options};
 use super::result::whatsapp_error_t;
 use super::{
@@ -109,12 +111,16 @@ pub(crate) struct Shared {
     mode: DispatchMode,
     version: CString,
     /// Serialises poll-mode dispatch: callbacks of one client never run concurrently.
-    dispatching: Mutex<()>,
+    pub(crate) dispatching: Mutex<()>,
     dispatcher_thread: Mutex<Option<JoinHandle<()>>>,
     /// `wa_client_free` was called inside one of this client's callbacks: the dispatching frame
     /// tears down once the callback returns.
     free_requested: AtomicBool,
     torn_down: AtomicBool,
+    /// Onboarding objects of this client (their events come through its queue).
+    pub(crate) onboardings: Mutex<HashMap<u64, Arc<OnboardingEntry>>>,
+    pub(crate) onboardings_to_destroy: Mutex<Vec<Arc<OnboardingEntry>>>,
+    pub(crate) next_onboarding: AtomicU64,
 }
 
 thread_local! {
@@ -123,7 +129,7 @@ thread_local! {
     static DISPATCHING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
-fn is_dispatching_here(shared: &Arc<Shared>) -> bool {
+pub(crate) fn is_dispatching_here(shared: &Arc<Shared>) -> bool {
     let id = Arc::as_ptr(shared) as usize;
     DISPATCHING
         .try_with(|d| d.borrow().contains(&id))
@@ -163,8 +169,30 @@ impl Shared {
             }
             self.invoke(event);
             count += 1;
+            self.destroy_freed_onboardings();
         }
         count
+    }
+
+    /// Onboarding objects freed from inside a callback are destroyed once it returned.
+    fn destroy_freed_onboardings(&self) {
+        let freed = std::mem::take(
+            &mut *self
+                .onboardings_to_destroy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for entry in freed {
+            entry.destroy();
+        }
+    }
+
+    fn onboarding(&self, id: u64) -> Option<Arc<OnboardingEntry>> {
+        self.onboardings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     fn invoke(&self, event: Event) {
@@ -244,6 +272,58 @@ impl Shared {
                     });
                 }
             }
+            Event::OnboardResult {
+                onboarding,
+                request_ctx,
+                src,
+                stage,
+                token,
+                error,
+            } => {
+                let Some(entry) = self.onboarding(onboarding) else {
+                    return;
+                };
+                let cb = &entry.callbacks.0;
+                if let (Some(f), false) = (cb.onboard_result, entry.is_finished()) {
+                    let (token, error) = (token.as_deref(), error.as_deref());
+                    with_c_strings(
+                        [&*src, token.unwrap_or(""), error.unwrap_or("")],
+                        |[src, token_ptr, error_ptr]| {
+                            let token_ptr = if token.is_some() {
+                                token_ptr
+                            } else {
+                                std::ptr::null()
+                            };
+                            let error_ptr = if error.is_some() {
+                                error_ptr
+                            } else {
+                                std::ptr::null()
+                            };
+                            // SAFETY: host callback per the onboarding table contract; strings live until it returns.
+                            unsafe {
+                                f(
+                                    cb.user_data,
+                                    request_ctx as *mut c_void,
+                                    src,
+                                    stage,
+                                    token_ptr,
+                                    error_ptr,
+                                )
+                            };
+                        },
+                    );
+                }
+            }
+            Event::OnboardingClosed { onboarding } => {
+                let Some(entry) = self.onboarding(onboarding) else {
+                    return;
+                };
+                let cb = &entry.callbacks.0;
+                if let (Some(f), false) = (cb.close_complete, entry.is_finished()) {
+                    // SAFETY: host callback per the onboarding table contract.
+                    unsafe { f(cb.user_data) };
+                }
+            }
             Event::CloseComplete => {
                 if let Some(f) = cb.close_complete {
                     // SAFETY: host callback per the table contract.
@@ -270,6 +350,17 @@ impl Shared {
             if thread.thread().id() != std::thread::current().id() {
                 let _ = thread.join();
             }
+        }
+        // Onboarding objects end with their client.
+        let onboardings: Vec<_> = self
+            .onboardings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, e)| e)
+            .collect();
+        for entry in onboardings {
+            entry.destroy();
         }
         if let Some(destroy) = self.callbacks.0.destroy {
             // SAFETY: host callback per the table contract; no callback follows it.
@@ -303,8 +394,12 @@ impl Shared {
 /// Thread mode: the client's own thread runs the callbacks.
 fn run_dispatcher(shared: Arc<Shared>) {
     while let Some(events) = shared.events.wait_batch() {
+        // Held while callbacks run, so that freeing an onboarding from another thread waits
+        // for its callback to return.
+        let serial = shared.dispatching.lock().unwrap_or_else(|p| p.into_inner());
         let _ =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.invoke_all(events)));
+        drop(serial);
         if shared.free_requested.load(Ordering::Acquire) {
             shared.teardown();
             break;
@@ -384,6 +479,9 @@ pub extern "C" fn wa_client_new(
             dispatcher_thread: Mutex::new(None),
             free_requested: AtomicBool::new(false),
             torn_down: AtomicBool::new(false),
+            onboardings: Mutex::new(HashMap::new()),
+            onboardings_to_destroy: Mutex::new(Vec::new()),
+            next_onboarding: AtomicU64::new(1),
         });
         if mode == DispatchMode::Thread {
             let for_thread = shared.clone();

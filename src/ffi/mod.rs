@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod media;
+pub mod onboarding;
 pub mod options;
 pub mod result;
 
