@@ -2068,3 +2068,751 @@ fn webhook_config_get_post_reset_and_missing_url() {
     assert_eq!(config["app_secret"], "test-app-secret");
     assert_eq!(config["auto_statuses"], false);
 }
+
+// ===================================================================================== //
+// Media
+// ===================================================================================== //
+
+/// One form field of a hand-built multipart body (the dev-dependency reqwest has no
+/// multipart feature, and building it by hand lets tests control every byte).
+struct FormPart<'a> {
+    name: &'a str,
+    filename: Option<&'a str>,
+    content_type: Option<&'a str>,
+    body: &'a [u8],
+}
+
+fn field<'a>(name: &'a str, value: &'a str) -> FormPart<'a> {
+    FormPart {
+        name,
+        filename: None,
+        content_type: None,
+        body: value.as_bytes(),
+    }
+}
+
+fn file_part<'a>(filename: &'a str, content_type: &'a str, body: &'a [u8]) -> FormPart<'a> {
+    FormPart {
+        name: "file",
+        filename: Some(filename),
+        content_type: Some(content_type),
+        body,
+    }
+}
+
+const BOUNDARY: &str = "----emuTestBoundary7MA4YWxkTrZu0gW";
+
+fn multipart_body(parts: &[FormPart<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for part in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        let mut disposition = format!("Content-Disposition: form-data; name=\"{}\"", part.name);
+        if let Some(filename) = part.filename {
+            disposition.push_str(&format!("; filename=\"{filename}\""));
+        }
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(b"\r\n");
+        if let Some(content_type) = part.content_type {
+            body.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(part.body);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// A standard upload: messaging_product, file, type (the order of the Ruby capture in §4.1).
+fn upload_body(mime: &str, filename: &str, bytes: &[u8]) -> Vec<u8> {
+    multipart_body(&[
+        field("messaging_product", "whatsapp"),
+        file_part(filename, mime, bytes),
+        field("type", mime),
+    ])
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Bytes that stress a multipart parser: every byte value, CRLFs, blank lines, dashes and a
+/// look-alike of the boundary that is not a delimiter.
+fn tricky_bytes(length: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> = (0..=255u8).collect();
+    bytes.extend_from_slice(b"\r\n\r\n--\r\n-- \r\n");
+    bytes.extend_from_slice(format!("\r\n--{BOUNDARY}X\r\n").as_bytes());
+    bytes.extend_from_slice(format!("--{BOUNDARY}").as_bytes());
+    bytes.extend_from_slice(b"\n\r\r\n");
+    while bytes.len() < length {
+        bytes.push(fastrand::u8(..));
+    }
+    bytes.extend_from_slice(b"\r\n");
+    bytes
+}
+
+impl Emulator {
+    fn upload_raw(&self, content_type: &str, body: Vec<u8>) -> Response {
+        self.client
+            .post(format!("{}/v26.0/{PHONE_ID}/media", self.base))
+            .bearer_auth("test-token")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .expect("upload")
+    }
+
+    fn upload(&self, body: Vec<u8>) -> (u16, Value) {
+        json_of(self.upload_raw(&format!("multipart/form-data; boundary={BOUNDARY}"), body))
+    }
+
+    /// Uploads and returns the new media id.
+    fn upload_ok(&self, mime: &str, filename: &str, bytes: &[u8]) -> String {
+        let (status, answer) = self.upload(upload_body(mime, filename, bytes));
+        assert_eq!(status, 200, "{answer}");
+        answer["id"].as_str().expect("media id").to_string()
+    }
+
+    fn media_info(&self, path_and_query: &str) -> (u16, Value) {
+        json_of(
+            self.client
+                .get(format!("{}/{path_and_query}", self.base))
+                .bearer_auth("test-token")
+                .send()
+                .expect("media get"),
+        )
+    }
+
+    fn media_url(&self, media_id: &str) -> String {
+        let (status, answer) = self.media_info(&format!("v26.0/{media_id}"));
+        assert_eq!(status, 200, "{answer}");
+        answer["url"].as_str().expect("url").to_string()
+    }
+
+    /// Downloads like a well-behaved client: bearer token and a User-Agent.
+    fn download(&self, url: &str) -> Response {
+        self.client
+            .get(url)
+            .bearer_auth("test-token")
+            .header("user-agent", "emu-test/1.0")
+            .send()
+            .expect("download")
+    }
+}
+
+fn assert_graph_error(response: Response, status: u16, code: i64) -> Value {
+    let (actual, answer) = json_of(response);
+    assert_eq!(actual, status, "{answer}");
+    assert_eq!(answer["error"]["code"], code, "{answer}");
+    answer
+}
+
+#[test]
+fn upload_then_url_then_download_returns_the_same_bytes() {
+    let emulator = Emulator::start();
+    let bytes = tricky_bytes(3000);
+    let media_id = emulator.upload_ok("image/png", "photo.png", &bytes);
+    assert!(media_id.len() >= 15 && media_id.bytes().all(|b| b.is_ascii_digit()));
+
+    // Graph's shape and escaping, keys in Graph's order.
+    let response = emulator
+        .client
+        .get(format!("{}/v26.0/{media_id}", emulator.base))
+        .bearer_auth("test-token")
+        .send()
+        .expect("get");
+    assert_eq!(response.status(), 200);
+    let raw = response.text().expect("text");
+    let port = emulator.base.rsplit(':').next().expect("port");
+    assert!(
+        raw.starts_with(&format!(
+            "{{\"url\":\"http:\\/\\/127.0.0.1:{port}\\/media\\/download\\/{media_id}?ext="
+        )),
+        "{raw}"
+    );
+    let answer: Value = serde_json::from_str(&raw).expect("json");
+    let keys: Vec<&str> = answer
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 6);
+    assert!(
+        raw.contains("\"mime_type\":\"image\\/png\",\"sha256\":"),
+        "{raw}"
+    );
+    assert!(raw.ends_with(&format!(
+        "\"file_size\":{},\"id\":\"{media_id}\",\"messaging_product\":\"whatsapp\"}}",
+        bytes.len()
+    )));
+    assert_eq!(answer["sha256"], sha256_hex(&bytes));
+    let url = answer["url"].as_str().expect("url");
+    let ext: u64 = url
+        .split("ext=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .and_then(|ext| ext.parse().ok())
+        .expect("ext");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(
+        (now + 295..=now + 302).contains(&ext),
+        "ext {ext} now {now}"
+    );
+    assert!(url.contains("&hash="));
+
+    let download = emulator.download(url);
+    assert_eq!(download.status(), 200);
+    let header = |name: &str| {
+        download
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(header("content-type").as_deref(), Some("image/png"));
+    assert_eq!(header("content-length"), Some(bytes.len().to_string()));
+    assert_eq!(
+        header("content-disposition").as_deref(),
+        Some("inline;filename=photo.png")
+    );
+    let downloaded = download.bytes().expect("bytes");
+    assert_eq!(&downloaded[..], &bytes[..]);
+    assert_eq!(sha256_hex(&downloaded), answer["sha256"]);
+    // The same URL works again within its lifetime.
+    assert_eq!(emulator.download(url).status(), 200);
+
+    // Unversioned lookup and the owner filter.
+    let (status, unversioned) = emulator.media_info(&media_id);
+    assert_eq!(status, 200, "{unversioned}");
+    assert_eq!(unversioned["id"], media_id.as_str());
+    let (status, _) = emulator.media_info(&format!("v26.0/{media_id}?phone_number_id={PHONE_ID}"));
+    assert_eq!(status, 200);
+    let (status, other) = emulator.media_info(&format!("v26.0/{media_id}?phone_number_id=999"));
+    assert_eq!(status, 400);
+    assert_eq!(other["error"]["error_subcode"], 33);
+
+    let described = emulator.control_get(&format!("media/{media_id}"));
+    assert_eq!(
+        described,
+        json!({"id": media_id, "mime_type": "image/png", "sha256": sha256_hex(&bytes),
+               "file_size": bytes.len(), "filename": "photo.png", "phone_number_id": PHONE_ID,
+               "downloads": 2, "deleted": false})
+    );
+
+    // Recorded like other routes; the upload body only by its first KiB.
+    let requests = emulator.requests();
+    let upload = &requests[0];
+    assert_eq!(upload["path"], format!("/v26.0/{PHONE_ID}/media"));
+    assert_eq!(upload["phone_number_id"], PHONE_ID);
+    assert_eq!(upload["body_truncated"], true);
+    assert_eq!(upload["body"], Value::Null);
+    assert!(upload["body_text"]
+        .as_str()
+        .expect("body_text")
+        .starts_with(&format!("--{BOUNDARY}\r\n")));
+    assert_eq!(upload["response_body"]["id"], media_id.as_str());
+    let lookups: Vec<&Value> = requests
+        .iter()
+        .filter(|request| {
+            request["method"] == "GET" && request["path"] == format!("/v26.0/{media_id}")
+        })
+        .collect();
+    assert_eq!(lookups[0]["body_truncated"], false);
+    assert_eq!(lookups[0]["phone_number_id"], Value::Null);
+    let download_record = requests
+        .iter()
+        .find(|request| {
+            request["path"]
+                .as_str()
+                .is_some_and(|path| path.starts_with("/media/download/"))
+        })
+        .expect("download recorded");
+    assert_eq!(download_record["response_status"], 200);
+}
+
+#[test]
+fn multipart_edge_cases_are_parsed_exactly() {
+    let emulator = Emulator::start();
+    // A file that is nothing but CRLFs and dashes, with the type field first and an audio
+    // MIME type with parameters on the part.
+    let bytes = b"\r\n\r\n--\r\n\r\n".to_vec();
+    let body = multipart_body(&[
+        field("type", "audio/ogg"),
+        field("messaging_product", "whatsapp"),
+        file_part("voice.ogg", "audio/ogg; codecs=opus", &bytes),
+    ]);
+    let (status, answer) = json_of(emulator.upload_raw(
+        &format!("multipart/form-data; boundary=\"{BOUNDARY}\""),
+        body,
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let media_id = answer["id"].as_str().expect("id");
+    let url = emulator.media_url(media_id);
+    let downloaded = emulator.download(&url).bytes().expect("bytes");
+    assert_eq!(&downloaded[..], &bytes[..]);
+
+    // A preamble, a document with a quoted filename containing a semicolon.
+    let mut body = b"this is a preamble\r\n".to_vec();
+    let pdf = tricky_bytes(600);
+    body.extend(multipart_body(&[
+        field("messaging_product", "whatsapp"),
+        file_part("a;b.pdf", "application/pdf", &pdf),
+        field("type", "application/pdf"),
+    ]));
+    let (status, answer) = emulator.upload(body);
+    assert_eq!(status, 200, "{answer}");
+    let media_id = answer["id"].as_str().expect("id");
+    let download = emulator.download(&emulator.media_url(media_id));
+    assert_eq!(
+        download
+            .headers()
+            .get("content-disposition")
+            .and_then(|value| value.to_str().ok()),
+        Some("inline;filename=a_b.pdf")
+    );
+    assert_eq!(&download.bytes().expect("bytes")[..], &pdf[..]);
+}
+
+#[test]
+fn invalid_uploads_are_refused() {
+    let emulator = Emulator::start();
+    let png = b"\x89PNG\r\n\x1a\nrest".to_vec();
+    let details = |answer: &Value| {
+        answer["error"]["error_data"]["details"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // Unsupported MIME type.
+    let (status, answer) = emulator.upload(upload_body("image/gif", "a.gif", &png));
+    assert_eq!((status, answer["error"]["code"].clone()), (400, json!(100)));
+    assert!(details(&answer).contains("image/gif"), "{answer}");
+
+    // Over the 5 MB image limit.
+    let big = vec![7u8; 5 * 1024 * 1024 + 1];
+    let (status, answer) = emulator.upload(upload_body("image/jpeg", "big.jpg", &big));
+    assert_eq!((status, answer["error"]["code"].clone()), (400, json!(100)));
+    assert!(details(&answer).contains("limit"), "{answer}");
+    // Exactly at the limit is fine.
+    emulator.upload_ok("image/jpeg", "max.jpg", &big[1..]);
+    // Stickers: webp over 500 KB.
+    let (status, _) = emulator.upload(upload_body("image/webp", "s.webp", &vec![1u8; 600 * 1024]));
+    assert_eq!(status, 400);
+
+    // `type` differs from the part's Content-Type: 131053.
+    let body = multipart_body(&[
+        field("messaging_product", "whatsapp"),
+        file_part("a.png", "image/jpeg", &png),
+        field("type", "image/png"),
+    ]);
+    let (status, answer) = emulator.upload(body);
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], 131053);
+    assert_eq!(answer["error"]["message"], "(#131053) Media upload error");
+    assert!(details(&answer).contains("image/jpeg"), "{answer}");
+
+    // Missing fields.
+    for (parts, reason) in [
+        (
+            vec![
+                file_part("a.png", "image/png", &png),
+                field("type", "image/png"),
+            ],
+            "messaging_product",
+        ),
+        (
+            vec![
+                field("messaging_product", "sms"),
+                file_part("a.png", "image/png", &png),
+                field("type", "image/png"),
+            ],
+            "messaging_product",
+        ),
+        (
+            vec![
+                field("messaging_product", "whatsapp"),
+                field("type", "image/png"),
+            ],
+            "file",
+        ),
+        (
+            vec![
+                field("messaging_product", "whatsapp"),
+                file_part("a.png", "image/png", &png),
+            ],
+            "type",
+        ),
+        (
+            vec![
+                field("messaging_product", "whatsapp"),
+                file_part("a.png", "image/png", b""),
+                field("type", "image/png"),
+            ],
+            "file",
+        ),
+    ] {
+        let (status, answer) = emulator.upload(multipart_body(&parts));
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["code"], 100);
+        assert!(details(&answer).starts_with(reason), "{reason}: {answer}");
+    }
+
+    // Not multipart, no boundary, malformed body.
+    let answer = assert_graph_error(
+        emulator.upload_raw("application/json", b"{}".to_vec()),
+        400,
+        100,
+    );
+    assert!(details(&answer).contains("multipart"), "{answer}");
+    assert_graph_error(
+        emulator.upload_raw(
+            "multipart/form-data",
+            upload_body("image/png", "a.png", &png),
+        ),
+        400,
+        100,
+    );
+    let mut truncated = upload_body("image/png", "a.png", &png);
+    truncated.truncate(truncated.len() - 20);
+    let (status, answer) = emulator.upload(truncated);
+    assert_eq!((status, answer["error"]["code"].clone()), (400, json!(100)));
+    assert!(details(&answer).starts_with("body:"), "{answer}");
+
+    // Token required.
+    let response = emulator
+        .client
+        .post(format!("{}/v26.0/{PHONE_ID}/media", emulator.base))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(upload_body("image/png", "a.png", &png))
+        .send()
+        .expect("upload");
+    assert!(response.headers().contains_key("www-authenticate"));
+    assert_graph_error(response, 401, 190);
+    // Nothing was stored by any of these.
+    assert_eq!(
+        emulator
+            .requests()
+            .iter()
+            .filter(|request| request["response_status"] == 200)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn unknown_media_ids_and_delete() {
+    let emulator = Emulator::start();
+    for path in ["v26.0/1234567890123", "1234567890123"] {
+        let (status, answer) = emulator.media_info(path);
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["code"], 100);
+        assert_eq!(answer["error"]["error_subcode"], 33);
+        assert_eq!(answer["error"]["type"], "GraphMethodException");
+        assert!(answer["error"]["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("Unsupported get request. Object with ID '1234567890123' does not exist"));
+    }
+    // The lookup needs the token too.
+    let response = emulator
+        .client
+        .get(format!("{}/v26.0/1234567890123", emulator.base))
+        .send()
+        .expect("get");
+    assert_graph_error(response, 401, 190);
+
+    let delete = |media_id: &str| {
+        emulator
+            .client
+            .delete(format!("{}/v26.0/{media_id}", emulator.base))
+            .bearer_auth("test-token")
+            .send()
+            .expect("delete")
+    };
+    let answer = assert_graph_error(delete("1234567890123"), 400, 100);
+    assert_eq!(
+        answer["error"]["message"],
+        "(#100) Invalid post_id parameter"
+    );
+
+    let media_id = emulator.upload_ok("text/plain", "notes.txt", b"hello\r\n");
+    let url = emulator.media_url(&media_id);
+    let (status, answer) = json_of(delete(&media_id));
+    assert_eq!((status, answer), (200, json!({"success": true})));
+    let (status, answer) = emulator.media_info(&format!("v26.0/{media_id}"));
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["error_subcode"], 33);
+    assert_eq!(emulator.download(&url).status(), 404);
+    let answer = assert_graph_error(delete(&media_id), 400, 100);
+    assert_eq!(
+        answer["error"]["message"],
+        "(#100) Invalid post_id parameter"
+    );
+    let described = emulator.control_get(&format!("media/{media_id}"));
+    assert_eq!(described["deleted"], true);
+    assert_eq!(described["downloads"], 0);
+}
+
+#[test]
+fn download_urls_expire_and_a_new_lookup_gives_a_working_one() {
+    let emulator = Emulator::start();
+    let bytes = tricky_bytes(500);
+    let media_id = emulator.upload_ok("video/mp4", "clip.mp4", &bytes);
+
+    let config = emulator.control_post("media/config", &json!({"url_ttl_ms": 300}));
+    assert_eq!(config["url_ttl_ms"], 300);
+    let url = emulator.media_url(&media_id);
+    assert_eq!(emulator.download(&url).status(), 200);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(emulator.download(&url).status(), 404);
+    let fresh = emulator.media_url(&media_id);
+    assert_ne!(fresh, url);
+    emulator.control_post("media/config", &json!({"url_ttl_ms": 300_000}));
+    let fresh = emulator.media_url(&media_id);
+    let response = emulator.download(&fresh);
+    assert_eq!(response.status(), 200);
+    assert_eq!(&response.bytes().expect("bytes")[..], &bytes[..]);
+
+    // Forced expiry of the next URL only.
+    emulator.control_post("media/config", &json!({"expire_next_urls": 1}));
+    let expired = emulator.media_url(&media_id);
+    assert_eq!(emulator.download(&expired).status(), 404);
+    assert_eq!(
+        emulator.download(&emulator.media_url(&media_id)).status(),
+        200
+    );
+
+    // A hash this emulator did not issue, or a changed ext, is not found either.
+    let (base, _) = fresh.split_once("&hash=").expect("hash");
+    assert_eq!(
+        emulator.download(&format!("{base}&hash=forged")).status(),
+        404
+    );
+    let ext: u64 = base
+        .rsplit("ext=")
+        .next()
+        .and_then(|e| e.parse().ok())
+        .expect("ext");
+    let moved = fresh.replace(&format!("ext={ext}"), &format!("ext={}", ext + 1000));
+    assert_eq!(emulator.download(&moved).status(), 404);
+    let other_id = fresh.replace(&media_id, "1111111111111111");
+    assert_eq!(emulator.download(&other_id).status(), 404);
+}
+
+#[test]
+fn download_needs_the_token_and_a_user_agent() {
+    let emulator = Emulator::start();
+    let media_id = emulator.upload_ok("image/png", "a.png", b"\x89PNG\r\n\x1a\n");
+    let url = emulator.media_url(&media_id);
+
+    let response = emulator
+        .client
+        .get(&url)
+        .header("user-agent", "emu-test/1.0")
+        .send()
+        .expect("download");
+    assert!(response.headers().contains_key("www-authenticate"));
+    assert_graph_error(response, 401, 190);
+    let response = emulator
+        .client
+        .get(&url)
+        .bearer_auth("wrong-token")
+        .header("user-agent", "emu-test/1.0")
+        .send()
+        .expect("download");
+    assert_graph_error(response, 401, 190);
+
+    // No User-Agent: Meta's quirk, an HTML page with status 200 instead of the file.
+    let response = emulator
+        .client
+        .get(&url)
+        .bearer_auth("test-token")
+        .send()
+        .expect("download");
+    assert_eq!(response.status(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(response.text().expect("text").contains("<html"));
+
+    assert_eq!(emulator.download(&url).status(), 200);
+    assert_eq!(
+        emulator.control_get(&format!("media/{media_id}"))["downloads"],
+        1
+    );
+}
+
+#[test]
+fn inbound_webhook_media_resolves_to_real_bytes() {
+    use base64::Engine as _;
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    let answer = emulator.control_post(
+        "webhook/inbound",
+        &json!({"from":"16505551234","phone_number_id":PHONE_ID,"type":"image",
+                "image":{"caption":"look"}}),
+    );
+    assert_eq!(answer["delivery"]["status"], 200);
+    let payload: Value =
+        serde_json::from_str(answer["delivery"]["body"].as_str().expect("body")).expect("json");
+    let image = &only_value(&payload)["messages"][0]["image"];
+    let media_id = image["id"].as_str().expect("media id");
+
+    let (status, info) =
+        emulator.media_info(&format!("v26.0/{media_id}?phone_number_id={PHONE_ID}"));
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["mime_type"], image["mime_type"]);
+    let response = emulator.download(info["url"].as_str().expect("url"));
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().expect("bytes");
+    assert_eq!(info["file_size"], bytes.len());
+    assert_eq!(info["sha256"], sha256_hex(&bytes));
+    // The webhook carries the same digest in base64.
+    use sha2::Digest;
+    let base64_digest =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes));
+    assert_eq!(image["sha256"], base64_digest);
+    assert_eq!(&bytes[..4], &[0xff, 0xd8, 0xff, 0xe0]);
+}
+
+#[test]
+fn control_created_50_mb_media_downloads_fully() {
+    let emulator = Emulator::start();
+    let size = 50 * 1024 * 1024;
+    let started = Instant::now();
+    let created = emulator.control_post(
+        "media",
+        &json!({"mime_type":"application/pdf","size":size,"filename":"big.pdf"}),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(created["file_size"], size);
+    let media_id = created["id"].as_str().expect("id");
+    let (status, info) = emulator.media_info(&format!("v26.0/{media_id}"));
+    assert_eq!(status, 200);
+    assert_eq!(info["sha256"], created["sha256"]);
+    assert_eq!(info["file_size"], size);
+
+    let client = Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let response = client
+        .get(info["url"].as_str().expect("url"))
+        .bearer_auth("test-token")
+        .header("user-agent", "emu-test/1.0")
+        .send()
+        .expect("download");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-length")
+            .and_then(|value| value.to_str().ok()),
+        Some(size.to_string().as_str())
+    );
+    let bytes = response.bytes().expect("bytes");
+    assert_eq!(bytes.len(), size);
+    assert_eq!(created["sha256"], sha256_hex(&bytes));
+}
+
+#[test]
+fn media_control_config_and_reset() {
+    let emulator = Emulator::start();
+    let created = emulator.control_post(
+        "media",
+        &json!({"mime_type":"image/png","base64":"iVBORw0KGgo=","phone_number_id":"42"}),
+    );
+    let media_id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(created["file_size"], 8);
+    assert_eq!(
+        emulator.control_get(&format!("media/{media_id}"))["filename"],
+        "whatsapp.png"
+    );
+    // Owned by number 42 now.
+    let (status, _) = emulator.media_info(&format!("v26.0/{media_id}?phone_number_id={PHONE_ID}"));
+    assert_eq!(status, 400);
+
+    emulator.control_post(
+        "media/config",
+        &json!({"corrupt_sha256": true, "url_host": "127.0.0.2"}),
+    );
+    let (_, info) = emulator.media_info(&format!("v26.0/{media_id}"));
+    assert_ne!(info["sha256"], created["sha256"]);
+    assert_eq!(info["sha256"].as_str().map(str::len), Some(64));
+    let port = emulator.base.rsplit(':').next().expect("port");
+    let url = info["url"].as_str().expect("url");
+    assert!(
+        url.starts_with(&format!(
+            "http://127.0.0.2:{port}/media/download/{media_id}?"
+        )),
+        "{url}"
+    );
+    // The URL is valid, only its host is foreign: the same path on the real host serves it.
+    let path = url.split_once(port).map(|(_, path)| path).expect("path");
+    assert_eq!(
+        emulator
+            .download(&format!("{}{path}", emulator.base))
+            .status(),
+        200
+    );
+
+    // Bad control bodies.
+    for body in [
+        json!({"mime_type":"image/png"}),
+        json!({"mime_type":"image/png","size":1,"base64":"AA=="}),
+        json!({"size":1}),
+        json!({"mime_type":"image/png","base64":"***"}),
+        json!({"mime_type":"image/png","size":1,"colour":"red"}),
+    ] {
+        let (status, _) = emulator.control_post_status("media", &body);
+        assert_eq!(status, 400, "{body}");
+    }
+    let (status, _) = emulator.control_post_status("media/config", &json!({"url_ttl_ms": -1}));
+    assert_eq!(status, 400);
+
+    emulator.control_post("reset", &json!({}));
+    assert_eq!(
+        emulator.control_get("media/config"),
+        json!({"url_ttl_ms":300000,"corrupt_sha256":false,"url_host":null,"expire_next_urls":0})
+    );
+    let response = emulator
+        .client
+        .get(format!("{}/_emulator/media/{media_id}", emulator.base))
+        .send()
+        .expect("get");
+    assert_eq!(response.status(), 404);
+}
+
+#[test]
+fn faults_apply_to_media_routes() {
+    let emulator = Emulator::start();
+    let media_id = emulator.upload_ok("image/png", "a.png", b"png");
+    let url = emulator.media_url(&media_id);
+    emulator.add_fault(
+        json!({"match":{"path_contains":"/media/download/"},"times":1,
+                              "action":{"http_status":503,"body":"busy"}}),
+    );
+    let response = emulator.download(&url);
+    assert_eq!(response.status(), 503);
+    assert_eq!(emulator.download(&url).status(), 200);
+}

@@ -1,12 +1,15 @@
 //! Control endpoints under `/_emulator/` (no auth, plain JSON): health, recorded requests,
-//! stats, fault rules, run-time config, reset, and the webhook driver (`/_emulator/webhook/...`).
+//! stats, fault rules, run-time config, reset, the webhook driver (`/_emulator/webhook/...`)
+//! and media (`/_emulator/media...`).
 //! Tests drive the emulator through these.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 use serde_json::{json, Map, Value};
 
-use crate::server::{json_response, read_small_body, text_json_response, HttpResponse};
+use crate::graph::MAX_BODY_BYTES;
+use crate::media;
+use crate::server::{json_response, read_control_body, text_json_response, HttpResponse};
 use crate::state::{AppState, Config, FaultRequest, PairLimit, DEFAULT_PAIR_WINDOW_MS};
 use crate::webhook;
 
@@ -15,8 +18,14 @@ pub async fn handle(request: Request<Incoming>, state: &AppState) -> HttpRespons
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let endpoint = path.trim_start_matches("/_emulator/").trim_end_matches('/');
+    // `POST /_emulator/media` may carry a base64 file; everything else is small JSON.
+    let limit = if endpoint == "media" {
+        CONTROL_MEDIA_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
     let body = if method == Method::POST {
-        match read_small_body(request.into_body()).await {
+        match read_control_body(request.into_body(), limit).await {
             Ok(bytes) => Some(bytes),
             Err(reason) => return bad_request(&reason),
         }
@@ -87,12 +96,32 @@ pub async fn handle(request: Request<Incoming>, state: &AppState) -> HttpRespons
         (&Method::POST, "webhook/verify") => {
             answer(webhook::verify(state, body.as_deref().unwrap_or(b"")).await)
         }
+        (&Method::POST, "media") => match parse_body() {
+            Ok(body) => answer(media::control_create(state, &body)),
+            Err(reason) => bad_request(&reason),
+        },
+        (&Method::GET, "media/config") => ok(json!(state.media.config())),
+        (&Method::POST, "media/config") => match parse_body() {
+            Ok(body) => answer(media::control_configure(state, &body)),
+            Err(reason) => bad_request(&reason),
+        },
+        (&Method::GET, endpoint) if endpoint.starts_with("media/") => {
+            let media_id = endpoint.trim_start_matches("media/");
+            match media::control_describe(state, media_id) {
+                Some(description) => ok(description),
+                None => json_response(404, &json!({"error": format!("no media {media_id}")})),
+            }
+        }
         _ => json_response(
             404,
             &json!({"error": format!("unknown control endpoint {method} {path}")}),
         ),
     }
 }
+
+/// Body limit of `POST /_emulator/media`: room for a base64 file of about 24 MB. Larger test
+/// files are generated with `size` instead.
+const CONTROL_MEDIA_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 fn ok(body: Value) -> HttpResponse {
     json_response(200, &body)
@@ -137,7 +166,7 @@ pub fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn query_param(query: &str, name: &str) -> Option<String> {
+pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(key) == name).then(|| percent_decode(value))

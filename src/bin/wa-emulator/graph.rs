@@ -7,6 +7,7 @@ use hyper::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::media;
 use crate::state::{digits_only, AppState, Config, RateLimited};
 use crate::validate::{validate_body, ValidBody, ValidSend};
 
@@ -49,6 +50,18 @@ impl GraphRequest {
         (is_version(version) && !id.is_empty()).then_some(id)
     }
 
+    /// The phone number id a request concerns (recorded and matched by fault rules): the
+    /// object id of an edge like `/{v}/{id}/messages`; for a bare object like `/{v}/{media_id}`
+    /// the `phone_number_id` query parameter, if any (the object there is the media).
+    pub fn phone_number_id(&self) -> Option<String> {
+        let id = self.object_id()?;
+        let segment_count = self.path.trim_start_matches('/').split('/').count();
+        if segment_count == 2 {
+            return crate::control::query_param(&self.query, "phone_number_id");
+        }
+        Some(id.to_string())
+    }
+
     /// `to` as sent, rendered as text (a JSON number becomes its digits).
     pub fn to_text(&self) -> Option<String> {
         match self.json.as_ref()?.get("to")? {
@@ -71,6 +84,14 @@ impl GraphRequest {
             _ => None,
         }
     }
+}
+
+/// Whether a request goes to the media upload route, whose body may be far larger than others
+/// (decided from the request line, before the body is read).
+pub fn is_upload_path(method: &Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    method == Method::POST
+        && matches!(segments.as_slice(), [version, id, "media"] if is_version(version) && is_graph_id(id))
 }
 
 fn is_version(segment: &str) -> bool {
@@ -97,7 +118,7 @@ pub struct Reply {
 impl Reply {
     /// Serialises a typed body, whose struct field order is Graph's key order (a `Value` would
     /// sort keys alphabetically).
-    fn new(status: u16, body: &impl Serialize) -> Self {
+    pub fn new(status: u16, body: &impl Serialize) -> Self {
         Reply {
             status,
             body_text: encode_graph_json(body),
@@ -372,13 +393,28 @@ fn route_inner(
         GraphError::unsupported(&request.method, object_id)
     };
     let Some(_version) = request.version() else {
-        return Err(unsupported());
+        // Graph also accepts the media URL lookup without a version (cloud-api.md §1.1).
+        return match (&request.method, segments.as_slice()) {
+            (&Method::GET, [media_id]) if is_graph_id(media_id) => {
+                media::lookup(state, request, media_id)
+            }
+            _ => Err(unsupported()),
+        };
     };
-    // New routes (media, oauth, subscribed_apps, register) slot in here as further arms.
+    // New routes (oauth, subscribed_apps, register) slot in here as further arms.
     let after_version = segments.get(1..).unwrap_or(&[]);
     match (&request.method, after_version) {
         (&Method::POST, [phone_number_id, "messages"]) if is_graph_id(phone_number_id) => {
             post_messages(state, config, request, phone_number_id)
+        }
+        (&Method::POST, [phone_number_id, "media"]) if is_graph_id(phone_number_id) => {
+            media::upload(state, request, phone_number_id)
+        }
+        (&Method::GET, [media_id]) if is_graph_id(media_id) => {
+            media::lookup(state, request, media_id)
+        }
+        (&Method::DELETE, [media_id]) if is_graph_id(media_id) => {
+            media::delete(state, request, media_id)
         }
         _ => Err(unsupported()),
     }
@@ -407,7 +443,7 @@ fn presented_token(request: &GraphRequest) -> Option<String> {
 
 /// Both a missing and a wrong token answer code 190 (401) so clients need one branch; a missing
 /// token gets Graph's "active access token" message, a wrong one subcode 463.
-fn check_token(config: &Config, request: &GraphRequest) -> Result<(), GraphError> {
+pub fn check_token(config: &Config, request: &GraphRequest) -> Result<(), GraphError> {
     match presented_token(request) {
         Some(token) if !token.is_empty() && config.tokens.contains(&token) => Ok(()),
         Some(token) if !token.is_empty() => Err(GraphError {

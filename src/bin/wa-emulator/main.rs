@@ -3,6 +3,8 @@
 
 mod control;
 mod graph;
+mod media;
+mod multipart;
 mod ordered_json;
 mod server;
 mod state;
@@ -59,8 +61,22 @@ On startup exactly one line is printed to stdout:
     wa-emulator listening on http://127.0.0.1:PORT
 SIGTERM and SIGINT end the process at once with exit status 0 (no state to flush).
 
-GRAPH ROUTES:
-    POST /{version}/{phone_number_id}/messages   send a message, mark as read / typing
+GRAPH ROUTES (bearer token required on all; 401 / code 190 otherwise):
+    POST   /{version}/{phone_number_id}/messages  send a message, mark as read / typing
+    POST   /{version}/{phone_number_id}/media     upload: multipart/form-data with fields
+                                                  messaging_product=whatsapp, type=<MIME>,
+                                                  file (filename + part Content-Type); MIME
+                                                  types and size limits as Meta's table
+                                                  (400 code 100), type != part Content-Type
+                                                  answers 131053; body limit 110 MiB
+    GET    /{version}/{media_id}[?phone_number_id=ID]   {\"url\",\"mime_type\",\"sha256\",
+    GET    /{media_id}                                   \"file_size\",\"id\",\"messaging_product\"}
+    DELETE /{version}/{media_id}                  {\"success\":true}
+    GET    /media/download/{media_id}?ext=..&hash=..   the download URL (Meta's lookaside
+                                                  host): bearer token required (401), 404
+                                                  when expired (default 300 s) or not issued
+                                                  by this emulator, an HTML page (200) when
+                                                  the request has no User-Agent
     Any other path answers GraphMethodException 100/33, as does a non-numeric id.
 
 CONTROL ENDPOINTS (no auth, JSON):
@@ -78,10 +94,21 @@ CONTROL ENDPOINTS (no auth, JSON):
     POST   /_emulator/config                     {\"tokens\":[..],\"throughput_mps\":N|null,
                                                   \"pair_limit\":{\"max\":N,\"window_ms\":MS}|null,
                                                   \"latency_ms\":N}
-    POST   /_emulator/reset                      clear requests, faults, counters, webhook log;
-                                                 restore config and webhook config
+    POST   /_emulator/reset                      clear requests, faults, counters, webhook log,
+                                                 media; restore config, webhook and media config
     A fault action may also hold \"async_error\":{\"code\":131047} (optional \"title\",
     \"details\"): the send answers 200, then one `failed` status webhook carries that error.
+
+MEDIA CONTROL:
+    POST   /_emulator/media                      {\"mime_type\",\"size\":N (N random bytes) |
+                                                  \"base64\":\"..\",\"filename\",\"phone_number_id\"}
+                                                  -> {\"id\",\"sha256\",\"file_size\"}
+    GET    /_emulator/media/{id}                 {\"id\",\"mime_type\",\"sha256\",\"file_size\",
+                                                  \"filename\",\"phone_number_id\",\"downloads\",\"deleted\"}
+    GET    /_emulator/media/config               current media config
+    POST   /_emulator/media/config               {\"url_ttl_ms\":300000,\"corrupt_sha256\":bool,
+                                                  \"url_host\":\"127.0.0.2\"|null,\"expire_next_urls\":N}
+    Recorded upload bodies keep their first 1 KiB only (\"body_truncated\":true).
 
 WEBHOOK DRIVER (deliveries are signed with the app secret, retried on any non-200 answer,
 connection failure or timeout with exponential backoff, redirects not followed; the POST
@@ -389,6 +416,7 @@ fn main() -> ExitCode {
             }
         };
         let bound = listener.local_addr().unwrap_or(address);
+        state.media.set_bound_address(bound);
         let mut stdout = std::io::stdout();
         let announced = writeln!(stdout, "wa-emulator listening on http://{bound}")
             .and_then(|()| stdout.flush());

@@ -1,13 +1,17 @@
 //! Hyper plumbing: the accept loop, one HTTP/1.1 keep-alive connection per task, reading Graph
 //! requests, applying fault actions and latency, recording, and turning replies into responses.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::CONTENT_LENGTH;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -17,12 +21,56 @@ use tokio::net::TcpListener;
 
 use crate::control;
 use crate::graph::{self, GraphError, GraphRequest, Reply, DEFAULT_VERSION, MAX_BODY_BYTES};
+use crate::media::{self, Download, MAX_UPLOAD_BODY_BYTES, RECORDED_BODY_LIMIT};
 use crate::state::{
     digits_only, AppState, AsyncError, FaultAction, FaultSubject, Record, RecordedResponse,
 };
 use crate::webhook;
 
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<BytesBody>;
+
+/// Largest frame a response body hands to hyper at once.
+const RESPONSE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A response body over one [`Bytes`], yielded in chunks of at most [`RESPONSE_CHUNK_BYTES`]:
+/// each chunk is a zero-copy slice, so serving a 100 MB media file neither copies it nor hands
+/// hyper one giant write. Small JSON answers are a single frame.
+pub struct BytesBody {
+    remaining: Bytes,
+}
+
+impl BytesBody {
+    pub fn new(bytes: impl Into<Bytes>) -> Self {
+        BytesBody {
+            remaining: bytes.into(),
+        }
+    }
+}
+
+impl Body for BytesBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.remaining.is_empty() {
+            return Poll::Ready(None);
+        }
+        let length = self.remaining.len().min(RESPONSE_CHUNK_BYTES);
+        let chunk = self.remaining.split_to(length);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining.len() as u64)
+    }
+}
 
 /// Returned from the service to make hyper close the connection without writing a response:
 /// the `drop` fault, or a client that vanished mid-body.
@@ -77,6 +125,31 @@ async fn handle(
     handle_graph(request, &state).await
 }
 
+/// Reads an upload body of up to [`MAX_UPLOAD_BODY_BYTES`] into one buffer sized from
+/// Content-Length, so a large file exists once in memory (collecting hyper's chunks and then
+/// joining them would hold it twice). `(empty, true)` when it is too large.
+async fn read_upload_body(
+    mut body: Incoming,
+    content_length: Option<u64>,
+) -> Result<(Bytes, bool), DropConnection> {
+    let limit = MAX_UPLOAD_BODY_BYTES;
+    if content_length.is_some_and(|length| length > limit as u64) {
+        return Ok((Bytes::new(), true));
+    }
+    let capacity = content_length.map_or(0, |length| length as usize);
+    let mut buffer = Vec::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| DropConnection)?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > limit {
+                return Ok((Bytes::new(), true));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok((Bytes::from(buffer), false))
+}
+
 /// Reads the body up to [`MAX_BODY_BYTES`]; `Err` when the client went away mid-body.
 async fn read_body(body: Incoming) -> Result<(Bytes, bool), DropConnection> {
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
@@ -86,9 +159,9 @@ async fn read_body(body: Incoming) -> Result<(Bytes, bool), DropConnection> {
     }
 }
 
-/// Reads a control-endpoint body (small JSON documents).
-pub async fn read_small_body(body: Incoming) -> Result<Bytes, String> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+/// Reads a control-endpoint body (JSON documents) of at most `limit` bytes.
+pub async fn read_control_body(body: Incoming, limit: usize) -> Result<Bytes, String> {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) => Err(format!("could not read body: {error}")),
     }
@@ -102,8 +175,23 @@ async fn handle_graph(
     let received_at_ms = state.elapsed_ms();
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let (body, body_too_large) = read_body(body).await?;
-    let json = serde_json::from_slice::<Value>(&body).ok();
+    let is_upload = graph::is_upload_path(&parts.method, parts.uri.path());
+    let (body, body_too_large) = if is_upload {
+        let content_length = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
+        read_upload_body(body, content_length).await?
+    } else {
+        read_body(body).await?
+    };
+    // A multipart upload is never JSON; do not scan up to 100 MB to find that out.
+    let json = if is_upload {
+        None
+    } else {
+        serde_json::from_slice::<Value>(&body).ok()
+    };
     let graph_request = GraphRequest {
         method: parts.method,
         path: parts.uri.path().to_string(),
@@ -116,9 +204,10 @@ async fn handle_graph(
     let config = state.config();
     let to = graph_request.to_text();
     let message_type = graph_request.message_type();
+    let phone_number_id = graph_request.phone_number_id();
     let fault = state.take_fault(&FaultSubject {
         path: &graph_request.path,
-        phone_number_id: graph_request.object_id(),
+        phone_number_id: phone_number_id.as_deref(),
         to: to.as_deref(),
         message_type: message_type.as_deref(),
     });
@@ -131,13 +220,19 @@ async fn handle_graph(
         tokio::time::sleep(Duration::from_millis(config.latency_ms)).await;
     }
 
+    let answer_normally = || match media_download_id(&graph_request) {
+        Some(media_id) => {
+            download_outcome(media::download(state, &config, &graph_request, media_id))
+        }
+        None => Outcome::Graph(graph::route(state, &config, &graph_request)),
+    };
     let outcome = match fault.as_ref().map(|(_, action)| action) {
         Some(action) if action.drop == Some(true) => Outcome::Drop,
         Some(action) => match fault_answer(action) {
             Some(answer) => answer,
-            None => Outcome::Graph(graph::route(state, &config, &graph_request)),
+            None => answer_normally(),
         },
-        None => Outcome::Graph(graph::route(state, &config, &graph_request)),
+        None => answer_normally(),
     };
 
     let version = graph_request
@@ -158,13 +253,30 @@ async fn handle_graph(
         }
         Outcome::Raw {
             status,
+            content_type,
             body,
             retry_after_s,
         } => {
-            let response = raw_response(status, &body, retry_after_s, &version);
+            let response = raw_response(status, content_type, &body, retry_after_s, &version);
             (
                 Some(status),
                 Some(RecordedResponse::Raw(body)),
+                Some(response),
+                None,
+                false,
+            )
+        }
+        Outcome::File {
+            bytes,
+            mime_type,
+            filename,
+        } => {
+            // Recorded as a summary: the file itself is in the media store.
+            let summary = format!("[{} bytes of {mime_type}]", bytes.len());
+            let response = file_response(bytes, &mime_type, &filename);
+            (
+                Some(200),
+                Some(RecordedResponse::Raw(summary)),
                 Some(response),
                 None,
                 false,
@@ -190,6 +302,11 @@ async fn handle_graph(
         }
     }
 
+    let recorded_length = if is_upload {
+        graph_request.body.len().min(RECORDED_BODY_LIMIT)
+    } else {
+        graph_request.body.len()
+    };
     let record = Record {
         seq,
         method: graph_request.method.as_str().to_string(),
@@ -202,12 +319,18 @@ async fn handle_graph(
             })
             .collect(),
         body_is_json: graph_request.json.is_some(),
-        phone_number_id: graph_request.object_id().map(str::to_string),
+        phone_number_id,
+        // A copy: the received `Bytes` shares hyper's whole read buffer, which a long-lived
+        // record would otherwise keep alive (kilobytes per request). Media bodies (uploads of
+        // up to 100 MB) keep only their first KiB.
+        body: graph_request
+            .body
+            .get(..recorded_length)
+            .unwrap_or_default()
+            .to_vec(),
+        body_truncated: recorded_length < graph_request.body.len(),
         path: graph_request.path,
         query: graph_request.query,
-        // A copy: the received `Bytes` shares hyper's whole read buffer, which a long-lived
-        // record would otherwise keep alive (kilobytes per request).
-        body: graph_request.body.to_vec(),
         to,
         message_type,
         response_status: status,
@@ -249,10 +372,53 @@ enum Outcome {
     Graph(Reply),
     Raw {
         status: u16,
+        content_type: &'static str,
         body: String,
         retry_after_s: Option<u64>,
     },
+    File {
+        bytes: Bytes,
+        mime_type: String,
+        filename: String,
+    },
     Drop,
+}
+
+/// The media id of a download URL path `/media/download/<media_id>` (GET only; other methods
+/// there fall through to Graph's 100/33).
+fn media_download_id(request: &GraphRequest) -> Option<&str> {
+    if request.method != hyper::Method::GET {
+        return None;
+    }
+    request
+        .path
+        .strip_prefix("/media/download/")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+fn download_outcome(download: Download) -> Outcome {
+    match download {
+        Download::Graph(reply) => Outcome::Graph(reply),
+        Download::Page {
+            status,
+            content_type,
+            body,
+        } => Outcome::Raw {
+            status,
+            content_type,
+            body,
+            retry_after_s: None,
+        },
+        Download::File {
+            bytes,
+            mime_type,
+            filename,
+        } => Outcome::File {
+            bytes,
+            mime_type,
+            filename,
+        },
+    }
 }
 
 /// The answer a fault action forces, or `None` when it only delays.
@@ -283,6 +449,7 @@ fn fault_answer(action: &FaultAction) -> Option<Outcome> {
     if let Some(status) = action.http_status {
         return Some(Outcome::Raw {
             status,
+            content_type: "text/html; charset=utf-8",
             body: action.body.clone().unwrap_or_default(),
             retry_after_s: action.retry_after_s,
         });
@@ -308,31 +475,66 @@ fn graph_response(reply: &Reply, version: &str) -> HttpResponse {
         builder = builder.header(*name, value.as_str());
     }
     builder
-        .body(Full::new(Bytes::from(reply.body_text.clone())))
+        .body(BytesBody::new(reply.body_text.clone()))
         .unwrap_or_else(|_| fallback_response())
 }
 
 fn raw_response(
     status: u16,
+    content_type: &str,
     body: &str,
     retry_after_s: Option<u64>,
     version: &str,
 ) -> HttpResponse {
     let mut builder = Response::builder()
         .status(status_code(status))
-        .header("content-type", "text/html; charset=utf-8")
+        .header("content-type", content_type)
         .header("facebook-api-version", version);
     if let Some(seconds) = retry_after_s {
         builder = builder.header("retry-after", seconds.to_string());
     }
     builder
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(BytesBody::new(body.to_string()))
+        .unwrap_or_else(|_| fallback_response())
+}
+
+/// A media download: the stored bytes streamed in chunks, with the lookaside host's headers.
+fn file_response(bytes: Bytes, mime_type: &str, filename: &str) -> HttpResponse {
+    // Client-chosen names go into a header: keep only characters that are safe unquoted.
+    let filename: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && !matches!(c, ';' | '"' | '\\' | ',') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mime_type = if mime_type
+        .bytes()
+        .all(|byte| byte.is_ascii_graphic() || byte == b' ')
+    {
+        mime_type
+    } else {
+        "application/octet-stream"
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", mime_type)
+        .header("content-length", bytes.len().to_string())
+        .header("content-disposition", format!("inline;filename={filename}"))
+        .header(
+            "cache-control",
+            "private, no-cache, no-store, must-revalidate",
+        )
+        .body(BytesBody::new(bytes))
         .unwrap_or_else(|_| fallback_response())
 }
 
 /// Only reached if a header value were invalid, which the callers prevent; never panic for it.
 fn fallback_response() -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from_static(
+    let mut response = Response::new(BytesBody::new(Bytes::from_static(
         b"{\"error\":{\"message\":\"internal emulator error\",\"type\":\"OAuthException\",\"code\":1}}",
     )));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -349,6 +551,6 @@ pub fn text_json_response(status: u16, text: String) -> HttpResponse {
     Response::builder()
         .status(status_code(status))
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(text)))
+        .body(BytesBody::new(text))
         .unwrap_or_else(|_| fallback_response())
 }

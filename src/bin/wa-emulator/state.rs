@@ -13,6 +13,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::media::MediaStore;
 use crate::webhook::Hub;
 
 /// Default pair-limit window when only `--pair-limit` is given (Meta: about one message per 6 s).
@@ -230,10 +231,8 @@ pub struct AppState {
     run_tag: u32,
     next_wamid: AtomicU64,
     next_inbound_wamid: AtomicU64,
-    /// Media the webhook driver announced in inbound messages: media id → (bytes, MIME type),
-    /// so that media routes can serve what a webhook pointed at.
-    media: Mutex<HashMap<String, (Vec<u8>, String)>>,
-    next_media_id: AtomicU64,
+    /// Uploaded, control-created and webhook-announced media, served by the media routes.
+    pub media: MediaStore,
     /// Webhook configuration, delivery queue and delivery log.
     pub webhooks: Hub,
 }
@@ -263,8 +262,7 @@ impl AppState {
             run_tag: fastrand::u32(..) & 0x00ff_ffff,
             next_wamid: AtomicU64::new(1),
             next_inbound_wamid: AtomicU64::new(1),
-            media: Mutex::new(HashMap::new()),
-            next_media_id: AtomicU64::new(1),
+            media: MediaStore::default(),
             webhooks,
         }
     }
@@ -457,37 +455,16 @@ impl AppState {
     }
 
     /// Clears requests, faults, counters, rate windows, stored media and the webhook delivery
-    /// log, and restores the start-up config (webhook config included). The wamid and media id
+    /// log, and restores the start-up config (webhook and media config included). The wamid and media id
     /// counters keep running so ids stay unique for the whole run.
     pub fn reset(&self) {
         self.clear_requests();
         self.clear_faults();
         *lock(&self.stats) = Stats::default();
         *lock(&self.windows) = RateWindows::default();
-        lock(&self.media).clear();
+        self.media.reset();
         self.set_config(self.startup_config.clone());
         self.webhooks.reset();
-    }
-
-    // ----- media -----
-
-    /// Stores media bytes under a new numeric id shaped like Meta's (16 digits: 10 random, then
-    /// a counter that keeps them unique) and returns the id.
-    pub fn store_media(&self, bytes: Vec<u8>, mime_type: String) -> String {
-        let counter = self.next_media_id.fetch_add(1, Ordering::Relaxed) % 1_000_000;
-        let id = format!(
-            "{}{:09}{counter:06}",
-            fastrand::u8(1..10),
-            fastrand::u32(..1_000_000_000)
-        );
-        lock(&self.media).insert(id.clone(), (bytes, mime_type));
-        id
-    }
-
-    /// The stored bytes and MIME type of a media id (for the media routes).
-    #[allow(dead_code)] // Served by the media routes of a later issue; kept so tests can rely on it.
-    pub fn media(&self, id: &str) -> Option<(Vec<u8>, String)> {
-        lock(&self.media).get(id).cloned()
     }
 
     // ----- wamids -----
@@ -571,6 +548,8 @@ pub struct Record {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// `body` holds only the first [`crate::media::RECORDED_BODY_LIMIT`] bytes (large uploads).
+    pub body_truncated: bool,
     /// The body parsed as JSON on arrival; `body` is then re-parsed for listings.
     pub body_is_json: bool,
     pub phone_number_id: Option<String>,
@@ -622,6 +601,7 @@ impl Record {
             "headers": headers,
             "body": body,
             "body_text": String::from_utf8_lossy(&self.body),
+            "body_truncated": self.body_truncated,
             "phone_number_id": self.phone_number_id,
             "to": self.to,
             "type": self.message_type,

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::graph::{code_title, encode_graph_json};
+use crate::media::NewMedia;
 use crate::ordered_json::{Json, Object};
 use crate::state::{AppState, AsyncError};
 
@@ -729,19 +730,21 @@ fn build_inbound(state: &AppState, spec: &Object) -> Result<Built, String> {
     message.insert("timestamp", timestamp);
     message.insert("type", kind.as_str());
     let is_media = MEDIA_TYPES.contains(&kind.as_str());
+    // The media belongs to the number the message was sent to, when the spec names it.
+    let owner = text_field(spec, "phone_number_id")?;
     for (key, value) in spec.iter() {
         if INBOUND_CONTROL_KEYS.contains(&key.as_str()) {
             continue;
         }
         let value = if is_media && *key == kind {
-            media_content(state, &kind, value)?
+            media_content(state, &kind, value, owner.clone())?
         } else {
             value.clone()
         };
         message.insert(key.as_str(), value);
     }
     if is_media && !message.contains_key(&kind) {
-        let content = media_content(state, &kind, &Json::Object(Object::new()))?;
+        let content = media_content(state, &kind, &Json::Object(Object::new()), owner)?;
         message.insert(kind.as_str(), content);
     }
 
@@ -802,7 +805,12 @@ fn generated_media(mime_type: &str) -> Vec<u8> {
 /// The content object of a media message: copied verbatim when it names an `id`; otherwise a
 /// file is generated and stored, and `mime_type`, `sha256` (base64, as webhooks carry it) and
 /// `id` are filled in (plus `animated`/`voice` for stickers/audio, which Meta always sends).
-fn media_content(state: &AppState, kind: &str, content: &Json) -> Result<Json, String> {
+fn media_content(
+    state: &AppState,
+    kind: &str,
+    content: &Json,
+    owner: Option<String>,
+) -> Result<Json, String> {
     let object = as_spec(content, kind)?;
     if object.contains_key("id") {
         return Ok(content.clone());
@@ -811,7 +819,15 @@ fn media_content(state: &AppState, kind: &str, content: &Json) -> Result<Json, S
         text_field(object, "mime_type")?.unwrap_or_else(|| default_mime(kind).to_string());
     let bytes = generated_media(&mime_type);
     let sha256 = BASE64.encode(Sha256::digest(&bytes));
-    let id = state.store_media(bytes, mime_type.clone());
+    let id = state
+        .media
+        .store(NewMedia {
+            bytes: bytes.into(),
+            mime_type: mime_type.clone(),
+            filename: text_field(object, "filename")?,
+            owner,
+        })
+        .id;
     let mut filled = object.clone();
     filled.insert("mime_type", mime_type);
     filled.insert("sha256", sha256);
