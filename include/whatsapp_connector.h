@@ -100,6 +100,9 @@ enum wa_result
   WA_ERR_SYSTEM = 11,
   // The output buffer was too small; the text was truncated.
   WA_ERR_BUFFER_TOO_SMALL = 12,
+  // The durable outbox could not be opened or written (missing directory, read-only,
+  // corrupt, locked by another client, newer schema).
+  WA_ERR_STORAGE = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -617,6 +620,16 @@ wa_result wa_options_set_media_max_bytes(wa_options *options,
 // answers 401 to everyone (it must not be an open proxy to the business's media).
 wa_result wa_options_set_media_access_token(wa_options *options,
                                             const char *token);
+
+// Makes the outbox durable: every accepted message is written to the SQLite file at `path`
+// (created if missing; its directory must exist) before `wa_client_send_message` returns
+// WA_OK, and removed once its final result is queued for the host. A client created on an
+// existing store first resends the messages left in it, in their original order; their
+// results carry a NULL request context and the stored callback_info. One client at a time
+// may use a store. `wa_client_new` fails with WA_ERR_STORAGE when the store cannot be used;
+// it never falls back to memory. Default: in memory.
+wa_result wa_options_set_outbox_path(wa_options *options,
+                                     const char *path);
 
 // A static, human-readable text for a `wa_result` value (never NULL, never freed).
 const char *wa_result_text(uint32_t result);

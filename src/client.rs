@@ -21,6 +21,7 @@ use crate::message::{self, InvalidMessage, MessageInput};
 use crate::onboarding::{OnboardContext, OnboardRequest, Progress, Run, Runs};
 use crate::outbox::{Command, MediaJob, MediaWork, Outgoing, Scheduler};
 use crate::secrets::Credentials;
+use crate::store::StoredMessage;
 use crate::webhook::{WebhookHandler, WebhookSettings};
 
 /// Why `send` refused a message (no result event follows a refusal).
@@ -29,6 +30,22 @@ pub enum SendRejected {
     Invalid(InvalidMessage),
     Closed,
     QueueFull,
+    /// The durable outbox could not store it.
+    Storage(String),
+}
+
+/// Why a client could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// The durable outbox could not be opened.
+    Storage(String),
+    Other(String),
+}
+
+impl From<String> for StartError {
+    fn from(text: String) -> Self {
+        StartError::Other(text)
+    }
 }
 
 pub struct Client {
@@ -43,13 +60,15 @@ pub struct Client {
     webhook_address: Option<std::net::SocketAddr>,
     graph: Arc<GraphClient>,
     sink: Arc<dyn EventSink>,
+    /// The durable outbox, when configured.
+    durable: Option<Arc<crate::store::Durable>>,
     onboarding_runs: Arc<Runs>,
     next_run: std::sync::atomic::AtomicU64,
 }
 
 impl Client {
     /// Starts the runtime threads and the outbox.
-    pub fn start(config: ClientConfig, sink: Arc<dyn EventSink>) -> Result<Self, String> {
+    pub fn start(config: ClientConfig, sink: Arc<dyn EventSink>) -> Result<Self, StartError> {
         let config = Arc::new(config);
         let dispatch = tracing::Dispatch::new(LogForwarder::new(config.log_level, sink.clone()));
         let start_dispatch = dispatch.clone();
@@ -98,6 +117,15 @@ impl Client {
             )?),
             None => None,
         };
+        let (durable, resumed) = match &config.outbox_path {
+            Some(path) => {
+                let store = crate::store::SqliteStore::open(path).map_err(StartError::Storage)?;
+                let (durable, resumed) =
+                    crate::store::Durable::new(Box::new(store)).map_err(StartError::Storage)?;
+                (Some(Arc::new(durable)), resumed)
+            }
+            None => (None, Vec::new()),
+        };
         let scheduler = Scheduler::new(
             config.clone(),
             graph.clone(),
@@ -105,8 +133,31 @@ impl Client {
             sink.clone(),
             credentials.clone(),
             outstanding.clone(),
+            durable.clone(),
         );
         let handle = runtime.spawn(scheduler.run(command_rx));
+        // Messages a previous client accepted and did not finish go first, in their order.
+        // Their request context did not survive: results carry a NULL context and the stored
+        // callback_info.
+        if !resumed.is_empty() {
+            tracing::info!(
+                count = resumed.len(),
+                "resuming messages from the durable outbox"
+            );
+        }
+        let accepted_at = Instant::now();
+        for stored in resumed {
+            outstanding.fetch_add(1, Ordering::AcqRel);
+            let _ = commands.send(Command::Send(Outgoing {
+                channel: Arc::from(stored.channel.as_str()),
+                recipient: Arc::from(stored.recipient.as_str()),
+                body: stored.body,
+                request_ctx: 0,
+                callback_info: stored.callback_info,
+                accepted_at,
+                seq: Some(stored.seq),
+            }));
+        }
         drop(dispatch);
         Ok(Self {
             config,
@@ -120,6 +171,7 @@ impl Client {
             webhook_address,
             graph,
             sink,
+            durable,
             onboarding_runs: Arc::new(Runs::default()),
             next_run: std::sync::atomic::AtomicU64::new(1),
         })
@@ -169,13 +221,34 @@ impl Client {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
             return Err(SendRejected::QueueFull);
         }
+        let body = bytes::Bytes::from(built.body);
+        let seq = match &self.durable {
+            Some(durable) => {
+                let stored = StoredMessage {
+                    seq: 0,
+                    channel: input.channel.to_string(),
+                    recipient: built.recipient_key.clone(),
+                    body: body.clone(),
+                    callback_info: input.callback_info.map(str::to_string),
+                };
+                match durable.persist(stored) {
+                    Ok(seq) => Some(seq),
+                    Err(e) => {
+                        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+                        return Err(SendRejected::Storage(e));
+                    }
+                }
+            }
+            None => None,
+        };
         let outgoing = Outgoing {
             channel: Arc::from(input.channel),
             recipient: Arc::from(built.recipient_key.as_str()),
-            body: bytes::Bytes::from(built.body),
+            body,
             request_ctx,
             callback_info: input.callback_info.map(str::to_string),
             accepted_at: Instant::now(),
+            seq,
         };
         if self.commands.send(Command::Send(outgoing)).is_err() {
             // The outbox already finished closing: the message was not accepted.

@@ -46,6 +46,8 @@ pub struct ClientConfig {
     pub media_max_bytes: u64,
     /// Token required by the listener's `/client/getMedia`; `None` = endpoint refuses all.
     pub media_access_token: Option<String>,
+    /// The durable outbox's file; `None` keeps the outbox in memory.
+    pub outbox_path: Option<std::path::PathBuf>,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     /// Attempts per message, the first included.
@@ -86,6 +88,7 @@ impl Default for ClientConfig {
             media_hosts: vec![crate::media::DEFAULT_MEDIA_HOST.to_string()],
             media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
             media_access_token: None,
+            outbox_path: None,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             max_attempts: 5,
@@ -119,6 +122,7 @@ pub struct Options {
     pub extra_media_hosts: Vec<String>,
     pub media_max_bytes: Option<u64>,
     pub media_access_token: Option<String>,
+    pub outbox_path: Option<std::path::PathBuf>,
     pub request_timeout: Option<Duration>,
     pub max_attempts: Option<u32>,
     pub max_retry_age: Option<Duration>,
@@ -212,6 +216,7 @@ impl Options {
                 .collect(),
             media_max_bytes: self.media_max_bytes.unwrap_or(d.media_max_bytes),
             media_access_token: self.media_access_token.clone(),
+            outbox_path: self.outbox_path.clone(),
             request_timeout,
             connect_timeout: d.connect_timeout.min(request_timeout),
             max_attempts: self.max_attempts.unwrap_or(d.max_attempts).max(1),

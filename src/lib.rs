@@ -20,4 +20,5 @@ pub mod message;
 pub mod onboarding;
 pub mod outbox;
 pub mod secrets;
+pub mod store;
 pub mod webhook;

@@ -26,6 +26,7 @@ use crate::events::{Event, EventSink};
 use crate::graph::{Attempt, Failure, GraphClient};
 use crate::media::{MediaClient, UploadSource};
 use crate::secrets::Credentials;
+use crate::store::Durable;
 
 /// A message accepted by `send`.
 #[derive(Debug)]
@@ -36,6 +37,8 @@ pub struct Outgoing {
     pub request_ctx: usize,
     pub callback_info: Option<String>,
     pub accepted_at: Instant,
+    /// Its row in the durable outbox, if there is one.
+    pub seq: Option<u64>,
 }
 
 /// A media request (forward, download or upload): one result like a message.
@@ -193,6 +196,9 @@ pub struct Scheduler {
     closing: bool,
     /// Results of this loop iteration, handed to the sink together.
     results: Vec<Event>,
+    /// Durable outbox rows of this iteration's results, removed after the results are queued.
+    finished_seqs: Vec<u64>,
+    durable: Option<Arc<Durable>>,
     /// Attempts on the wire.
     running: FuturesUnordered<BoxFuture<'static, Done>>,
 }
@@ -205,6 +211,7 @@ impl Scheduler {
         sink: Arc<dyn EventSink>,
         credentials: Arc<Credentials>,
         outstanding: Arc<AtomicUsize>,
+        durable: Option<Arc<Durable>>,
     ) -> Self {
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         Self {
@@ -229,6 +236,8 @@ impl Scheduler {
             closing: false,
             running: FuturesUnordered::new(),
             results: Vec::new(),
+            finished_seqs: Vec::new(),
+            durable,
         }
     }
 
@@ -633,6 +642,11 @@ impl Scheduler {
         if !self.results.is_empty() {
             self.sink.push_batch(std::mem::take(&mut self.results));
         }
+        // After queueing: a crash in between sends those messages again (at-least-once)
+        // rather than losing them.
+        if let Some(durable) = &self.durable {
+            durable.remove(&std::mem::take(&mut self.finished_seqs));
+        }
     }
 
     fn accept_media(&mut self, job: MediaJob) {
@@ -728,6 +742,9 @@ impl Scheduler {
     /// Delivers the one final result of a message.
     fn finish(&mut self, msg: Outgoing, result: Result<String, (DeliveryError, String)>) {
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        if let Some(seq) = msg.seq {
+            self.finished_seqs.push(seq);
+        }
         let (error, content) = match result {
             Ok(wamid) => (None, wamid),
             Err((error, text)) => {

@@ -14,7 +14,7 @@ use super::result::whatsapp_error_t;
 use super::{
     borrow_opt_str, borrow_str, fail, guard, guard_value, wa_result, with_c_strings, write_out,
 };
-use crate::client::{Client, SendRejected};
+use crate::client::{Client, SendRejected, StartError};
 use crate::config::{DispatchMode, Options};
 use crate::events::{Event, EventQueue};
 use crate::message::{InvalidMessage, MessageInput};
@@ -467,8 +467,10 @@ pub extern "C" fn wa_client_new(
                 format!("cannot create the event fd: {e}"),
             )
         })?);
-        let core =
-            Client::start(config, events.clone()).map_err(|e| fail(wa_result::WA_ERR_SYSTEM, e))?;
+        let core = Client::start(config, events.clone()).map_err(|e| match e {
+            StartError::Storage(text) => fail(wa_result::WA_ERR_STORAGE, text),
+            StartError::Other(text) => fail(wa_result::WA_ERR_SYSTEM, text),
+        })?;
         let shared = Arc::new(Shared {
             core,
             events,
@@ -607,6 +609,7 @@ pub(crate) fn rejection(rejected: SendRejected) -> wa_result {
     match rejected {
         SendRejected::Closed => fail(wa_result::WA_ERR_CLOSED, "the client is closed"),
         SendRejected::QueueFull => fail(wa_result::WA_ERR_QUEUE_FULL, "the outbox is full"),
+        SendRejected::Storage(text) => fail(wa_result::WA_ERR_STORAGE, text),
         SendRejected::Invalid(invalid) => {
             let code = match &invalid {
                 InvalidMessage::Json(_) => wa_result::WA_ERR_INVALID_JSON,

@@ -484,3 +484,26 @@ pub extern "C" fn wa_options_set_media_access_token(
         Ok(())
     })
 }
+
+/// Makes the outbox durable: every accepted message is written to the SQLite file at `path`
+/// (created if missing; its directory must exist) before `wa_client_send_message` returns
+/// WA_OK, and removed once its final result is queued for the host. A client created on an
+/// existing store first resends the messages left in it, in their original order; their
+/// results carry a NULL request context and the stored callback_info. One client at a time
+/// may use a store. `wa_client_new` fails with WA_ERR_STORAGE when the store cannot be used;
+/// it never falls back to memory. Default: in memory.
+#[no_mangle]
+pub extern "C" fn wa_options_set_outbox_path(
+    options: *mut wa_options,
+    path: *const c_char,
+) -> wa_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated string valid for the call (header contract).
+        let path = unsafe { borrow_str(path, "path") }?;
+        if path.is_empty() {
+            return Err(fail(wa_result::WA_ERR_INVALID_ARGUMENT, "path is empty"));
+        }
+        o.outbox_path = Some(std::path::PathBuf::from(path));
+        Ok(())
+    })
+}

@@ -34,6 +34,9 @@ pub enum wa_result {
     WA_ERR_SYSTEM = 11,
     /// The output buffer was too small; the text was truncated.
     WA_ERR_BUFFER_TOO_SMALL = 12,
+    /// The durable outbox could not be opened or written (missing directory, read-only,
+    /// corrupt, locked by another client, newer schema).
+    WA_ERR_STORAGE = 13,
 }
 
 impl wa_result {
@@ -54,6 +57,7 @@ impl wa_result {
             wa_result::WA_ERR_INVALID_STATE => "not allowed in the current state\0",
             wa_result::WA_ERR_SYSTEM => "the operating system refused a resource\0",
             wa_result::WA_ERR_BUFFER_TOO_SMALL => "the buffer is too small\0",
+            wa_result::WA_ERR_STORAGE => "the durable outbox could not be opened or written\0",
         }
     }
 
@@ -73,6 +77,7 @@ impl wa_result {
             WA_ERR_INVALID_STATE,
             WA_ERR_SYSTEM,
             WA_ERR_BUFFER_TOO_SMALL,
+            WA_ERR_STORAGE,
         ]
         .into_iter()
         .find(|r| *r as u32 == code)

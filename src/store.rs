@@ -1,0 +1,398 @@
+//! The durable outbox: accepted messages are written to disk before `send` returns, removed
+//! once their final result is known, and resumed in order by the next client on the same store.
+//!
+//! The store sits behind [`OutboxStore`] so another backend can be added; the SQLite one runs in
+//! WAL mode with `synchronous=NORMAL`: a commit then survives the process being killed (the
+//! WAL is in the OS page cache), which is the failure this store is for; only an OS crash or
+//! power loss may drop the last commits. `FULL` would fsync every commit for that extra case.
+//! Concurrent senders share commits (group commit), so durability costs a fraction per message.
+
+use std::path::Path;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OpenFlags};
+
+/// Schema version written to `PRAGMA user_version`; bump with a migration step below.
+const SCHEMA_VERSION: i64 = 1;
+
+/// A message as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub seq: u64,
+    pub channel: String,
+    pub recipient: String,
+    pub body: bytes::Bytes,
+    pub callback_info: Option<String>,
+}
+
+/// A place where accepted messages survive a crash.
+pub trait OutboxStore: Send {
+    /// Every stored message, in acceptance order.
+    fn pending(&mut self) -> Result<Vec<StoredMessage>, String>;
+    /// Stores a batch atomically.
+    fn insert(&mut self, batch: &[StoredMessage]) -> Result<(), String>;
+    /// Forgets messages whose final result is known.
+    fn remove(&mut self, seqs: &[u64]) -> Result<(), String>;
+}
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn sql_error(what: &str, e: rusqlite::Error) -> String {
+    format!("durable outbox: {what}: {e}")
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`. Refuses a missing directory, a read-only,
+    /// corrupt or foreign file, a store locked by another client or process, and a schema
+    /// newer than this library; it never falls back to memory.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(format!(
+                "durable outbox: directory {} does not exist",
+                parent.display()
+            ));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|e| sql_error("cannot open", e))?;
+        // A locked store is an error at once, not a wait.
+        conn.busy_timeout(std::time::Duration::ZERO)
+            .map_err(|e| sql_error("cannot configure", e))?;
+        // One client owns a store: a second one (or process) is refused instead of both
+        // resending the same messages.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(|e| sql_error("cannot lock", e))?;
+        let journal: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(|e| Self::explain(e, "cannot enable WAL"))?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(format!(
+                "durable outbox: journal mode is {journal}, WAL is required"
+            ));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| sql_error("cannot set synchronous", e))?;
+        // Take the exclusive lock now, so that a locked store fails at creation.
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
+            .map_err(|e| Self::explain(e, "cannot write"))?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |row| row.get(0))
+            .map_err(|e| Self::explain(e, "integrity check failed"))?;
+        if check != "ok" {
+            return Err(format!("durable outbox: the store is corrupt ({check})"));
+        }
+        let mut store = SqliteStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn explain(e: rusqlite::Error, what: &str) -> String {
+        let text = e.to_string();
+        if text.contains("locked") || text.contains("busy") {
+            "durable outbox: the store is in use by another client or process".to_string()
+        } else if text.contains("readonly") || text.contains("read-only") {
+            "durable outbox: the store is read-only".to_string()
+        } else if text.contains("not a database") {
+            "durable outbox: the file is not a store (not an SQLite database)".to_string()
+        } else {
+            sql_error(what, e)
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), String> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| sql_error("cannot read the schema version", e))?;
+        match version {
+            0 => {
+                let tx = self.conn.transaction().map_err(|e| sql_error("cannot migrate", e))?;
+                tx.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS outbox (
+                        seq INTEGER PRIMARY KEY,
+                        channel TEXT NOT NULL,
+                        recipient TEXT NOT NULL,
+                        body BLOB NOT NULL,
+                        callback_info TEXT
+                    );
+                    PRAGMA user_version = 1;",
+                )
+                .map_err(|e| sql_error("cannot create the schema", e))?;
+                tx.commit().map_err(|e| sql_error("cannot migrate", e))
+            }
+            // Later versions add `n => migrate from n to n + 1` steps here.
+            SCHEMA_VERSION => Ok(()),
+            newer => Err(format!(
+                "durable outbox: schema version {newer} was written by a newer library (this one knows {SCHEMA_VERSION})"
+            )),
+        }
+    }
+}
+
+impl OutboxStore for SqliteStore {
+    fn pending(&mut self) -> Result<Vec<StoredMessage>, String> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT seq, channel, recipient, body, callback_info FROM outbox ORDER BY seq")
+            .map_err(|e| sql_error("cannot read", e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(StoredMessage {
+                    seq: row.get::<_, i64>(0)? as u64,
+                    channel: row.get(1)?,
+                    recipient: row.get(2)?,
+                    body: bytes::Bytes::from(row.get::<_, Vec<u8>>(3)?),
+                    callback_info: row.get(4)?,
+                })
+            })
+            .map_err(|e| sql_error("cannot read", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| sql_error("cannot read", e))
+    }
+
+    fn insert(&mut self, batch: &[StoredMessage]) -> Result<(), String> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_error("cannot write", e))?;
+        {
+            let mut statement = tx
+                .prepare_cached("INSERT INTO outbox (seq, channel, recipient, body, callback_info) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(|e| sql_error("cannot write", e))?;
+            for m in batch {
+                statement
+                    .execute(params![
+                        m.seq as i64,
+                        m.channel,
+                        m.recipient,
+                        &m.body[..],
+                        m.callback_info
+                    ])
+                    .map_err(|e| sql_error("cannot write", e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql_error("cannot commit", e))
+    }
+
+    fn remove(&mut self, seqs: &[u64]) -> Result<(), String> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_error("cannot write", e))?;
+        {
+            let mut statement = tx
+                .prepare_cached("DELETE FROM outbox WHERE seq = ?1")
+                .map_err(|e| sql_error("cannot write", e))?;
+            for seq in seqs {
+                statement
+                    .execute([*seq as i64])
+                    .map_err(|e| sql_error("cannot write", e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql_error("cannot commit", e))
+    }
+}
+
+struct Group {
+    pending: Vec<StoredMessage>,
+    next_seq: u64,
+    /// Every seq below this is decided (committed or failed).
+    decided_below: u64,
+    leader: bool,
+    /// Failed commits: (first seq, end seq, reason).
+    failures: Vec<(u64, u64, String)>,
+}
+
+/// Group commit over a store: concurrent `persist` calls share one transaction.
+pub struct Durable {
+    store: Mutex<Box<dyn OutboxStore>>,
+    group: Mutex<Group>,
+    committed: Condvar,
+}
+
+impl Durable {
+    /// Wraps `store`; returns it with the messages to resume.
+    pub fn new(mut store: Box<dyn OutboxStore>) -> Result<(Self, Vec<StoredMessage>), String> {
+        let pending = store.pending()?;
+        let next_seq = pending.last().map_or(1, |m| m.seq + 1);
+        let durable = Durable {
+            store: Mutex::new(store),
+            group: Mutex::new(Group {
+                pending: Vec::new(),
+                next_seq,
+                decided_below: next_seq,
+                leader: false,
+                failures: Vec::new(),
+            }),
+            committed: Condvar::new(),
+        };
+        Ok((durable, pending))
+    }
+
+    fn group(&self) -> MutexGuard<'_, Group> {
+        self.group.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn store(&self) -> MutexGuard<'_, Box<dyn OutboxStore>> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores one message (its `seq` is assigned here) and returns once it is committed.
+    pub fn persist(&self, mut message: StoredMessage) -> Result<u64, String> {
+        let mut group = self.group();
+        let seq = group.next_seq;
+        group.next_seq += 1;
+        message.seq = seq;
+        group.pending.push(message);
+        loop {
+            if group.decided_below > seq {
+                return match group
+                    .failures
+                    .iter()
+                    .find(|(lo, hi, _)| (*lo..*hi).contains(&seq))
+                {
+                    Some((_, _, reason)) => Err(reason.clone()),
+                    None => Ok(seq),
+                };
+            }
+            if group.leader {
+                group = self
+                    .committed
+                    .wait(group)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // Lead: commit everything queued so far in one transaction.
+            group.leader = true;
+            let batch = std::mem::take(&mut group.pending);
+            drop(group);
+            let result = self.store().insert(&batch);
+            group = self.group();
+            let end = batch.last().map_or(group.decided_below, |m| m.seq + 1);
+            if let Err(reason) = result {
+                let start = batch.first().map_or(end, |m| m.seq);
+                group.failures.push((start, end, reason));
+                // Keep the list short: only recent failures can still be asked about.
+                if group.failures.len() > 64 {
+                    group.failures.remove(0);
+                }
+            }
+            group.decided_below = end;
+            group.leader = false;
+            self.committed.notify_all();
+        }
+    }
+
+    /// Forgets messages whose final result is known (best effort: a failure means they are
+    /// sent again after a restart, which at-least-once allows).
+    pub fn remove(&self, seqs: &[u64]) {
+        if seqs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store().remove(seqs) {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(channel: &str, body: &str) -> StoredMessage {
+        StoredMessage {
+            seq: 0,
+            channel: channel.into(),
+            recipient: "4915112345678".into(),
+            body: bytes::Bytes::from(body.to_string()),
+            callback_info: Some("info".into()),
+        }
+    }
+
+    #[test]
+    fn messages_survive_reopening_in_order() {
+        let dir = std::env::temp_dir().join(format!("wa-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("outbox.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let (durable, pending) =
+                Durable::new(Box::new(SqliteStore::open(&path).unwrap())).unwrap();
+            assert!(pending.is_empty());
+            let seqs: Vec<u64> = (0..5)
+                .map(|i| durable.persist(message("1", &format!("m{i}"))).unwrap())
+                .collect();
+            assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+            durable.remove(&[2, 4]);
+            // Locked while open: a second client on the same store is refused.
+            let second = SqliteStore::open(&path).err().expect("refused");
+            assert!(second.contains("in use"), "{second}");
+        }
+        let (durable, pending) = Durable::new(Box::new(SqliteStore::open(&path).unwrap())).unwrap();
+        let bodies: Vec<_> = pending
+            .iter()
+            .map(|m| String::from_utf8(m.body.to_vec()).unwrap())
+            .collect();
+        assert_eq!(bodies, vec!["m0", "m2", "m4"]);
+        assert_eq!(pending[0].callback_info.as_deref(), Some("info"));
+        assert_eq!(
+            durable.persist(message("1", "next")).unwrap(),
+            6,
+            "numbering continues"
+        );
+        drop(durable);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_stores_are_refused_clearly() {
+        let dir = std::env::temp_dir().join(format!("wa-store-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = SqliteStore::open(&dir.join("no/such/dir/outbox.db"))
+            .err()
+            .unwrap();
+        assert!(missing.contains("does not exist"), "{missing}");
+        let junk = dir.join("junk.db");
+        std::fs::write(&junk, vec![0x42u8; 8192]).unwrap();
+        let e = SqliteStore::open(&junk).err().unwrap();
+        assert!(e.contains("not a store"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_persists_share_commits() {
+        let dir = std::env::temp_dir().join(format!("wa-store-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("outbox.db");
+        let (durable, _) = Durable::new(Box::new(SqliteStore::open(&path).unwrap())).unwrap();
+        let durable = std::sync::Arc::new(durable);
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let d = durable.clone();
+                std::thread::spawn(move || {
+                    (0..250)
+                        .map(|i| d.persist(message("1", &format!("{t}-{i}"))).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort();
+        assert_eq!(all, (1..=1000).collect::<Vec<_>>());
+        drop(durable);
+        let (_, pending) = Durable::new(Box::new(SqliteStore::open(&path).unwrap())).unwrap();
+        assert_eq!(pending.len(), 1000);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

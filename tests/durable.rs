@@ -1,0 +1,120 @@
+//! The durable outbox through the C API: messages survive the client (and a restart) and are
+//! resumed in order; bad stores are refused at creation with a clear error.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use whatsapp_connector::ffi::client::*;
+use whatsapp_connector::ffi::options::*;
+use whatsapp_connector::ffi::result::whatsapp_error_t::*;
+use whatsapp_connector::ffi::wa_result;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wa-durable-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn durable_opts(emu: &Emulator, path: &std::path::Path) -> Opts {
+    let opts = Opts::for_emulator(emu);
+    assert_eq!(
+        wa_options_set_outbox_path(opts.0, cstr(path.to_str().unwrap()).as_ptr()),
+        wa_result::WA_OK
+    );
+    opts
+}
+
+#[test]
+fn accepted_messages_survive_the_client_and_resume_in_order() {
+    let emu = Emulator::start();
+    let dir = temp_dir("resume");
+    let store = dir.join("outbox.db");
+    {
+        // No token: everything stays queued; then the client goes away without a close.
+        let mut host = Host::new(&durable_opts(&emu, &store));
+        for i in 0..30 {
+            let to = format!("+1555000{:04}", i % 3);
+            assert_eq!(
+                host.send(&format!(r#"{{"body":"m{i}"}}"#), &to, "text", 100 + i),
+                wa_result::WA_OK
+            );
+        }
+        host.free();
+        assert!(host.seen().results.is_empty());
+    }
+    assert!(emu.sends().is_empty());
+    let host = Host::new(&durable_opts(&emu, &store));
+    assert_eq!(wa_client_pending(host.client), 30, "resumed from the store");
+    host.set_token(TOKEN);
+    let results = host.wait_results(30, 20 * SECS);
+    for r in &results {
+        assert_eq!(r.error, WHATSAPP_ERR_OK, "{r:?}");
+        assert_eq!(r.ctx, 0, "request contexts do not survive a restart");
+        assert!(
+            r.callback_info.as_deref().unwrap().starts_with("info-1"),
+            "stored callback_info: {r:?}"
+        );
+    }
+    // Per-recipient order is the original acceptance order.
+    let sends = emu.sends();
+    for k in 0..3 {
+        let to = format!("+1555000{k:04}");
+        let got: Vec<String> = sends
+            .iter()
+            .filter(|s| s["to"] == to.as_str())
+            .map(|s| s["body"]["text"]["body"].as_str().unwrap().to_string())
+            .collect();
+        let expected: Vec<String> = (0..30)
+            .filter(|i| i % 3 == k)
+            .map(|i| format!("m{i}"))
+            .collect();
+        assert_eq!(got, expected);
+    }
+    host.close_and_wait(5 * SECS);
+    drop(host);
+    // Finished messages are gone from the store: nothing is resumed again.
+    let host = Host::new(&durable_opts(&emu, &store));
+    assert_eq!(wa_client_pending(host.client), 0);
+    drop(host);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unusable_stores_fail_at_creation() {
+    let emu = Emulator::start();
+    let dir = temp_dir("bad");
+    let try_new = |path: &std::path::Path| {
+        let opts = durable_opts(&emu, path);
+        let mut client = std::ptr::null_mut();
+        let r = wa_client_new(opts.0, std::ptr::null(), &mut client);
+        if r == wa_result::WA_OK {
+            wa_client_free(client);
+        }
+        (r, last_error())
+    };
+    let (r, text) = try_new(&dir.join("missing/outbox.db"));
+    assert_eq!(r, wa_result::WA_ERR_STORAGE);
+    assert!(text.contains("does not exist"), "{text}");
+    let junk = dir.join("junk.db");
+    std::fs::write(&junk, vec![7u8; 4096]).unwrap();
+    let (r, text) = try_new(&junk);
+    assert_eq!(r, wa_result::WA_ERR_STORAGE);
+    assert!(text.contains("not a store"), "{text}");
+    // One client per store.
+    let store = dir.join("outbox.db");
+    let first = Host::new(&durable_opts(&emu, &store));
+    let (r, text) = try_new(&store);
+    assert_eq!(r, wa_result::WA_ERR_STORAGE);
+    assert!(text.contains("in use"), "{text}");
+    drop(first);
+    let (r, _) = try_new(&store);
+    assert_eq!(
+        r,
+        wa_result::WA_OK,
+        "usable again once the first client is gone"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
