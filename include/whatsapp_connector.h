@@ -46,6 +46,27 @@
  *     last callback, from wa_client_free(). Callbacks must not let exceptions or longjmp cross
  *     into the library.
  *
+ * INBOUND MAPPING (recv_message: msg / type / refers_to_id)
+ *   text                      body                          "text"         context.id
+ *   image audio video         caption or ""                 the kind       context.id
+ *     document sticker        (recv_media(sender, channel, wamid, media id, mime) comes first)
+ *   reaction                  emoji ("" = removed)          "reaction"     reacted-to message id
+ *   location                  JSON of the location object   "location"     context.id
+ *   contacts                  JSON of the contacts array    "contact"      context.id
+ *   interactive button/list   the reply's title             "interactive"  context.id
+ *   interactive nfm_reply     the Flow's response_json      "interactive"  context.id
+ *   button (template reply)   the button text               "button"       context.id
+ *   anything else             JSON of the whole message     as Meta names it
+ *   status                    sent|delivered|read|played, or "failed (#code) title: details";
+ *                             type "status", id = the sent message's wamid, tel = recipient,
+ *                             refers_to_id = biz_opaque_callback_data (the send's callback_info)
+ *   tel = the sender's phone number, else its business-scoped user id; channel = the phone
+ *   number id. raw_change receives every change as received, before its mapped callbacks.
+ *
+ * ONBOARDING: a wa_onboarding belongs to a client; its callbacks come through the client's
+ *   event fd / dispatch thread like the client's own. Free onboardings before their client
+ *   (freeing the client ends them: their destroy is called).
+ *
  * SHUTDOWN ORDER
  *   1. Call wa_client_close(client). New sends return WA_ERR_CLOSED.
  *   2. Keep dispatching (poll mode). Requests on the wire get up to the drain time to finish;
