@@ -84,6 +84,8 @@ class UIoContext;
 
 class IWhatsAppClient;
 class UWhatsAppClient;
+class IWhatsAppOnboarding;
+class UWhatsAppOnboarding;
 
 namespace wa {
 class Options;
@@ -113,6 +115,54 @@ inline BindFn& bind_hook() noexcept
 {
     static BindFn hook = nullptr;
     return hook;
+}
+
+// Writes one line to a host's IInstanceLog; installed by whatsapp_connector_iomux.hpp (used by
+// IWhatsAppOnboarding, whose seed-shaped Create also receives an IInstanceLog).
+using LogFn = void (*)(IInstanceLog* log, int level, const char* text);
+inline LogFn& log_hook() noexcept
+{
+    static LogFn hook = nullptr;
+    return hook;
+}
+
+// What an onboarding object needs from the implementation of its client (wa::ClientImpl).
+class ClientServices {
+public:
+    // Runs `task` on the client's dispatching thread: in the next Dispatch() (poll mode; the
+    // event fd is woken for it), after the library's pending callbacks, unless `owner` expired
+    // by then. In thread mode (no loop of ours) inside this call.
+    virtual void Post(std::weak_ptr<void> owner, std::function<void()> task) = 0;
+    // Returns once no posted task runs on another thread (so an owner may be destroyed).
+    virtual void Quiesce() noexcept = 0;
+    // A line to the host's log of the client (IInstanceLog adapter); false when it has none.
+    virtual bool HostLog(int level, const char* text) noexcept = 0;
+
+protected:
+    ~ClientServices() = default;
+};
+
+// The clients alive in this process, oldest first (IWhatsAppOnboarding's seed-shaped Create
+// takes the newest). Inline variables: one registry per process, whatever the number of
+// translation units including this header.
+inline std::mutex client_registry_mutex;
+inline std::vector<IWhatsAppClient*> client_registry;
+
+inline void RegisterClient(IWhatsAppClient* client)
+{
+    std::lock_guard<std::mutex> lock(client_registry_mutex);
+    client_registry.push_back(client);
+}
+
+inline void UnregisterClient(IWhatsAppClient* client) noexcept
+{
+    std::lock_guard<std::mutex> lock(client_registry_mutex);
+    for (auto it = client_registry.begin(); it != client_registry.end(); ++it) {
+        if (*it == client) {
+            client_registry.erase(it);
+            return;
+        }
+    }
 }
 } // namespace detail
 
@@ -357,12 +407,15 @@ public:
     virtual wa_client* capi() = 0;
     // Expires when the object is deleted (lets loops notice a client deleted in a callback).
     virtual std::weak_ptr<void> LifeToken() = 0;
+    // What IWhatsAppOnboarding needs from the client's implementation (nullptr: another
+    // implementation of this interface, which onboarding objects cannot use).
+    virtual wa::detail::ClientServices* Services() noexcept { return nullptr; }
 };
 
 namespace wa {
 
 // The implementation behind IWhatsAppClient::Create().
-class ClientImpl final : public IWhatsAppClient {
+class ClientImpl final : public IWhatsAppClient, private detail::ClientServices {
 public:
     ClientImpl(UWhatsAppClient* user, bool threadMode) : user_(user), threadMode_(threadMode), shim_(new Shim(this))
     {
@@ -373,6 +426,7 @@ public:
 
     ~ClientImpl() override
     {
+        detail::UnregisterClient(this);
         life_.reset();
         binding_.reset(); // removes the fd from the host's loop before it is closed
         if (client_ != nullptr) {
@@ -521,8 +575,14 @@ public:
                 return;
         }
         wa_result r = wa_client_dispatch(client_, nullptr);
-        if (r != WA_OK && !watch.expired())
+        if (watch.expired())
+            return;
+        if (r != WA_OK)
             LogLine(WA_LOG_ERROR, ("Dispatch: " + LastErrorMessage()).c_str());
+        // Posted tasks (onboarding objects) come after the library's callbacks; not from a
+        // Dispatch() nested in a callback (the outer one runs them when its callback returned).
+        if (r != WA_ERR_INVALID_STATE)
+            RunTasks(watch);
     }
 
     size_t Pending() override
@@ -566,7 +626,71 @@ public:
 
     std::weak_ptr<void> LifeToken() override { return std::weak_ptr<void>(std::shared_ptr<void>(life_)); }
 
+    detail::ClientServices* Services() noexcept override { return this; }
+
 private:
+    // --- detail::ClientServices (for IWhatsAppOnboarding) ---
+    void Post(std::weak_ptr<void> owner, std::function<void()> task) override
+    {
+        if (threadMode_) {
+            // As for refusals: no loop of ours to defer to in thread mode.
+            std::shared_ptr<std::recursive_mutex> guard = taskRun_; // the task may delete this client
+            std::lock_guard<std::recursive_mutex> running(*guard);
+            if (!owner.expired())
+                task();
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            tasks_.push_back(Task{std::move(owner), std::move(task)});
+        }
+        if (wakeFd_ >= 0) {
+            uint64_t one = 1;
+            ssize_t n = ::write(wakeFd_, &one, sizeof one);
+            (void)n;
+        }
+    }
+
+    void Quiesce() noexcept override { std::lock_guard<std::recursive_mutex> running(*taskRun_); }
+
+    bool HostLog(int level, const char* text) noexcept override
+    {
+        if (!binding_)
+            return false;
+        binding_->Log(level, text);
+        return true;
+    }
+
+    // Runs the posted tasks, each unless its owner expired; stops when this client is deleted.
+    void RunTasks(const std::weak_ptr<char>& watch)
+    {
+        for (;;) {
+            Task task;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                if (tasks_.empty())
+                    return;
+                task = std::move(tasks_.front());
+                tasks_.pop_front();
+            }
+            {
+                // Held while the task runs: an owner deleted on another thread waits (Quiesce).
+                // A local reference: the task may delete this client.
+                std::shared_ptr<std::recursive_mutex> guard = taskRun_;
+                std::lock_guard<std::recursive_mutex> running(*guard);
+                if (!task.owner.expired())
+                    task.run();
+            }
+            if (watch.expired())
+                return;
+        }
+    }
+
+    struct Task {
+        std::weak_ptr<void> owner;
+        std::function<void()> run;
+    };
+
     // One accepted request: carries the per-call context through request_ctx.
     struct Record {
         UWhatsAppClient* context;
@@ -792,8 +916,10 @@ private:
     std::unique_ptr<detail::HostBinding> binding_;
     std::shared_ptr<char> life_ = std::make_shared<char>(0);
     Shim* shim_;
-    std::mutex mutex_; // guards deferred_
+    std::mutex mutex_; // guards deferred_ and tasks_
     std::deque<Deferred> deferred_;
+    std::deque<Task> tasks_;
+    std::shared_ptr<std::recursive_mutex> taskRun_ = std::make_shared<std::recursive_mutex>(); // held while a posted task runs
 };
 
 // A poll() loop for programs without an SDK IIoMux: waits on the event fds of its clients and
@@ -915,6 +1041,7 @@ inline IWhatsAppClient* IWhatsAppClient::Create(IIoMux* const iomux, UWhatsAppCl
     if (!client->Start(nullptr))
         return nullptr;
     client->Bind(iomux, log);
+    wa::detail::RegisterClient(client.get());
     return client.release();
 }
 
@@ -930,6 +1057,7 @@ inline IWhatsAppClient* IWhatsAppClient::Create(const wa::Options& options, UWha
     if (!started)
         return nullptr;
     client->Bind(iomux, log);
+    wa::detail::RegisterClient(client.get());
     return client.release();
 }
 
