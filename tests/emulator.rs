@@ -253,6 +253,10 @@ fn help_exits_zero_and_documents_every_flag() {
         "--verify-token",
         "--auto-statuses",
         "--webhook-concurrency",
+        "--app-id",
+        "--code-ttl-ms",
+        "/_emulator/oauth/codes",
+        "/_emulator/onboarding",
         "/_emulator/webhook/inbound",
         "async_error",
         "--help",
@@ -2815,4 +2819,801 @@ fn faults_apply_to_media_routes() {
     let response = emulator.download(&url);
     assert_eq!(response.status(), 503);
     assert_eq!(emulator.download(&url).status(), 200);
+}
+
+// ===================================================================================== //
+// Embedded Signup onboarding
+// ===================================================================================== //
+
+const APP_ID: &str = "1234567890";
+const PIN: &str = "581063";
+
+/// `?k=v&...` with values percent-encoded (the blocking client here has no `query` feature).
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|byte| {
+                if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                    char::from(byte).to_string()
+                } else {
+                    format!("%{byte:02X}")
+                }
+            })
+            .collect()
+    };
+    let joined: Vec<String> = pairs
+        .iter()
+        .map(|(key, value)| format!("{key}={}", encode(value)))
+        .collect();
+    format!("?{}", joined.join("&"))
+}
+
+impl Emulator {
+    /// A code from the simulated browser side: (code, waba_id, phone_number_id).
+    fn oauth_code(&self, body: &Value) -> (String, String, String) {
+        let answer = self.control_post("oauth/codes", body);
+        let text = |key: &str| answer[key].as_str().expect(key).to_string();
+        (text("code"), text("waba_id"), text("phone_number_id"))
+    }
+
+    fn exchange(&self, client_id: &str, secret: &str, code: &str) -> (u16, Value) {
+        json_of(
+            self.client
+                .get(format!(
+                    "{}/v26.0/oauth/access_token{}",
+                    self.base,
+                    query_string(&[
+                        ("client_id", client_id),
+                        ("client_secret", secret),
+                        ("code", code),
+                    ])
+                ))
+                .send()
+                .expect("exchange"),
+        )
+    }
+
+    /// Exchanges a fresh code and returns (token, waba_id, phone_number_id).
+    fn onboarded_token(&self) -> (String, String, String) {
+        let (code, waba, phone) = self.oauth_code(&json!({}));
+        let (status, answer) = self.exchange(APP_ID, APP_SECRET, &code);
+        assert_eq!(status, 200, "{answer}");
+        let token = answer["access_token"].as_str().expect("token").to_string();
+        (token, waba, phone)
+    }
+
+    fn graph(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        self.client
+            .request(method, format!("{}/v26.0/{path}", self.base))
+            .bearer_auth(token)
+    }
+
+    fn register(&self, token: &str, phone: &str, body: &Value) -> (u16, Value) {
+        json_of(
+            self.graph(reqwest::Method::POST, &format!("{phone}/register"), token)
+                .json(body)
+                .send()
+                .expect("register"),
+        )
+    }
+
+    fn subscribe(&self, token: &str, waba: &str, body: Option<&Value>) -> Response {
+        let request = self.graph(
+            reqwest::Method::POST,
+            &format!("{waba}/subscribed_apps"),
+            token,
+        );
+        match body {
+            Some(body) => request.json(body),
+            None => request,
+        }
+        .send()
+        .expect("subscribed_apps")
+    }
+}
+
+#[test]
+fn embedded_signup_full_flow() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::start();
+    let (code, waba, phone) = emulator.oauth_code(&json!({}));
+    assert!(code.starts_with("AQ") && waba.len() == 15 && phone.len() == 15);
+    assert!(waba
+        .bytes()
+        .chain(phone.bytes())
+        .all(|b| b.is_ascii_digit()));
+
+    let (status, answer) = emulator.exchange(APP_ID, APP_SECRET, &code);
+    assert_eq!(status, 200, "{answer}");
+    let token = answer["access_token"].as_str().expect("token").to_string();
+    assert!(token.starts_with("EAA") && token.len() == 43, "{token}");
+    assert!(token[3..].bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(answer["token_type"], "bearer");
+    assert!(answer.get("expires_in").is_none(), "{answer}");
+
+    // The new token works on the messages route (and is listed among the accepted tokens).
+    let response = emulator.send_with_token(&token, &text_body("after signup"));
+    assert_eq!(response.status(), 200);
+    let tokens = emulator.control_get("config")["tokens"].clone();
+    assert!(
+        tokens.as_array().unwrap().contains(&json!(token)),
+        "{tokens}"
+    );
+
+    // subscribed_apps with an override: Meta's verification GET reaches the receiver first.
+    let response = emulator.subscribe(
+        &token,
+        &waba,
+        Some(&json!({"override_callback_uri": receiver.url, "verify_token": "test-verify-token"})),
+    );
+    let (status, answer) = json_of(response);
+    assert_eq!((status, answer.clone()), (200, json!({"success": true})));
+    let verification = receiver.wait_for(1).remove(0);
+    assert_eq!(verification.method, "GET");
+    assert!(verification
+        .target
+        .starts_with("/webhook?hub.mode=subscribe&hub.challenge="));
+    assert_eq!(
+        verification.query_param("hub.verify_token").as_deref(),
+        Some("test-verify-token")
+    );
+    let state = emulator.control_get("onboarding");
+    let subscription = state["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["waba_id"] == waba.as_str())
+        .expect("subscription")
+        .clone();
+    assert_eq!(subscription["subscribed"], true);
+    assert_eq!(subscription["override_callback_uri"], receiver.url.as_str());
+    assert_eq!(subscription["last_verification"]["status"], 200);
+    assert_eq!(subscription["last_verification"]["ok"], true);
+    assert_eq!(
+        subscription["last_verification"]["body"],
+        subscription["last_verification"]["challenge"]
+    );
+
+    // GET subscribed_apps shows the app and the override, Graph-escaped.
+    let response = emulator
+        .graph(
+            reqwest::Method::GET,
+            &format!("{waba}/subscribed_apps"),
+            &token,
+        )
+        .send()
+        .unwrap();
+    let text = response.text().unwrap();
+    assert!(
+        text.contains(r#""link":"https:\/\/www.facebook.com\/games\/?app_id=1234567890""#),
+        "{text}"
+    );
+    let listed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        listed,
+        json!({"data":[{"whatsapp_business_api_data":{"id":APP_ID,
+            "link":"https://www.facebook.com/games/?app_id=1234567890","name":"Emulated App"},
+            "override_callback_uri": receiver.url}]})
+    );
+
+    // phone_numbers lists the number, PENDING until registered.
+    let numbers = |emulator: &Emulator| -> Value {
+        emulator
+            .graph(
+                reqwest::Method::GET,
+                &format!("{waba}/phone_numbers"),
+                &token,
+            )
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let listing = numbers(&emulator);
+    assert_eq!(
+        listing["data"].as_array().map(Vec::len),
+        Some(1),
+        "{listing}"
+    );
+    assert_eq!(listing["data"][0]["id"], phone.as_str());
+    assert_eq!(listing["data"][0]["status"], "PENDING");
+
+    let (status, answer) = emulator.register(
+        &token,
+        &phone,
+        &json!({"messaging_product":"whatsapp","pin":PIN}),
+    );
+    assert_eq!((status, answer.clone()), (200, json!({"success": true})));
+    let listing = numbers(&emulator);
+    let number = &listing["data"][0];
+    for (key, value) in [
+        ("quality_rating", "GREEN"),
+        ("code_verification_status", "VERIFIED"),
+        ("platform_type", "CLOUD_API"),
+        ("status", "CONNECTED"),
+    ] {
+        assert_eq!(number[key], value, "{listing}");
+    }
+    assert_eq!(number["throughput"], json!({"level":"STANDARD"}));
+    assert!(number["display_phone_number"]
+        .as_str()
+        .unwrap()
+        .starts_with("+1 555"));
+    assert!(number["verified_name"].is_string());
+    assert!(listing["paging"]["cursors"]["before"].is_string());
+    assert!(listing["paging"]["cursors"]["after"].is_string());
+    // Another WABA has no numbers (and no paging, as on Graph).
+    let other: Value = emulator
+        .graph(reqwest::Method::GET, "999999999/phone_numbers", &token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(other, json!({"data": []}));
+
+    // The recorded requests carry the onboarding calls; WABA routes concern no phone number.
+    let requests = emulator.requests();
+    let paths: Vec<&str> = requests
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"/v26.0/oauth/access_token"), "{paths:?}");
+    let register = requests
+        .iter()
+        .find(|r| r["path"].as_str().unwrap().ends_with("/register"))
+        .unwrap();
+    assert_eq!(
+        register["body"],
+        json!({"messaging_product":"whatsapp","pin":PIN})
+    );
+    assert_eq!(register["phone_number_id"], phone.as_str());
+    let subscribe = requests
+        .iter()
+        .find(|r| r["path"].as_str().unwrap().ends_with("/subscribed_apps"))
+        .unwrap();
+    assert_eq!(subscribe["phone_number_id"], Value::Null);
+
+    // DELETE unsubscribes; GET is then empty; an empty POST subscribes without override.
+    let (status, answer) = json_of(
+        emulator
+            .graph(
+                reqwest::Method::DELETE,
+                &format!("{waba}/subscribed_apps"),
+                &token,
+            )
+            .send()
+            .unwrap(),
+    );
+    assert_eq!((status, answer), (200, json!({"success": true})));
+    let listed: Value = emulator
+        .graph(
+            reqwest::Method::GET,
+            &format!("{waba}/subscribed_apps"),
+            &token,
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed, json!({"data": []}));
+    let (status, answer) = json_of(emulator.subscribe(&token, &waba, None));
+    assert_eq!((status, answer), (200, json!({"success": true})));
+    let listed: Value = emulator
+        .graph(
+            reqwest::Method::GET,
+            &format!("{waba}/subscribed_apps"),
+            &token,
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
+    assert!(
+        listed["data"][0].get("override_callback_uri").is_none(),
+        "{listed}"
+    );
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "no verification without an override"
+    );
+}
+
+#[test]
+fn oauth_code_errors_in_order() {
+    let emulator = Emulator::start();
+    let oauth_error = |(status, answer): (u16, Value), code: i64, subcode: Option<i64>| {
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert_eq!(answer["error"]["type"], "OAuthException", "{answer}");
+        assert_eq!(
+            answer["error"].get("error_subcode").and_then(Value::as_i64),
+            subcode,
+            "{answer}"
+        );
+        assert!(answer["error"]["fbtrace_id"].is_string());
+        answer["error"]["message"].as_str().unwrap().to_string()
+    };
+    let (code, _, _) = emulator.oauth_code(&json!({}));
+    let message = oauth_error(emulator.exchange("42", APP_SECRET, &code), 101, None);
+    assert_eq!(
+        message,
+        "Error validating application. Invalid application ID."
+    );
+    let message = oauth_error(emulator.exchange(APP_ID, "wrong-secret", &code), 100, None);
+    assert_eq!(message, "Error validating client secret.");
+    assert!(!message.contains("wrong-secret"));
+    let message = oauth_error(emulator.exchange(APP_ID, APP_SECRET, "AQnope"), 100, None);
+    assert_eq!(message, "Invalid verification code format.");
+
+    // Failed exchanges did not consume the code; the first success does.
+    let (status, answer) = emulator.exchange(APP_ID, APP_SECRET, &code);
+    assert_eq!(status, 200, "{answer}");
+    let message = oauth_error(
+        emulator.exchange(APP_ID, APP_SECRET, &code),
+        100,
+        Some(36009),
+    );
+    assert_eq!(message, "This authorization code has been used.");
+    assert!(message.contains("used"));
+
+    // An expired code (ttl_ms) answers 36007, and the exchange stays usable for others.
+    let (short, _, _) = emulator.oauth_code(&json!({"ttl_ms": 50}));
+    std::thread::sleep(Duration::from_millis(120));
+    let message = oauth_error(
+        emulator.exchange(APP_ID, APP_SECRET, &short),
+        100,
+        Some(36007),
+    );
+    assert_eq!(message, "This authorization code has expired.");
+
+    // An expiring token reports expires_in; given ids are kept.
+    let (code, waba, phone) = emulator.oauth_code(
+        &json!({"waba_id":"524126980791429","phone_number_id":"106540352242922","expiring":true}),
+    );
+    assert_eq!(
+        (waba.as_str(), phone.as_str()),
+        ("524126980791429", "106540352242922")
+    );
+    let (status, answer) = emulator.exchange(APP_ID, APP_SECRET, &code);
+    assert_eq!(status, 200);
+    assert_eq!(answer["expires_in"], 5183944);
+
+    // The state shows codes as used / expired and the issued tokens.
+    let state = emulator.control_get("onboarding");
+    let codes = state["codes"].as_array().unwrap();
+    assert_eq!(codes.len(), 3);
+    assert_eq!(
+        (codes[0]["used"].clone(), codes[1]["expired"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(codes[1]["used"], false);
+    assert_eq!(state["tokens"].as_array().map(Vec::len), Some(2));
+    assert_eq!(state["tokens"][1]["waba_id"], "524126980791429");
+
+    // Bad control input is refused.
+    let (status, _) = emulator.control_post_status("oauth/codes", &json!({"waba_id":"../x"}));
+    assert_eq!(status, 400);
+    let (status, _) = emulator.control_post_status("oauth/codes", &json!({"bogus":1}));
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn app_id_and_code_ttl_flags() {
+    let emulator = Emulator::start_with(&[
+        "--app-id",
+        "777",
+        "--code-ttl-ms",
+        "100",
+        "--app-secret",
+        "s3cret",
+    ]);
+    let (code, _, _) = emulator.oauth_code(&json!({}));
+    let (status, answer) = emulator.exchange(APP_ID, "s3cret", &code);
+    assert_eq!((status, answer["error"]["code"].clone()), (400, json!(101)));
+    let (status, answer) = emulator.exchange("777", "s3cret", &code);
+    assert_eq!(status, 200, "{answer}");
+    let (late, _, _) = emulator.oauth_code(&json!({}));
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, answer) = emulator.exchange("777", "s3cret", &late);
+    assert_eq!(
+        (status, answer["error"]["error_subcode"].clone()),
+        (400, json!(36007))
+    );
+    let config = emulator.control_get("onboarding/config");
+    assert_eq!(
+        config,
+        json!({"app_id":"777","code_ttl_ms":100,"register_fail_code":null})
+    );
+}
+
+#[test]
+fn debug_token_shape_and_auth() {
+    let emulator = Emulator::start();
+    let (token, waba, _) = emulator.onboarded_token();
+    let expected = json!({"data":{"app_id":APP_ID,"type":"SYSTEM_USER","application":"Emulated App",
+        "data_access_expires_at":0,"expires_at":0,"is_valid":true,
+        "scopes":["whatsapp_business_management","whatsapp_business_messaging"],
+        "granular_scopes":[{"scope":"whatsapp_business_management","target_ids":[waba]},
+                           {"scope":"whatsapp_business_messaging","target_ids":[waba]}]}});
+    let check = |answer: Value| {
+        let user_id = answer["data"]["user_id"]
+            .as_str()
+            .expect("user_id")
+            .to_string();
+        assert!(!user_id.is_empty() && user_id.bytes().all(|b| b.is_ascii_digit()));
+        let mut without_user = answer.clone();
+        without_user["data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("user_id");
+        assert_eq!(without_user, expected);
+    };
+    // With the app token APPID|SECRET ...
+    let response = emulator
+        .client
+        .get(format!(
+            "{}/v26.0/debug_token{}",
+            emulator.base,
+            query_string(&[
+                ("input_token", token.as_str()),
+                ("access_token", &format!("{APP_ID}|{APP_SECRET}")),
+            ])
+        ))
+        .send()
+        .unwrap();
+    let text = response.text().unwrap();
+    assert!(
+        text.starts_with(r#"{"data":{"app_id":"1234567890","type":"SYSTEM_USER""#),
+        "{text}"
+    );
+    check(serde_json::from_str(&text).unwrap());
+    // ... or a bearer token.
+    let response = emulator
+        .graph(
+            reqwest::Method::GET,
+            &format!("debug_token?input_token={token}"),
+            "test-token",
+        )
+        .send()
+        .unwrap();
+    check(response.json().unwrap());
+    // No valid credentials: 190.
+    let response = emulator
+        .graph(
+            reqwest::Method::GET,
+            &format!("debug_token?input_token={token}"),
+            "nope",
+        )
+        .send()
+        .unwrap();
+    assert_graph_error(response, 401, 190);
+    // An unknown input token is described as invalid.
+    let (status, answer) = json_of(
+        emulator
+            .graph(
+                reqwest::Method::GET,
+                "debug_token?input_token=EAAunknown",
+                &token,
+            )
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(answer["data"]["is_valid"], false);
+    assert_eq!(answer["data"]["error"]["code"], 190);
+}
+
+#[test]
+fn subscribed_apps_verification_failures_answer_2200() {
+    let emulator = Emulator::start();
+    let (token, waba, _) = emulator.onboarded_token();
+    let good = Receiver::start();
+    let wrong_body = Receiver::start_with(Box::new(|_| (200, "not the challenge".to_string())));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/webhook", dead.local_addr().unwrap());
+    drop(dead);
+
+    let failure = |response: Response| -> String {
+        let answer = assert_graph_error(response, 400, 2200);
+        assert_eq!(answer["error"]["type"], "OAuthException");
+        answer["error"]["message"].as_str().unwrap().to_string()
+    };
+    // The receiver answers 403 to a wrong verify token.
+    let message = failure(emulator.subscribe(
+        &token,
+        &waba,
+        Some(&json!({"override_callback_uri": good.url, "verify_token": "wrong"})),
+    ));
+    assert_eq!(
+        message,
+        "(#2200) Callback verification failed with the following errors: HTTP Status Code = 403; HTTP Message = Forbidden"
+    );
+    let message = failure(emulator.subscribe(
+        &token,
+        &waba,
+        Some(
+            &json!({"override_callback_uri": wrong_body.url, "verify_token": "test-verify-token"}),
+        ),
+    ));
+    assert!(
+        message.starts_with("(#2200) Callback verification failed"),
+        "{message}"
+    );
+    assert!(message.contains("not the challenge"), "{message}");
+    let message = failure(emulator.subscribe(
+        &token,
+        &waba,
+        Some(&json!({"override_callback_uri": dead_url, "verify_token": "secret-token"})),
+    ));
+    assert!(message.contains("HTTP Status Code = 0"), "{message}");
+    assert!(!message.contains("secret-token"), "{message}");
+
+    // Nothing was stored; the last attempt is visible.
+    let state = emulator.control_get("onboarding");
+    let subscription = state["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["waba_id"] == waba.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(subscription["subscribed"], false);
+    assert_eq!(subscription["override_callback_uri"], Value::Null);
+    assert_eq!(subscription["last_verification"]["uri"], dead_url.as_str());
+    assert_eq!(subscription["last_verification"]["status"], Value::Null);
+    assert!(subscription["last_verification"]["error"].is_string());
+
+    // Too long a URI: 100, without any GET.
+    let long = format!("{}?{}", good.url, "x".repeat(200));
+    let response = emulator.subscribe(
+        &token,
+        &waba,
+        Some(&json!({"override_callback_uri": long, "verify_token": "test-verify-token"})),
+    );
+    assert_graph_error(response, 400, 100);
+    assert_eq!(good.received().len(), 1);
+
+    // A form-encoded body works like JSON.
+    let response = emulator
+        .graph(
+            reqwest::Method::POST,
+            &format!("{waba}/subscribed_apps"),
+            &token,
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "override_callback_uri={}&verify_token=test-verify-token",
+            good.url.replace(':', "%3A").replace('/', "%2F")
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(json_of(response), (200, json!({"success": true})));
+    // Without a token: 401 before any verification.
+    let response = emulator
+        .client
+        .post(format!("{}/v26.0/{waba}/subscribed_apps", emulator.base))
+        .send()
+        .unwrap();
+    assert_graph_error(response, 401, 190);
+    assert_eq!(good.received().len(), 2);
+}
+
+#[test]
+fn register_pin_state_rate_limit_and_forced_failures() {
+    let emulator = Emulator::start();
+    let (token, _, phone) = emulator.onboarded_token();
+    let body = |pin: &str| json!({"messaging_product":"whatsapp","pin":pin});
+
+    // Malformed calls: 100 (and they count).
+    let (status, answer) = emulator.register(&token, &phone, &body("12345"));
+    assert_eq!((status, answer["error"]["code"].clone()), (400, json!(100)));
+    assert_eq!(
+        answer["error"]["message"],
+        "(#100) Param pin must be 6 characters long"
+    );
+    let (status, answer) = emulator.register(&token, &phone, &json!({"pin": PIN}));
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (400, json!(100)),
+        "{answer}"
+    );
+    let (status, answer) = emulator.register(
+        &token,
+        &phone,
+        &json!({"messaging_product":"whatsapp","pin":PIN,"data_localization_region":"XX"}),
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (400, json!(100)),
+        "{answer}"
+    );
+
+    // The first success sets the PIN; the same PIN again is fine; another one is 133005.
+    let (status, answer) = emulator.register(
+        &token,
+        &phone,
+        &json!({"messaging_product":"whatsapp","pin":PIN,"data_localization_region":"DE"}),
+    );
+    assert_eq!((status, answer), (200, json!({"success": true})));
+    let (status, _) = emulator.register(&token, &phone, &body(PIN));
+    assert_eq!(status, 200);
+    let state = emulator.control_get("onboarding");
+    assert_eq!(
+        state["registrations"][0]["data_localization_region"], "DE",
+        "{state}"
+    );
+    let (status, answer) = emulator.register(&token, &phone, &body("111111"));
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], 133005);
+    assert_eq!(
+        answer["error"]["message"],
+        "(#133005) Two step verification PIN Mismatch"
+    );
+
+    // Deregister counts against the same limit: calls 7..=10 pass, the 11th is 133016.
+    let deregister = emulator
+        .graph(
+            reqwest::Method::POST,
+            &format!("{phone}/deregister"),
+            &token,
+        )
+        .json(&json!({"messaging_product":"whatsapp"}))
+        .send()
+        .unwrap();
+    assert_eq!(json_of(deregister), (200, json!({"success": true})));
+    for call in 8..=10 {
+        let (status, answer) = emulator.register(&token, &phone, &body(PIN));
+        assert_eq!(status, 200, "call {call}: {answer}");
+    }
+    let (status, answer) = emulator.register(&token, &phone, &body(PIN));
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["code"], 133016);
+    assert_eq!(
+        answer["error"]["message"],
+        "(#133016) Account register deregister rate limit exceeded"
+    );
+    let state = emulator.control_get("onboarding");
+    let registration = state["registrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["phone_number_id"] == phone.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(registration["pin_set"], true);
+    assert_eq!(registration["register_calls"], 10);
+    assert_eq!(registration["deregister_calls"], 1);
+    assert_eq!(registration["status"], "CONNECTED");
+    assert_eq!(
+        registration["data_localization_region"],
+        Value::Null,
+        "deregister ended it"
+    );
+
+    // A forced failure code until cleared; a form-encoded body on another number.
+    let (token, _, phone) = emulator.onboarded_token();
+    emulator.control_post("onboarding/config", &json!({"register_fail_code": 133004}));
+    let (status, answer) = emulator.register(&token, &phone, &body(PIN));
+    assert_eq!(status, 500, "{answer}");
+    assert_eq!(answer["error"]["code"], 133004);
+    assert_eq!(answer["error"]["is_transient"], true);
+    let config = emulator.control_post("onboarding/config", &json!({"register_fail_code": null}));
+    assert_eq!(config["register_fail_code"], Value::Null);
+    let response = emulator
+        .graph(reqwest::Method::POST, &format!("{phone}/register"), &token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("messaging_product=whatsapp&pin={PIN}"))
+        .send()
+        .unwrap();
+    assert_eq!(json_of(response), (200, json!({"success": true})));
+
+    // Generic fault rules match the onboarding routes by path.
+    emulator.add_fault(json!({"match":{"path_contains":"/register"},"times":1,
+        "action":{"error":{"code":133015}}}));
+    let (status, answer) = emulator.register(&token, &phone, &body(PIN));
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (400, json!(133015))
+    );
+    emulator.add_fault(
+        json!({"match":{"path_contains":"oauth/access_token"},"times":1,
+        "action":{"http_status":503,"body":"down"}}),
+    );
+    let (code, _, _) = emulator.oauth_code(&json!({}));
+    let response = emulator
+        .client
+        .get(format!(
+            "{}/v26.0/oauth/access_token{}",
+            emulator.base,
+            query_string(&[
+                ("client_id", APP_ID),
+                ("client_secret", APP_SECRET),
+                ("code", &code),
+            ])
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    // The faulted exchange did not consume the code.
+    assert_eq!(emulator.exchange(APP_ID, APP_SECRET, &code).0, 200);
+    let started = Instant::now();
+    emulator.add_fault(
+        json!({"match":{"path_contains":"subscribed_apps"},"times":1,
+        "action":{"delay_ms":300}}),
+    );
+    let (token, waba, _) = emulator.onboarded_token();
+    assert_eq!(json_of(emulator.subscribe(&token, &waba, None)).0, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // Unknown edges next to register stay 100/33.
+    let response = emulator
+        .graph(reqwest::Method::POST, &format!("{phone}/registerx"), &token)
+        .json(&body(PIN))
+        .send()
+        .unwrap();
+    let answer = assert_graph_error(response, 400, 100);
+    assert_eq!(answer["error"]["error_subcode"], 33);
+}
+
+#[test]
+fn reset_clears_onboarding_and_issued_tokens() {
+    let emulator = Emulator::start();
+    let (token, _, phone) = emulator.onboarded_token();
+    assert_eq!(
+        emulator
+            .register(
+                &token,
+                &phone,
+                &json!({"messaging_product":"whatsapp","pin":PIN})
+            )
+            .0,
+        200
+    );
+    emulator.control_post("onboarding/config", &json!({"register_fail_code": 131000}));
+    emulator.control_post("reset", &json!({}));
+    let state = emulator.control_get("onboarding");
+    for key in ["codes", "tokens", "subscriptions", "registrations"] {
+        assert_eq!(state[key], json!([]), "{key}: {state}");
+    }
+    assert_eq!(state["config"]["register_fail_code"], Value::Null);
+    let response = emulator.send_with_token(&token, &text_body("revoked"));
+    assert_graph_error(response, 401, 190);
+}
+
+#[test]
+fn override_callback_receives_webhooks_when_no_url_is_configured() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::start();
+    let (token, waba, phone) = emulator.onboarded_token();
+    let response = emulator.subscribe(
+        &token,
+        &waba,
+        Some(&json!({"override_callback_uri": receiver.url, "verify_token": "test-verify-token"})),
+    );
+    assert_eq!(response.status(), 200);
+    let answer = emulator.control_post(
+        "webhook/inbound",
+        &json!({"phone_number_id": phone, "type":"text","text":{"body":"hello"}}),
+    );
+    assert_eq!(answer["delivery"]["status"], 200, "{answer}");
+    let received = receiver.wait_for(2);
+    let payload = received[1].json();
+    assert_eq!(payload["entry"][0]["id"], waba.as_str());
+    assert_eq!(
+        only_value(&payload)["metadata"]["phone_number_id"],
+        phone.as_str()
+    );
+    // Other numbers still have no target.
+    let (status, _) = emulator.control_post_status(
+        "webhook/inbound",
+        &json!({"type":"text","text":{"body":"hello"}}),
+    );
+    assert_eq!(status, 400);
 }

@@ -1,6 +1,7 @@
 //! Control endpoints under `/_emulator/` (no auth, plain JSON): health, recorded requests,
-//! stats, fault rules, run-time config, reset, the webhook driver (`/_emulator/webhook/...`)
-//! and media (`/_emulator/media...`).
+//! stats, fault rules, run-time config, reset, the webhook driver (`/_emulator/webhook/...`),
+//! media (`/_emulator/media...`) and Embedded Signup (`/_emulator/oauth/codes`,
+//! `/_emulator/onboarding...`).
 //! Tests drive the emulator through these.
 
 use hyper::body::Incoming;
@@ -9,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::graph::MAX_BODY_BYTES;
 use crate::media;
+use crate::onboarding;
 use crate::server::{json_response, read_control_body, text_json_response, HttpResponse};
 use crate::state::{AppState, Config, FaultRequest, PairLimit, DEFAULT_PAIR_WINDOW_MS};
 use crate::webhook;
@@ -96,6 +98,16 @@ pub async fn handle(request: Request<Incoming>, state: &AppState) -> HttpRespons
         (&Method::POST, "webhook/verify") => {
             answer(webhook::verify(state, body.as_deref().unwrap_or(b"")).await)
         }
+        (&Method::POST, "oauth/codes") => match parse_body() {
+            Ok(body) => answer(onboarding::control_create_code(state, &body)),
+            Err(reason) => bad_request(&reason),
+        },
+        (&Method::GET, "onboarding") => ok(onboarding::control_state(state)),
+        (&Method::GET, "onboarding/config") => ok(json!(state.onboarding.config())),
+        (&Method::POST, "onboarding/config") => match parse_body() {
+            Ok(body) => answer(onboarding::control_configure(state, &body)),
+            Err(reason) => bad_request(&reason),
+        },
         (&Method::POST, "media") => match parse_body() {
             Ok(body) => answer(media::control_create(state, &body)),
             Err(reason) => bad_request(&reason),

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::media;
+use crate::onboarding;
 use crate::state::{digits_only, AppState, Config, RateLimited};
 use crate::validate::{validate_body, ValidBody, ValidSend};
 
@@ -53,10 +54,20 @@ impl GraphRequest {
     /// The phone number id a request concerns (recorded and matched by fault rules): the
     /// object id of an edge like `/{v}/{id}/messages`; for a bare object like `/{v}/{media_id}`
     /// the `phone_number_id` query parameter, if any (the object there is the media).
+    /// WABA edges (`subscribed_apps`, `phone_numbers`) and app-level routes (`oauth`,
+    /// `debug_token`) concern no phone number.
     pub fn phone_number_id(&self) -> Option<String> {
         let id = self.object_id()?;
-        let segment_count = self.path.trim_start_matches('/').split('/').count();
-        if segment_count == 2 {
+        let segments: Vec<&str> = self.path.trim_start_matches('/').split('/').collect();
+        if matches!(id, "oauth" | "debug_token")
+            || matches!(
+                segments.get(2),
+                Some(&("subscribed_apps" | "phone_numbers"))
+            )
+        {
+            return None;
+        }
+        if segments.len() == 2 {
             return crate::control::query_param(&self.query, "phone_number_id");
         }
         Some(id.to_string())
@@ -373,36 +384,52 @@ pub fn encode_graph_json(value: &impl Serialize) -> String {
     out
 }
 
-/// Answers one Graph request (faults were already considered by the server).
-pub fn route(state: &AppState, config: &Config, request: &GraphRequest) -> Reply {
-    match route_inner(state, config, request) {
+/// Answers one Graph request (faults were already considered by the server). Async only for
+/// the routes that call out (the `subscribed_apps` verification GET).
+pub async fn route(state: &AppState, config: &Config, request: &GraphRequest) -> Reply {
+    match route_inner(state, config, request).await {
         Ok(reply) => reply,
         Err(error) => error.into_reply(),
     }
 }
 
-fn route_inner(
+async fn route_inner(
     state: &AppState,
     config: &Config,
     request: &GraphRequest,
 ) -> Result<Reply, GraphError> {
-    check_token(config, request)?;
     let segments = request.segments();
     let unsupported = || {
         let object_id = segments.get(1).or(segments.first()).copied().unwrap_or("");
         GraphError::unsupported(&request.method, object_id)
     };
-    let Some(_version) = request.version() else {
-        // Graph also accepts the media URL lookup without a version (cloud-api.md §1.1).
-        return match (&request.method, segments.as_slice()) {
+    // Graph also accepts calls without a version (cloud-api.md §1.1): the media URL lookup and
+    // the app-level OAuth routes are served that way too.
+    let versioned = request.version().is_some();
+    let after_version = if versioned {
+        segments.get(1..).unwrap_or(&[])
+    } else {
+        segments.as_slice()
+    };
+    // Routes authorised by something other than a bearer token.
+    match (&request.method, after_version) {
+        (&Method::GET | &Method::POST, ["oauth", "access_token"]) => {
+            return onboarding::exchange_code(state, request)
+        }
+        (&Method::GET, ["debug_token"]) => return onboarding::debug_token(state, config, request),
+        _ => {}
+    }
+    check_token(config, request)?;
+    if !versioned {
+        return match (&request.method, after_version) {
             (&Method::GET, [media_id]) if is_graph_id(media_id) => {
                 media::lookup(state, request, media_id)
             }
             _ => Err(unsupported()),
         };
-    };
-    // New routes (oauth, subscribed_apps, register) slot in here as further arms.
-    let after_version = segments.get(1..).unwrap_or(&[]);
+    }
+    // Edges are matched by their exact name, so `/{id}/register` never falls into the
+    // messages or media arms (and `/{id}/registerx` is 100/33).
     match (&request.method, after_version) {
         (&Method::POST, [phone_number_id, "messages"]) if is_graph_id(phone_number_id) => {
             post_messages(state, config, request, phone_number_id)
@@ -416,6 +443,24 @@ fn route_inner(
         (&Method::DELETE, [media_id]) if is_graph_id(media_id) => {
             media::delete(state, request, media_id)
         }
+        (&Method::POST, [waba_id, "subscribed_apps"]) if is_graph_id(waba_id) => {
+            onboarding::subscribe(state, request, waba_id).await
+        }
+        (&Method::GET, [waba_id, "subscribed_apps"]) if is_graph_id(waba_id) => {
+            Ok(onboarding::list_subscribed_apps(state, waba_id))
+        }
+        (&Method::DELETE, [waba_id, "subscribed_apps"]) if is_graph_id(waba_id) => {
+            Ok(onboarding::unsubscribe(state, waba_id))
+        }
+        (&Method::GET, [waba_id, "phone_numbers"]) if is_graph_id(waba_id) => {
+            Ok(onboarding::phone_numbers(state, waba_id))
+        }
+        (&Method::POST, [phone_number_id, "register"]) if is_graph_id(phone_number_id) => {
+            onboarding::register(state, request, phone_number_id, false)
+        }
+        (&Method::POST, [phone_number_id, "deregister"]) if is_graph_id(phone_number_id) => {
+            onboarding::register(state, request, phone_number_id, true)
+        }
         _ => Err(unsupported()),
     }
 }
@@ -425,7 +470,7 @@ fn is_graph_id(segment: &str) -> bool {
 }
 
 /// The bearer token from `Authorization`, or Graph's `access_token` query parameter.
-fn presented_token(request: &GraphRequest) -> Option<String> {
+pub fn presented_token(request: &GraphRequest) -> Option<String> {
     if let Some(value) = request.headers.get(AUTHORIZATION) {
         let text = String::from_utf8_lossy(value.as_bytes());
         let text = text.trim();

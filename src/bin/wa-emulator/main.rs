@@ -5,6 +5,7 @@ mod control;
 mod graph;
 mod media;
 mod multipart;
+mod onboarding;
 mod ordered_json;
 mod server;
 mod state;
@@ -55,6 +56,11 @@ OPTIONS:
                               delivered, read (status_delay_ms apart, default 20 ms).
     --webhook-concurrency N   Webhook attempts in flight at once (default 1: one after
                               another, in order, like a single subscriber endpoint).
+    --app-id ID               The app's id for the Embedded Signup routes: the OAuth
+                              client_id and the app in debug_token / subscribed_apps
+                              (default 1234567890). --app-secret is its client_secret.
+    --code-ttl-ms MS          Lifetime of codes from POST /_emulator/oauth/codes
+                              (default 30000, Meta's 30 s).
     -h, --help                Print this help and exit.
 
 On startup exactly one line is printed to stdout:
@@ -77,6 +83,36 @@ GRAPH ROUTES (bearer token required on all; 401 / code 190 otherwise):
                                                   when expired (default 300 s) or not issued
                                                   by this emulator, an HTML page (200) when
                                                   the request has no User-Agent
+    GET    /{version}/oauth/access_token?client_id=&client_secret=&code=[&redirect_uri=]
+                                                  no bearer needed; {\"access_token\":\"EAA..\",
+                                                  \"token_type\":\"bearer\"[,\"expires_in\"]}; the
+                                                  token is then accepted on every route. HTTP
+                                                  400 OAuthException, checked in this order:
+                                                  wrong client_id 101; wrong client_secret 100
+                                                  \"Error validating client secret.\" (code 100
+                                                  as the issue asks; Graph itself answers code
+                                                  1 here); unknown code 100; used code 100/36009;
+                                                  expired code 100/36007. Only a successful
+                                                  exchange consumes a code.
+    GET    /{version}/debug_token?input_token=T   bearer or access_token=APPID|SECRET
+    POST   /{version}/{waba_id}/subscribed_apps   empty body: subscribe, clear the override;
+                                                  {\"override_callback_uri\",\"verify_token\"}
+                                                  (JSON or form): Meta's verification GET first
+                                                  (5 s, no redirects), 2200 unless it answers
+                                                  200 with the challenge; uri > 200 chars 100.
+                                                  With no --webhook-url configured, the override
+                                                  also receives the WABA's numbers' webhooks.
+    GET    /{version}/{waba_id}/subscribed_apps   the app and its override, or empty data
+    DELETE /{version}/{waba_id}/subscribed_apps   unsubscribe
+    POST   /{version}/{phone_number_id}/register  {\"messaging_product\":\"whatsapp\",\"pin\":\"6 digits\"
+                                                  [,\"data_localization_region\"]}: the first
+                                                  success sets the PIN, another PIN 133005;
+                                                  over 10 register+deregister calls per number
+                                                  in 72 h 133016 (every call counts)
+    POST   /{version}/{phone_number_id}/deregister
+    GET    /{version}/{waba_id}/phone_numbers     numbers of codes for that WABA; status
+                                                  PENDING, CONNECTED after register,
+                                                  DISCONNECTED after deregister
     Any other path answers GraphMethodException 100/33, as does a non-numeric id.
 
 CONTROL ENDPOINTS (no auth, JSON):
@@ -95,9 +131,23 @@ CONTROL ENDPOINTS (no auth, JSON):
                                                   \"pair_limit\":{\"max\":N,\"window_ms\":MS}|null,
                                                   \"latency_ms\":N}
     POST   /_emulator/reset                      clear requests, faults, counters, webhook log,
-                                                 media; restore config, webhook and media config
+                                                 media, onboarding state (codes, issued tokens,
+                                                 subscriptions, PINs); restore config, webhook,
+                                                 media and onboarding config
     A fault action may also hold \"async_error\":{\"code\":131047} (optional \"title\",
     \"details\"): the send answers 200, then one `failed` status webhook carries that error.
+
+ONBOARDING CONTROL (Embedded Signup):
+    POST   /_emulator/oauth/codes                {\"waba_id\",\"phone_number_id\",\"expiring\":false,
+                                                  \"ttl_ms\":N} all optional (fresh ids when
+                                                  absent) -> {\"code\",\"waba_id\",\"phone_number_id\"}
+    GET    /_emulator/onboarding                 config, codes (used/expired), tokens issued,
+                                                  subscriptions (override, last verification),
+                                                  registrations (PIN set, call counts)
+    GET    /_emulator/onboarding/config          current onboarding config
+    POST   /_emulator/onboarding/config          {\"register_fail_code\":N|null (every register
+                                                  call fails with that code until null),
+                                                  \"app_id\",\"code_ttl_ms\"}
 
 MEDIA CONTROL:
     POST   /_emulator/media                      {\"mime_type\",\"size\":N (N random bytes) |
@@ -149,6 +199,10 @@ EXAMPLE SESSION:
     $ curl -s http://127.0.0.1:40123/_emulator/webhook/inbound \\
         -d '{\"from\":\"16505551234\",\"name\":\"Sheena Nelson\",\"type\":\"text\",\"text\":{\"body\":\"Hi\"}}'
     {\"id\":\"wamid.HBgL...\",\"delivery\":{\"status\":200,\"attempts\":1,\"body\":\"...\",\"signature\":\"sha256=...\",...}}
+    $ curl -s http://127.0.0.1:40123/_emulator/oauth/codes -d '{}'
+    {\"code\":\"AQ...\",\"phone_number_id\":\"1...\",\"waba_id\":\"5...\"}
+    $ curl -s 'http://127.0.0.1:40123/v26.0/oauth/access_token?client_id=1234567890&client_secret=test-app-secret&code=AQ...'
+    {\"access_token\":\"EAA...\",\"token_type\":\"bearer\"}
 ";
 
 #[derive(Debug)]
@@ -169,10 +223,13 @@ struct Options {
     verify_token: Option<String>,
     auto_statuses: bool,
     webhook_concurrency: usize,
+    app_id: String,
+    code_ttl_ms: u64,
 }
 
 enum Parsed {
-    Run(Options),
+    // Boxed: the options are large next to the data-less `Help`.
+    Run(Box<Options>),
     Help,
 }
 
@@ -200,6 +257,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         verify_token: None,
         auto_statuses: false,
         webhook_concurrency: 1,
+        app_id: onboarding::DEFAULT_APP_ID.to_string(),
+        code_ttl_ms: onboarding::DEFAULT_CODE_TTL_MS,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -257,6 +316,15 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
                 options.webhook_concurrency =
                     parse_number("--webhook-concurrency", &value("--webhook-concurrency")?)?
             }
+            "--app-id" => {
+                options.app_id = value("--app-id")?;
+                if options.app_id.is_empty() {
+                    return Err("--app-id: must not be empty".to_string());
+                }
+            }
+            "--code-ttl-ms" => {
+                options.code_ttl_ms = parse_number("--code-ttl-ms", &value("--code-ttl-ms")?)?
+            }
             other => return Err(format!("unknown argument '{other}' (see --help)")),
         }
     }
@@ -275,7 +343,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     if options.webhook_concurrency == 0 {
         return Err("--webhook-concurrency must be positive".to_string());
     }
-    Ok(Parsed::Run(options))
+    Ok(Parsed::Run(Box::new(options)))
 }
 
 fn listen_address(options: &Options) -> Result<SocketAddr, String> {
@@ -343,7 +411,7 @@ fn exit_cleanly_on_termination_signals() {}
 
 fn main() -> ExitCode {
     let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Parsed::Run(options)) => options,
+        Ok(Parsed::Run(options)) => *options,
         Ok(Parsed::Help) => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
@@ -405,6 +473,7 @@ fn main() -> ExitCode {
         options.record_limit,
         options.quiet,
         hub,
+        onboarding::Onboarding::new(options.app_id.clone(), options.code_ttl_ms),
     ));
     runtime.block_on(async move {
         webhook::start_dispatcher(state.clone(), options.webhook_concurrency);

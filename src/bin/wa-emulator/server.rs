@@ -220,19 +220,19 @@ async fn handle_graph(
         tokio::time::sleep(Duration::from_millis(config.latency_ms)).await;
     }
 
-    let answer_normally = || match media_download_id(&graph_request) {
-        Some(media_id) => {
-            download_outcome(media::download(state, &config, &graph_request, media_id))
-        }
-        None => Outcome::Graph(graph::route(state, &config, &graph_request)),
+    let forced = match fault.as_ref().map(|(_, action)| action) {
+        Some(action) if action.drop == Some(true) => Some(Outcome::Drop),
+        Some(action) => fault_answer(action),
+        None => None,
     };
-    let outcome = match fault.as_ref().map(|(_, action)| action) {
-        Some(action) if action.drop == Some(true) => Outcome::Drop,
-        Some(action) => match fault_answer(action) {
-            Some(answer) => answer,
-            None => answer_normally(),
+    let outcome = match forced {
+        Some(outcome) => outcome,
+        None => match media_download_id(&graph_request) {
+            Some(media_id) => {
+                download_outcome(media::download(state, &config, &graph_request, media_id))
+            }
+            None => Outcome::Graph(graph::route(state, &config, &graph_request).await),
         },
-        None => answer_normally(),
     };
 
     let version = graph_request

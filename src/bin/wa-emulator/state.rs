@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::media::MediaStore;
+use crate::onboarding::Onboarding;
 use crate::webhook::Hub;
 
 /// Default pair-limit window when only `--pair-limit` is given (Meta: about one message per 6 s).
@@ -235,6 +236,8 @@ pub struct AppState {
     pub media: MediaStore,
     /// Webhook configuration, delivery queue and delivery log.
     pub webhooks: Hub,
+    /// Embedded Signup: codes, issued tokens, subscriptions, registrations.
+    pub onboarding: Onboarding,
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the data is plain bookkeeping that stays
@@ -246,7 +249,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppState {
-    pub fn new(config: Config, record_limit: usize, quiet: bool, webhooks: Hub) -> Self {
+    pub fn new(
+        config: Config,
+        record_limit: usize,
+        quiet: bool,
+        webhooks: Hub,
+        onboarding: Onboarding,
+    ) -> Self {
         AppState {
             started: Instant::now(),
             startup_config: config.clone(),
@@ -264,6 +273,7 @@ impl AppState {
             next_inbound_wamid: AtomicU64::new(1),
             media: MediaStore::default(),
             webhooks,
+            onboarding,
         }
     }
 
@@ -285,6 +295,18 @@ impl AppState {
             .config
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config);
+    }
+
+    /// Adds a bearer token (one issued by the OAuth code exchange) to the accepted ones. Done
+    /// under the write lock so a concurrent `POST /_emulator/config` cannot lose it.
+    pub fn accept_token(&self, token: String) {
+        let mut config = self
+            .config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut updated = (**config).clone();
+        updated.tokens.push(token);
+        *config = Arc::new(updated);
     }
 
     // ----- recording -----
@@ -454,9 +476,10 @@ impl AppState {
         Ok(())
     }
 
-    /// Clears requests, faults, counters, rate windows, stored media and the webhook delivery
-    /// log, and restores the start-up config (webhook and media config included). The wamid and media id
-    /// counters keep running so ids stay unique for the whole run.
+    /// Clears requests, faults, counters, rate windows, stored media, the webhook delivery log
+    /// and the onboarding state (codes, issued tokens, subscriptions, registrations), and
+    /// restores the start-up config (webhook, media and onboarding config included). The wamid
+    /// and media id counters keep running so ids stay unique for the whole run.
     pub fn reset(&self) {
         self.clear_requests();
         self.clear_faults();
@@ -465,6 +488,7 @@ impl AppState {
         self.media.reset();
         self.set_config(self.startup_config.clone());
         self.webhooks.reset();
+        self.onboarding.reset();
     }
 
     // ----- wamids -----

@@ -1074,10 +1074,12 @@ fn single_change(config: &WebhookConfig, spec: &Object, built: Built, is_status:
 
 /// `POST /_emulator/webhook/inbound`.
 pub async fn inbound(state: &AppState, body: &[u8]) -> Result<Value, String> {
-    let config = state.webhooks.config();
-    config.url.as_ref().ok_or_else(no_url)?;
     let spec = parse_spec(body)?;
     let spec = as_spec(&spec, "inbound")?;
+    let phone_number_id =
+        text_field(spec, "phone_number_id")?.unwrap_or_else(|| DEFAULT_PHONE_NUMBER_ID.to_string());
+    let config = config_for_phone(state, &phone_number_id);
+    config.url.as_ref().ok_or_else(no_url)?;
     let built = build_inbound(state, spec)?;
     let id = built.id.clone();
     let payload = single_change(&config, spec, built, false);
@@ -1096,10 +1098,12 @@ pub async fn inbound(state: &AppState, body: &[u8]) -> Result<Value, String> {
 
 /// `POST /_emulator/webhook/status`.
 pub async fn status(state: &AppState, body: &[u8]) -> Result<Value, String> {
-    let config = state.webhooks.config();
-    config.url.as_ref().ok_or_else(no_url)?;
     let spec = parse_spec(body)?;
     let spec = as_spec(&spec, "status")?;
+    let phone_number_id =
+        text_field(spec, "phone_number_id")?.unwrap_or_else(|| DEFAULT_PHONE_NUMBER_ID.to_string());
+    let config = config_for_phone(state, &phone_number_id);
+    config.url.as_ref().ok_or_else(no_url)?;
     let built = build_status(&state.webhooks, spec)?;
     let id = built.id.clone();
     let payload = single_change(&config, spec, built, true);
@@ -1244,13 +1248,24 @@ fn query_encode(text: &str) -> String {
     out
 }
 
-/// `POST /_emulator/webhook/verify`: Meta's subscription handshake against the configured url.
-pub async fn verify(state: &AppState, body: &[u8]) -> Result<Value, String> {
-    let config = state.webhooks.config();
-    let url = config.url.clone().ok_or_else(no_url)?;
-    let spec = parse_spec(body)?;
-    let spec = as_spec(&spec, "verify")?;
-    let token = text_field(spec, "verify_token")?.unwrap_or_else(|| config.verify_token.clone());
+/// The outcome of one verification GET.
+pub struct Verification {
+    pub challenge: String,
+    /// `None` when no HTTP answer came (connection failure, timeout).
+    pub status: Option<u16>,
+    pub body: String,
+    pub error: Option<String>,
+}
+
+/// Meta's subscription handshake: `GET <url>?hub.mode=subscribe&hub.challenge=<random digits>
+/// &hub.verify_token=<token>` (no redirects followed). Used by `POST /_emulator/webhook/verify`
+/// and by `subscribed_apps` with an override callback URI.
+pub async fn verification_get(
+    state: &AppState,
+    url: &str,
+    verify_token: &str,
+    timeout: Duration,
+) -> Verification {
     // Meta's challenges are 9-10 digit numbers; no leading zero so it also reads as an int.
     let challenge = format!(
         "{}{:09}",
@@ -1260,9 +1275,8 @@ pub async fn verify(state: &AppState, body: &[u8]) -> Result<Value, String> {
     let separator = if url.contains('?') { '&' } else { '?' };
     let target = format!(
         "{url}{separator}hub.mode=subscribe&hub.challenge={challenge}&hub.verify_token={}",
-        query_encode(&token)
+        query_encode(verify_token)
     );
-    let timeout = Duration::from_millis(config.timeout_ms);
     let sent = state
         .webhooks
         .client
@@ -1271,21 +1285,62 @@ pub async fn verify(state: &AppState, body: &[u8]) -> Result<Value, String> {
         .header("user-agent", "facebookexternalua")
         .send()
         .await;
-    let (status, answer, error) = match sent {
+    match sent {
         Ok(response) => {
             let status = response.status().as_u16();
-            let (answer, error) = read_answer(response).await;
-            (Some(status), answer, error)
+            let (body, error) = read_answer(response).await;
+            Verification {
+                challenge,
+                status: Some(status),
+                body,
+                error,
+            }
         }
-        Err(error) => (None, String::new(), Some(describe(&error, timeout))),
-    };
+        // Without the URL: it carries the verify token, which answers must not echo.
+        Err(error) => Verification {
+            challenge,
+            status: None,
+            body: String::new(),
+            error: Some(describe(&error.without_url(), timeout)),
+        },
+    }
+}
+
+/// `POST /_emulator/webhook/verify`: Meta's subscription handshake against the configured url.
+pub async fn verify(state: &AppState, body: &[u8]) -> Result<Value, String> {
+    let config = state.webhooks.config();
+    let url = config.url.clone().ok_or_else(no_url)?;
+    let spec = parse_spec(body)?;
+    let spec = as_spec(&spec, "verify")?;
+    let token = text_field(spec, "verify_token")?.unwrap_or_else(|| config.verify_token.clone());
+    let timeout = Duration::from_millis(config.timeout_ms);
+    let verification = verification_get(state, &url, &token, timeout).await;
     Ok(json!({
-        "ok": status == Some(200) && answer == challenge,
-        "status": status,
-        "body": answer,
-        "challenge": challenge,
-        "error": error,
+        "ok": verification.status == Some(200) && verification.body == verification.challenge,
+        "status": verification.status,
+        "body": verification.body,
+        "challenge": verification.challenge,
+        "error": verification.error,
     }))
+}
+
+/// The webhook config for payloads about `phone_number_id`: the configured one, or, when no url
+/// is configured, one targeting the override callback URI of the number's WABA (set through
+/// `subscribed_apps` after Embedded Signup), with that WABA as `entry[].id` — Meta's resolution
+/// order when the app has no callback of its own.
+pub fn config_for_phone(state: &AppState, phone_number_id: &str) -> Arc<WebhookConfig> {
+    let config = state.webhooks.config();
+    if config.url.is_some() {
+        return config;
+    }
+    match state.onboarding.override_for_phone(phone_number_id) {
+        Some((waba_id, uri)) => Arc::new(WebhookConfig {
+            url: Some(uri),
+            waba_id,
+            ..(*config).clone()
+        }),
+        None => config,
+    }
 }
 
 // ----- automatic statuses after sends (called from server.rs) -----
@@ -1309,7 +1364,7 @@ pub fn after_accepted_send(
     send: AcceptedSend,
     async_error: Option<AsyncError>,
 ) {
-    let config = state.webhooks.config();
+    let config = config_for_phone(state, &send.phone_number_id);
     let Some(url) = config.url.clone() else {
         return;
     };
