@@ -6,7 +6,11 @@
 //! 2. the cost of one `wa_client_send_message` call (no token set, so nothing leaves the process);
 //! 3. messages/s of the library (thread and poll dispatch) against a raw reqwest loop posting the
 //!    identical bodies with the same concurrency, alternating the variants so that drift of the
-//!    machine affects each of them alike.
+//!    machine affects each of them alike;
+//! 4. in the same rounds, the library in thread dispatch with the durable outbox (an SQLite
+//!    store in a fresh directory under the target dir, i.e. on the project's disk): every
+//!    accepted message is committed before `wa_client_send_message` returns and removed after
+//!    its result; reported as a ratio to the in-memory thread-mode run of the same round.
 //!
 //! Progress goes to stderr; the Markdown result goes to stdout (`scripts/bench.sh` captures it).
 //!
@@ -30,7 +34,7 @@ use whatsapp_connector::ffi::client::{
 use whatsapp_connector::ffi::options::{
     wa_dispatch_mode, wa_options, wa_options_free, wa_options_new, wa_options_set_channel_rate,
     wa_options_set_dispatch_mode, wa_options_set_graph_base_url, wa_options_set_max_in_flight,
-    wa_options_set_outbox_capacity, wa_options_set_token_hold_ms,
+    wa_options_set_outbox_capacity, wa_options_set_outbox_path, wa_options_set_token_hold_ms,
 };
 use whatsapp_connector::ffi::result::whatsapp_error_t;
 use whatsapp_connector::ffi::{wa_last_error_message, wa_result};
@@ -59,6 +63,8 @@ const THROUGHPUT_BUDGET: Duration = Duration::from_secs(150);
 const UNREACHABLE_BASE_URL: &str = "http://127.0.0.1:9";
 
 const TARGET_RATIO: f64 = 0.9;
+/// Durable outbox throughput relative to the in-memory outbox (issue 7).
+const TARGET_DURABLE_RATIO: f64 = 0.5;
 const TARGET_SEND_NS: f64 = 5_000.0;
 const TARGET_RSS_MB: f64 = 100.0;
 
@@ -97,8 +103,8 @@ fn main() {
         eprintln!("[bench] round {round}/{ROUNDS} ({per_run} messages per variant) ...");
         let result = run_round(&emulator, &workload, per_run, &mut notes);
         eprintln!(
-            "[bench]   baseline {:.0}/s, thread {:.0}/s, poll {:.0}/s",
-            result.baseline.rate, result.thread.rate, result.poll.rate
+            "[bench]   baseline {:.0}/s, thread {:.0}/s, poll {:.0}/s, durable (thread) {:.0}/s",
+            result.baseline.rate, result.thread.rate, result.poll.rate, result.durable.rate
         );
         rounds.push(result);
     }
@@ -587,11 +593,13 @@ fn measure_send_cost(workload: &Workload) -> (f64, Vec<f64>) {
 // ---------------------------------------------------------------------------------------------
 // Throughput
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
     Baseline,
     Thread,
     Poll,
+    /// Thread dispatch with the durable outbox.
+    Durable,
 }
 
 /// Each variant's run in one round.
@@ -599,6 +607,7 @@ struct Round {
     baseline: Sample,
     thread: Sample,
     poll: Sample,
+    durable: Sample,
 }
 
 fn run_round(emulator: &Emulator, workload: &Workload, n: usize, notes: &mut Vec<String>) -> Round {
@@ -608,7 +617,9 @@ fn run_round(emulator: &Emulator, workload: &Workload, n: usize, notes: &mut Vec
         }
         let sample = match variant {
             Variant::Baseline => run_baseline(emulator, workload, n),
-            Variant::Thread | Variant::Poll => run_library(emulator, workload, n, variant),
+            Variant::Thread | Variant::Poll | Variant::Durable => {
+                run_library(emulator, workload, n, variant)
+            }
         };
         match emulator.accepted_sends() {
             Some(accepted) if accepted != n as u64 => push_note(
@@ -624,6 +635,7 @@ fn run_round(emulator: &Emulator, workload: &Workload, n: usize, notes: &mut Vec
         baseline: rate(Variant::Baseline),
         thread: rate(Variant::Thread),
         poll: rate(Variant::Poll),
+        durable: rate(Variant::Durable),
     }
 }
 
@@ -716,13 +728,32 @@ fn run_library(emulator: &Emulator, workload: &Workload, n: usize, variant: Vari
         "wa_options_set_outbox_capacity",
     );
     let mode = match variant {
-        Variant::Thread => wa_dispatch_mode::WA_DISPATCH_THREAD,
+        Variant::Thread | Variant::Durable => wa_dispatch_mode::WA_DISPATCH_THREAD,
         _ => wa_dispatch_mode::WA_DISPATCH_POLL,
     };
     check(
         wa_options_set_dispatch_mode(options.0, mode as u32),
         "wa_options_set_dispatch_mode",
     );
+    // A fresh store per run, on the project's disk (not a tmpfs), removed afterwards.
+    let store_dir = (variant == Variant::Durable).then(|| {
+        static RUN: AtomicUsize = AtomicUsize::new(0);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "bench-durable-{}-{}",
+            std::process::id(),
+            RUN.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("store directory");
+        check(
+            wa_options_set_outbox_path(
+                options.0,
+                cstring(dir.join("outbox.db").to_str().unwrap()).as_ptr(),
+            ),
+            "wa_options_set_outbox_path",
+        );
+        dir
+    });
     let client = LibClient::new(&options, n);
     client.set_token(TOKEN);
 
@@ -733,7 +764,7 @@ fn run_library(emulator: &Emulator, workload: &Workload, n: usize, variant: Vari
         client.send(workload, i);
     }
     let finished = match variant {
-        Variant::Thread => client.tally.wait_finished(deadline),
+        Variant::Thread | Variant::Durable => client.tally.wait_finished(deadline),
         _ => {
             while client.tally.done() < n && Instant::now() < deadline {
                 let mut dispatched = 0usize;
@@ -766,13 +797,16 @@ fn run_library(emulator: &Emulator, workload: &Workload, n: usize, variant: Vari
             .unwrap_or("?")
     );
     drop(client);
+    if let Some(dir) = store_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Sample::new(n, finished.duration_since(start), &cpu_start, &cpu_end)
 }
 
 /// Messages per measured run: the requested number, unless the warm-up predicts that three
 /// rounds of it would not fit the time budget.
 fn fit_to_budget(requested: usize, warmup: &Round, notes: &mut Vec<String>) -> usize {
-    let seconds_per_message: f64 = [warmup.baseline, warmup.thread, warmup.poll]
+    let seconds_per_message: f64 = [warmup.baseline, warmup.thread, warmup.poll, warmup.durable]
         .iter()
         .map(|sample| 1.0 / sample.rate.max(1.0))
         .sum();
@@ -842,7 +876,12 @@ fn print_report(
         .iter()
         .map(|r| r.poll.rate / r.baseline.rate)
         .collect();
+    let durable_ratio: Vec<f64> = rounds
+        .iter()
+        .map(|r| r.durable.rate / r.thread.rate)
+        .collect();
     let (thread_ratio_median, poll_ratio_median) = (median(&thread_ratio), median(&poll_ratio));
+    let durable_ratio_median = median(&durable_ratio);
     let rss_mb = rss.delta_mb();
 
     println!("| metric | result | target | verdict |");
@@ -856,6 +895,11 @@ fn print_report(
         "| library throughput, poll mode / raw reqwest loop | {poll_ratio_median:.2}× (runs: {}) | ≥ {TARGET_RATIO}× | {} |",
         list(&poll_ratio, 2),
         verdict(poll_ratio_median >= TARGET_RATIO)
+    );
+    println!(
+        "| library throughput, durable outbox / in-memory outbox (thread mode) | {durable_ratio_median:.2}× (runs: {}) | ≥ {TARGET_DURABLE_RATIO}× | {} |",
+        list(&durable_ratio, 2),
+        verdict(durable_ratio_median >= TARGET_DURABLE_RATIO)
     );
     println!(
         "| cost of one `wa_client_send_message` call | {:.2} µs (batches: {} ns) | ≤ {:.0} µs | {} |",
@@ -880,10 +924,11 @@ fn print_report(
     );
     println!("|---|---|---|---|---|---|");
     type Pick = fn(&Round) -> Sample;
-    let variants: [(&str, Pick); 3] = [
+    let variants: [(&str, Pick); 4] = [
         ("raw reqwest loop (baseline)", |r| r.baseline),
         ("library, thread dispatch", |r| r.thread),
         ("library, poll dispatch", |r| r.poll),
+        ("library, thread dispatch, durable outbox", |r| r.durable),
     ];
     for (name, pick) in variants {
         let samples: Vec<Sample> = rounds.iter().map(pick).collect();
@@ -910,7 +955,7 @@ fn print_report(
     println!();
     println!(
         "{per_run} text messages per run to {RECIPIENTS} recipients, {IN_FLIGHT} requests in flight, \
-         {ROUNDS} rounds (baseline, thread, poll) after a warm-up round of {WARMUP_MESSAGES}; \
+         {ROUNDS} rounds (baseline, thread, poll, durable) after a warm-up round of {WARMUP_MESSAGES}; \
          medians of the rounds, ratios taken within each round. CPU: scheduler run time of all \
          threads of the bench process (client) and of the emulator during the measured window."
     );

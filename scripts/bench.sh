@@ -26,18 +26,24 @@ would, against the Cloud API emulator (`wa-emulator`) on 127.0.0.1. **Throughput
 spread over 2000 recipients (messages to one recipient are sent one after another by design) with
 64 requests in flight and pacing off (`wa_options_set_channel_rate(o, 0)`), timed from the first
 `wa_client_send_message` to the last `send_result` callback, once with callbacks on the library's
-dispatch thread and once with the calling thread looping on `wa_client_wait`. The baseline is a
-raw reqwest loop on a one-worker tokio runtime (like the library's) posting byte-identical bodies,
-built by the library's own message builder, with the same headers, client settings and
-concurrency, counting only HTTP 200 answers. The three variants run alternately in three rounds
-after a warm-up round; the tables give medians, and the ratios are taken within each round. Every
-library result must be `WHATSAPP_ERR_OK`. **Call cost**: 3 batches of 100 000
-`wa_client_send_message` calls on a client without a token (messages are validated, built and
-queued but held, so no network is involved); nanoseconds per call, median batch. **Memory**:
+dispatch thread and once with the calling thread looping on `wa_client_wait`. The baseline is a raw
+reqwest loop on a one-worker tokio runtime (like the library's) posting byte-identical bodies,
+built by the library's own message builder, with the same headers, client settings and concurrency,
+counting only HTTP 200 answers. The variants run alternately in three rounds after a warm-up round;
+the tables give medians, and the ratios are taken within each round. Every library result must be
+`WHATSAPP_ERR_OK`. **Durable outbox**: in the same rounds, a fourth variant runs the thread-mode
+client with `wa_options_set_outbox_path` pointing at a fresh SQLite store on the project's disk
+(under `target/tmp`, WAL mode, `synchronous=NORMAL`): every message is committed to the store
+before `wa_client_send_message` returns WA_OK and deleted (in batches) once its result is queued,
+so the send loop pays one commit per message (group commit only merges the commits of senders
+calling concurrently; the bench sends from one thread). Its ratio is taken against the in-memory
+thread-mode run of the same round (target: at least half its rate). **Call cost**: 3 batches of
+100 000 `wa_client_send_message` calls on a client without a token (messages are validated, built
+and queued but held, so no network is involved); nanoseconds per call, median batch. **Memory**:
 growth of the process's VmRSS (/proc/self/status) from before creating a client to after it holds
-100 000 queued messages. The CPU columns are the scheduler run time of the bench process and of
-the emulator during the measured window, per message: the emulator shares the machine, so on few
-cores the run is CPU-bound and the client's CPU per message decides the ratio.
+100 000 queued messages. The CPU columns are the scheduler run time of the bench process and of the
+emulator during the measured window, per message: the emulator shares the machine, so on few cores
+the run is CPU-bound and the client's CPU per message decides the ratio.
 
 ## Results
 

@@ -133,7 +133,6 @@ impl Client {
             sink.clone(),
             credentials.clone(),
             outstanding.clone(),
-            durable.clone(),
         );
         let handle = runtime.spawn(scheduler.run(command_rx));
         // Messages a previous client accepted and did not finish go first, in their order.
@@ -401,6 +400,14 @@ impl Client {
             if let Some(abort) = run.abort {
                 abort.abort();
             }
+        }
+    }
+
+    /// The host has seen the results of these durable outbox rows: forget them. Until then a
+    /// crash resends those messages (at-least-once) rather than losing their results.
+    pub fn acknowledge(&self, stored: &[u64]) {
+        if let Some(durable) = &self.durable {
+            durable.remove(stored);
         }
     }
 

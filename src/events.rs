@@ -34,6 +34,8 @@ pub enum Event {
         callback_info: Option<String>,
         /// The `wamid` on success, the error text on failure.
         content: String,
+        /// Its durable outbox row: removed once the host's callback has run.
+        stored: Option<u64>,
     },
     /// An inbound message or status, mapped onto the seed's `RecvMessage`.
     RecvMessage(InboundMessage),

@@ -26,7 +26,6 @@ use crate::events::{Event, EventSink};
 use crate::graph::{Attempt, Failure, GraphClient};
 use crate::media::{MediaClient, UploadSource};
 use crate::secrets::Credentials;
-use crate::store::Durable;
 
 /// A message accepted by `send`.
 #[derive(Debug)]
@@ -196,9 +195,6 @@ pub struct Scheduler {
     closing: bool,
     /// Results of this loop iteration, handed to the sink together.
     results: Vec<Event>,
-    /// Durable outbox rows of this iteration's results, removed after the results are queued.
-    finished_seqs: Vec<u64>,
-    durable: Option<Arc<Durable>>,
     /// Attempts on the wire.
     running: FuturesUnordered<BoxFuture<'static, Done>>,
 }
@@ -211,7 +207,6 @@ impl Scheduler {
         sink: Arc<dyn EventSink>,
         credentials: Arc<Credentials>,
         outstanding: Arc<AtomicUsize>,
-        durable: Option<Arc<Durable>>,
     ) -> Self {
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         Self {
@@ -236,8 +231,6 @@ impl Scheduler {
             closing: false,
             running: FuturesUnordered::new(),
             results: Vec::new(),
-            finished_seqs: Vec::new(),
-            durable,
         }
     }
 
@@ -642,11 +635,6 @@ impl Scheduler {
         if !self.results.is_empty() {
             self.sink.push_batch(std::mem::take(&mut self.results));
         }
-        // After queueing: a crash in between sends those messages again (at-least-once)
-        // rather than losing them.
-        if let Some(durable) = &self.durable {
-            durable.remove(&std::mem::take(&mut self.finished_seqs));
-        }
     }
 
     fn accept_media(&mut self, job: MediaJob) {
@@ -736,15 +724,13 @@ impl Scheduler {
             error,
             callback_info: Some(callback_info),
             content,
+            stored: None,
         });
     }
 
     /// Delivers the one final result of a message.
     fn finish(&mut self, msg: Outgoing, result: Result<String, (DeliveryError, String)>) {
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
-        if let Some(seq) = msg.seq {
-            self.finished_seqs.push(seq);
-        }
         let (error, content) = match result {
             Ok(wamid) => (None, wamid),
             Err((error, text)) => {
@@ -760,6 +746,7 @@ impl Scheduler {
             error,
             callback_info: msg.callback_info,
             content,
+            stored: msg.seq,
         });
     }
 }

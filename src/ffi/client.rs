@@ -162,14 +162,25 @@ impl Shared {
     fn invoke_all(self: &Arc<Self>, events: impl IntoIterator<Item = Event>) -> usize {
         let _mark = DispatchMark::new(self);
         let mut count = 0;
+        let mut delivered = Vec::new();
         for event in events {
             if self.torn_down.load(Ordering::Acquire) || self.free_requested.load(Ordering::Acquire)
             {
                 break;
             }
+            if let Event::SendResult {
+                stored: Some(row), ..
+            } = &event
+            {
+                delivered.push(*row);
+            }
             self.invoke(event);
             count += 1;
             self.destroy_freed_onboardings();
+        }
+        // Durable rows go once their results reached the host, not when they were queued.
+        if !delivered.is_empty() {
+            self.core.acknowledge(&delivered);
         }
         count
     }
@@ -203,6 +214,7 @@ impl Shared {
                 error,
                 callback_info,
                 content,
+                stored: _,
             } => {
                 if let Some(f) = cb.send_result {
                     let info = callback_info.as_deref();

@@ -803,3 +803,129 @@ impl Emulator {
 pub fn ctx(n: usize) -> *mut c_void {
     n as *mut c_void
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault-matrix and crash-test helpers (tests/faults.rs, tests/crash.rs).
+
+/// Spawns `wa-emulator --listen <listen>` and reads its address; `None` if it exited without
+/// printing one (e.g. the port is still taken).
+fn spawn_emulator(listen: &str, args: &[&str]) -> Option<(Child, String)> {
+    whatsapp_connector::graph::install_crypto_provider();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wa-emulator"))
+        .args(["--listen", listen, "--exit-on-stdin-eof", "--quiet"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("wa-emulator starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    match line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|u| u.starts_with("http://"))
+    {
+        Some(url) => Some((child, url.to_string())),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    }
+}
+
+impl Emulator {
+    /// An emulator on a given loopback port (retried for up to 5 s while the port is still
+    /// held, e.g. right after the previous emulator on it was killed).
+    pub fn start_on_port(port: u16, args: &[&str]) -> Self {
+        let listen = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some((child, url)) = spawn_emulator(&listen, args) {
+                return Emulator {
+                    child,
+                    url,
+                    http: reqwest::blocking::Client::new(),
+                };
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cannot start an emulator on {listen}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the emulator URL has a port")
+    }
+
+    /// Kills the emulator process (SIGKILL: no state is flushed, connections are reset).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the emulator and starts a new one on the same port after `down`; the new one has
+    /// an empty record and default configuration.
+    pub fn restart(&mut self, down: Duration, args: &[&str]) {
+        self.kill();
+        std::thread::sleep(down);
+        let fresh = Emulator::start_on_port(self.port(), args);
+        // The old process is gone: replacing `self` drops nothing that is still running.
+        *self = fresh;
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&self) {
+        let r = self
+            .http
+            .delete(format!("{}/_emulator/faults", self.url))
+            .send()
+            .expect("faults cleared");
+        assert!(r.status().is_success(), "DELETE /_emulator/faults refused");
+    }
+}
+
+/// The directory holding the test binary's profile output (target/debug), where the shared
+/// library is.
+pub fn profile_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+/// Compiles a C program (C11, warnings as errors) against the shared library; returns its path.
+pub fn build_c_program(source: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib_dir = profile_dir();
+    let out = lib_dir.join(name);
+    assert!(
+        lib_dir.join("libwhatsapp_connector.so").exists(),
+        "build the shared library first: cargo build --lib (scripts/test.sh does)"
+    );
+    let status = Command::new("cc")
+        .args(["-std=c11", "-g", "-O1", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(manifest.join("include"))
+        .arg(source)
+        .arg("-o")
+        .arg(&out)
+        .arg("-L")
+        .arg(&lib_dir)
+        .arg("-lwhatsapp_connector")
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .status()
+        .unwrap_or_else(|e| panic!("cc is needed for this test: {e}"));
+    assert!(status.success(), "cc failed to build {}", source.display());
+    out
+}
