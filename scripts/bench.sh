@@ -8,11 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 table=$(mktemp)
-trap 'rm -f "$table"' EXIT
+webhook_table=$(mktemp)
+trap 'rm -f "$table" "$webhook_table"' EXIT
 
 # The bench prints its Markdown result on stdout; its progress and cargo's own messages go to
 # stderr, which stays on the terminal. BENCHMARKS.md is only rewritten after a successful run.
 cargo bench -j "${CARGO_BUILD_JOBS:-1}" --bench throughput >"$table"
+cargo bench -j "${CARGO_BUILD_JOBS:-1}" --bench webhook >"$webhook_table"
 
 cpu_model=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1)
 emulator=${WA_EMULATOR_BIN:-"the crate's own wa-emulator (bench profile)"}
@@ -49,6 +51,19 @@ the run is CPU-bound and the client's CPU per message decides the ratio.
 
 EOF
     cat "$table"
+    cat <<'EOF'
+
+## Webhook ingest
+
+`benches/webhook.rs`: distinct signed ~1 KB message webhooks (Meta-shaped, `\/`-escaped)
+POSTed with 32 keep-alive connections to the library's built-in listener, timed until every
+`recv_message` callback ran (thread mode), against a bare hyper server on a one-worker runtime
+that reads each body and answers 200, with the same load generator in the same run (3 rounds,
+median). The bench also prints the handler's own CPU cost (signature, parse, mapping, dedupe,
+queueing; no HTTP).
+
+EOF
+    cat "$webhook_table"
     cat <<EOF
 
 ## Machine
