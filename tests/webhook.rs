@@ -81,7 +81,19 @@ impl Inbox {
                     request = request.header("X-Hub-Signature-256", signature);
                 }
                 request = request.header("Content-Type", "application/json");
-                let response = request.send().expect("listener answers");
+                let response = match request.send() {
+                    Ok(response) => response,
+                    // The listener may answer 413 and close before a large body is written:
+                    // the client then sees the connection reset instead of the answer.
+                    Err(e) if e.is_request() || e.is_body() => {
+                        return WebhookReply {
+                            status: 0,
+                            content_type: String::new(),
+                            body: e.to_string(),
+                        }
+                    }
+                    Err(e) => panic!("listener did not answer: {e}"),
+                };
                 WebhookReply {
                     status: response.status().as_u16(),
                     content_type: response
@@ -474,7 +486,11 @@ fn refused_requests_produce_no_callbacks() {
         assert_eq!(r.status, 400, "{way:?}: not a WhatsApp envelope");
         let big = vec![b' '; 1024 * 1024 + 1];
         let r = inbox.request("POST", "/webhook", Some(&sign(APP_SECRET, &big)), &big);
-        assert_eq!(r.status, 413, "{way:?}: oversize");
+        // 0: the listener refused before the client finished writing (connection reset).
+        assert!(
+            r.status == 413 || (r.status == 0 && matches!(way, Way::Listener)),
+            "{way:?}: oversize {r:?}"
+        );
         let r = inbox.request("PUT", "/webhook", None, b"");
         assert_eq!(r.status, 405, "{way:?}");
         assert!(
@@ -523,9 +539,12 @@ fn the_listener_serves_only_its_path_and_a_configured_limit() {
         .post(format!("http://127.0.0.1:{port}/hooks/wa"))
         .header("X-Hub-Signature-256", sign(APP_SECRET, &body))
         .body(body)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 413);
+        .send();
+    // 413, or a reset when the listener refused before the client finished writing.
+    match r {
+        Ok(r) => assert_eq!(r.status().as_u16(), 413),
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+    }
     assert_eq!(
         wa_options_set_webhook_path(std::ptr::null_mut(), cstr("/x").as_ptr()),
         wa_result::WA_ERR_NULL_ARGUMENT
