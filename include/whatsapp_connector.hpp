@@ -10,6 +10,9 @@
  *   ...  context->WhatsAppClientSendMessageResult(client, error, callback_info, content)
  *   client->Close();  ... user->WhatsAppClientCloseComplete(client) ...  delete client;
  *
+ * and IWhatsAppOnboarding / UWhatsAppOnboarding (Embedded Signup onboarding through a client of
+ * the process; documented at their declarations, after the client's classes).
+ *
  * SDK TYPES. IIoMux, ISocketProvider, IInstanceLog, IDns, ISocketContext, IWebserverPlugin and
  * UIoContext are only forward-declared, so this header compiles inside an SDK host and in a plain
  * C++17 program alike. The socket providers, the DNS and the socket context are accepted and
@@ -44,7 +47,8 @@
  * Seed fixes (evident typos in the SDK documentation page): Create's last parameter is
  * `ISocketContext * const socketContext` (the page drops the `*`); the json_io overload of
  * SendMessage takes the writer by reference (the page passes json_io, a 3072-entry table, by
- * value; call sites compile unchanged).
+ * value; call sites compile unchanged); IWhatsAppOnboarding::Create returns IWhatsAppOnboarding*
+ * (the page says IWhatsAppClient*).
  */
 #ifndef WHATSAPP_CONNECTOR_HPP
 #define WHATSAPP_CONNECTOR_HPP
@@ -130,9 +134,10 @@ inline LogFn& log_hook() noexcept
 class ClientServices {
 public:
     // Runs `task` on the client's dispatching thread: in the next Dispatch() (poll mode; the
-    // event fd is woken for it), after the library's pending callbacks, unless `owner` expired
-    // by then. In thread mode (no loop of ours) inside this call.
-    virtual void Post(std::weak_ptr<void> owner, std::function<void()> task) = 0;
+    // event fd is woken for it), before the library's pending callbacks, or after them when
+    // `afterLibrary` (then after every callback the library had queued when Post was called),
+    // unless `owner` expired by then. In thread mode (no loop of ours) inside this call.
+    virtual void Post(std::weak_ptr<void> owner, std::function<void()> task, bool afterLibrary) = 0;
     // Returns once no posted task runs on another thread (so an owner may be destroyed).
     virtual void Quiesce() noexcept = 0;
     // A line to the host's log of the client (IInstanceLog adapter); false when it has none.
@@ -556,6 +561,8 @@ public:
         if (threadMode_)
             return;
         std::weak_ptr<char> watch = life_; // the object may be deleted by a callback below
+        const bool nested = dispatchDepth_ > 0; // Dispatch() called from inside a callback
+        dispatchDepth_++;
         if (wakeFd_ >= 0) {
             uint64_t count;
             ssize_t n = ::read(wakeFd_, &count, sizeof count); // non-blocking; EAGAIN when not woken
@@ -574,15 +581,21 @@ public:
             if (watch.expired())
                 return;
         }
+        // Tasks posted by onboarding objects, before and after the library's callbacks; never
+        // from a nested Dispatch() (the outer one runs them once its callback returned).
+        if (!nested)
+            RunTasks(watch, false);
+        if (watch.expired())
+            return;
         wa_result r = wa_client_dispatch(client_, nullptr);
         if (watch.expired())
             return;
         if (r != WA_OK)
             LogLine(WA_LOG_ERROR, ("Dispatch: " + LastErrorMessage()).c_str());
-        // Posted tasks (onboarding objects) come after the library's callbacks; not from a
-        // Dispatch() nested in a callback (the outer one runs them when its callback returned).
-        if (r != WA_ERR_INVALID_STATE)
-            RunTasks(watch);
+        if (!nested)
+            RunTasks(watch, true);
+        if (!watch.expired())
+            dispatchDepth_--;
     }
 
     size_t Pending() override
@@ -630,7 +643,7 @@ public:
 
 private:
     // --- detail::ClientServices (for IWhatsAppOnboarding) ---
-    void Post(std::weak_ptr<void> owner, std::function<void()> task) override
+    void Post(std::weak_ptr<void> owner, std::function<void()> task, bool afterLibrary) override
     {
         if (threadMode_) {
             // As for refusals: no loop of ours to defer to in thread mode.
@@ -642,7 +655,7 @@ private:
         }
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            tasks_.push_back(Task{std::move(owner), std::move(task)});
+            tasks_.push_back(Task{std::move(owner), std::move(task), afterLibrary});
         }
         if (wakeFd_ >= 0) {
             uint64_t one = 1;
@@ -661,17 +674,21 @@ private:
         return true;
     }
 
-    // Runs the posted tasks, each unless its owner expired; stops when this client is deleted.
-    void RunTasks(const std::weak_ptr<char>& watch)
+    // Runs the posted tasks of one phase (before or after the library's callbacks), each unless
+    // its owner expired, in posting order; stops when this client is deleted.
+    void RunTasks(const std::weak_ptr<char>& watch, bool afterLibrary)
     {
         for (;;) {
             Task task;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
-                if (tasks_.empty())
+                auto it = tasks_.begin();
+                while (it != tasks_.end() && it->afterLibrary != afterLibrary)
+                    ++it;
+                if (it == tasks_.end())
                     return;
-                task = std::move(tasks_.front());
-                tasks_.pop_front();
+                task = std::move(*it);
+                tasks_.erase(it);
             }
             {
                 // Held while the task runs: an owner deleted on another thread waits (Quiesce).
@@ -689,6 +706,7 @@ private:
     struct Task {
         std::weak_ptr<void> owner;
         std::function<void()> run;
+        bool afterLibrary = false;
     };
 
     // One accepted request: carries the per-call context through request_ctx.
@@ -919,6 +937,7 @@ private:
     std::mutex mutex_; // guards deferred_ and tasks_
     std::deque<Deferred> deferred_;
     std::deque<Task> tasks_;
+    int dispatchDepth_ = 0; // Dispatch() calls running on the loop thread
     std::shared_ptr<std::recursive_mutex> taskRun_ = std::make_shared<std::recursive_mutex>(); // held while a posted task runs
 };
 
@@ -1061,4 +1080,498 @@ inline IWhatsAppClient* IWhatsAppClient::Create(const wa::Options& options, UWha
     return client.release();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Onboarding (Meta Embedded Signup, Tech Provider flow): IWhatsAppOnboarding / UWhatsAppOnboarding
+// over wa_onboarding_* (the C header documents each stage).
+//
+//   IWhatsAppOnboarding * o = IWhatsAppOnboarding::Create(iomux, user, tcp, tls, log, dns);
+//   o->Onboard(context, src, version, code, webhookToken, wabaID, callbackUri, phoneID, phonePin);
+//   ...  context->WhatsAppOnboardingOnboardResult(o, src, FINISHED, token)
+//   o->Close();  ... user->WhatsAppOnboardingCloseComplete(o) ...  delete o;
+//
+// CLIENT. An onboarding object always works through an IWhatsAppClient of this process ("the
+// WhatsAppClient needs to be running too"): the app id comes from that client's options
+// (wa::Options::AppId, else WA_APP_ID), the app secret from its SetConfig(token, secret), the
+// Graph base URL and default version from its settings; the token obtained is set as the
+// client's token (SetConfig with the client's secret: later sends use it), and Meta's
+// verification GET of `callbackUri` must be answered by that client's webhook listener
+// (WA_WEBHOOK_LISTEN / wa::Options::WebhookListen; callbackUri = http(s)://<host>:<port>/webhook
+// reaching it): the onboarding sets the client's webhook token to `webhookToken` before the
+// subscription. Create(client, user) names the client; the seed-shaped Create (which has no
+// client parameter) takes the client created most recently in this process that is still alive
+// (not yet deleted), and returns nullptr when there is none (reported on the `user`'s
+// WhatsAppOnboardingLog, the IInstanceLog when the IIoMux adapter is included, else stderr).
+//
+// EVENTS. The onboarding has no event fd of its own: every U-callback comes through its
+// client's event fd and runs inside the client's Dispatch(), on that thread (thread mode: the
+// client's dispatch thread). `iomux`, the socket providers, the DNS and the socket context of the
+// seed-shaped Create are accepted and unused (the client's loop carries the callbacks).
+//
+// RESULTS. Every Onboard()/Resume() gets exactly one WhatsAppOnboardingOnboardResult, on the
+// `context` given to that call (on the Create() `user` when NULL), with callback_info = `src`,
+// status FINISHED on success or else the stage that failed (or was running when Close() came),
+// and the business token whenever the code exchange succeeded (or the token a resumed run used),
+// else NULL. When status is not FINISHED, WhatsAppOnboardingError(onboarding, src, status, text)
+// comes first on the same target with what went wrong. A call refused at once (bad arguments,
+// closed onboarding or client) gets both too, with status UNSTARTED, delivered by the client's
+// next Dispatch() (thread mode: inside the call). CloseComplete and log lines go to the `user`.
+//
+// LIFETIME. Close(): runs still going end with their result (the stage reached), then
+// WhatsAppOnboardingCloseComplete as the last callback; `delete` inside it or later. When the
+// client was closed first, Close() still answers with CloseComplete (client's next Dispatch).
+// Deleting earlier is safe at any time, also inside any callback: runs still going are dropped
+// without a result. Delete onboarding objects before their client; once the client is deleted
+// an onboarding object does nothing any more (no callbacks) except being deleted. Exceptions
+// thrown by U-methods are caught (never reach the library) and reported as for the client.
+// ---------------------------------------------------------------------------------------------
+
+// The stage an onboarding reached (the seed's onboardingStatus; values equal wa_onboarding_status).
+enum onboardingStatus {
+    UNSTARTED = WA_ONBOARDING_UNSTARTED,
+    FETCH_TOKEN = WA_ONBOARDING_FETCH_TOKEN,
+    REGISTER_WEBHOOKS = WA_ONBOARDING_REGISTER_WEBHOOKS,
+    REGISTER_PHONE = WA_ONBOARDING_REGISTER_PHONE,
+    FINISHED = WA_ONBOARDING_FINISHED
+};
+static_assert(static_cast<int>(UNSTARTED) == 0 && static_cast<int>(FETCH_TOKEN) == 1 &&
+                  static_cast<int>(REGISTER_WEBHOOKS) == 2 && static_cast<int>(REGISTER_PHONE) == 3 &&
+                  static_cast<int>(FINISHED) == 4,
+              "onboardingStatus must equal wa_onboarding_status");
+
+// The host's side of onboarding. Every method has an empty default body; strings are valid
+// only during the call.
+class UWhatsAppOnboarding {
+public:
+    virtual ~UWhatsAppOnboarding() {}
+
+    // The onboarding finished closing; its last callback. `delete onboarding` is allowed here.
+    virtual void WhatsAppOnboardingCloseComplete(IWhatsAppOnboarding* onboarding) { (void)onboarding; }
+
+    // The result of one Onboard()/Resume() (see RESULTS above). Persist `token` when you want to
+    // resume later (it is also the client's token from now on).
+    virtual void WhatsAppOnboardingOnboardResult(IWhatsAppOnboarding* onboarding, const char* callback_info,
+                                                 onboardingStatus status, const char* token = 0)
+    {
+        (void)onboarding, (void)callback_info, (void)status, (void)token;
+    }
+
+    // Extra (not in the seed): what failed, just before the OnboardResult of a run that did not
+    // finish (`status` = the stage that failed, UNSTARTED for a refused call).
+    virtual void WhatsAppOnboardingError(IWhatsAppOnboarding* onboarding, const char* callback_info,
+                                         onboardingStatus status, const char* error)
+    {
+        (void)onboarding, (void)callback_info, (void)status, (void)error;
+    }
+
+    // Extra (not in the seed): the wrapper's log lines (level: wa_log_level) and reports of
+    // exceptions thrown by the other methods (WA_LOG_ERROR). `onboarding` is NULL for the line of
+    // a seed-shaped Create that found no client. The library's own log lines go to the client.
+    virtual void WhatsAppOnboardingLog(IWhatsAppOnboarding* onboarding, int level, const char* text)
+    {
+        (void)onboarding, (void)level, (void)text;
+        wa::detail::default_log_called() = true;
+    }
+};
+
+// Onboards a business customer (code exchange, webhook subscription, phone registration).
+// Create with Create(), release with delete. Methods may be called from any thread.
+class IWhatsAppOnboarding {
+public:
+    // The seed's names also inside the class (IWhatsAppOnboarding::FINISHED, ...).
+    using onboardingStatus = ::onboardingStatus;
+    static constexpr ::onboardingStatus UNSTARTED = ::UNSTARTED;
+    static constexpr ::onboardingStatus FETCH_TOKEN = ::FETCH_TOKEN;
+    static constexpr ::onboardingStatus REGISTER_WEBHOOKS = ::REGISTER_WEBHOOKS;
+    static constexpr ::onboardingStatus REGISTER_PHONE = ::REGISTER_PHONE;
+    static constexpr ::onboardingStatus FINISHED = ::FINISHED;
+
+    // The seed's constructor. Seed fix: the SDK page declares it returning IWhatsAppClient*, an
+    // evident typo; it returns IWhatsAppOnboarding*. It has no client parameter: it uses the
+    // IWhatsAppClient created most recently in this process and still alive (see CLIENT above),
+    // and returns nullptr when there is none. `log` (with whatsapp_connector_iomux.hpp included)
+    // receives this object's log lines; iomux, the socket providers, dns and socketContext are
+    // unused.
+    static IWhatsAppOnboarding* Create(IIoMux* const iomux, UWhatsAppOnboarding* const user,
+                                       ISocketProvider* const tcpSocketProvider,
+                                       ISocketProvider* const tlsSocketProvider, IInstanceLog* const log,
+                                       IDns* const dns, ISocketContext* const socketContext = nullptr);
+
+    // Extra: the client named explicitly (an object of IWhatsAppClient::Create). nullptr when
+    // `client` is NULL or the library refuses.
+    static IWhatsAppOnboarding* Create(IWhatsAppClient* client, UWhatsAppOnboarding* user);
+
+    virtual ~IWhatsAppOnboarding() {}
+
+    // Starts closing; CloseComplete follows as the last callback. Again: no-op.
+    virtual void Close() = 0;
+
+    // A full run: FETCH_TOKEN (exchange the Embedded Signup `code`, single-use, ~30 s, never
+    // retried), REGISTER_WEBHOOKS (subscribe the app to `wabaID` with `callbackUri` as override,
+    // verified against the client's listener with `webhookToken`; callbackUri "" subscribes
+    // without override), REGISTER_PHONE (register `phoneID` with the 6-digit two-step `phonePin`),
+    // FINISHED. `version` NULL or "": the client's. One result follows on `context`.
+    virtual void Onboard(UWhatsAppOnboarding* context, const char* src, const char* version, const char* code,
+                         const char* webhookToken, const char* wabaID, const char* callbackUri,
+                         const char* phoneID, const char* phonePin) = 0;
+
+    // Extra (not in the seed): resumes a run that failed at `from` (REGISTER_WEBHOOKS or
+    // REGISTER_PHONE), with the token the client has (restore a persisted one with the client's
+    // SetConfig first); no code is exchanged. At REGISTER_PHONE, webhookToken, wabaID and
+    // callbackUri are not used (may be NULL). The client's API version. One result on `context`.
+    virtual void Resume(UWhatsAppOnboarding* context, const char* src, onboardingStatus from,
+                        const char* webhookToken, const char* wabaID, const char* callbackUri, const char* phoneID,
+                        const char* phonePin) = 0;
+
+    // --- Extras (not in the seed) ---
+    // The client this onboarding works through (nullptr once it was deleted).
+    virtual IWhatsAppClient* Client() = 0;
+    // The C handle (owned by this object).
+    virtual wa_onboarding* capi() = 0;
+};
+
+namespace wa {
+
+// The implementation behind IWhatsAppOnboarding::Create().
+class OnboardingImpl final : public IWhatsAppOnboarding {
+public:
+    OnboardingImpl(IWhatsAppClient* client, detail::ClientServices* services, UWhatsAppOnboarding* user,
+                   IInstanceLog* log)
+        : client_(client), clientLife_(client->LifeToken()), services_(services), user_(user), log_(log),
+          shim_(new Shim(this))
+    {
+    }
+
+    OnboardingImpl(const OnboardingImpl&) = delete;
+    OnboardingImpl& operator=(const OnboardingImpl&) = delete;
+
+    ~OnboardingImpl() override
+    {
+        life_.reset(); // posted deliveries for this object are skipped from now on
+        if (ClientAlive())
+            services_->Quiesce(); // one running on another thread has returned
+        if (onboarding_ != nullptr) {
+            // No callback reaches this object after the free (one running on another thread is
+            // waited for; from inside one of ours, destroy comes once it returned).
+            wa_onboarding_free(onboarding_);
+            onboarding_ = nullptr;
+        } else {
+            Release(shim_); // wa_onboarding_new failed: no destroy will come
+        }
+        shim_->impl = nullptr;
+        Release(shim_);
+    }
+
+    // Second phase of construction: false when the library refused.
+    bool Start()
+    {
+        wa_onboarding_callbacks callbacks{};
+        callbacks.user_data = shim_;
+        callbacks.close_complete = &OnCloseComplete;
+        callbacks.onboard_result = &OnResult;
+        callbacks.destroy = &OnDestroy;
+        if (wa_onboarding_new(client_->capi(), &callbacks, &onboarding_) != WA_OK) {
+            onboarding_ = nullptr;
+            return false;
+        }
+        return true;
+    }
+
+    void Close() override
+    {
+        if (closing_.exchange(true))
+            return;
+        if (!ClientAlive()) {
+            LogLine(WA_LOG_WARN, "Close: the client of this onboarding was deleted; no CloseComplete follows");
+            return;
+        }
+        wa_result r = wa_onboarding_close(onboarding_);
+        if (r == WA_ERR_CLOSED) {
+            // The client was closed first (its close ended our runs): answer the seed's
+            // Close -> CloseComplete contract ourselves, after what the library has queued.
+            services_->Post(LifeToken(), [this] { DeliverCloseComplete(); }, true); // may delete this: last
+        } else if (r != WA_OK) {
+            LogLine(WA_LOG_ERROR, ("Close refused: " + LastErrorMessage()).c_str());
+        }
+    }
+
+    void Onboard(UWhatsAppOnboarding* context, const char* src, const char* version, const char* code,
+                 const char* webhookToken, const char* wabaID, const char* callbackUri, const char* phoneID,
+                 const char* phonePin) override
+    {
+        Run(context, src, version, code, webhookToken, wabaID, callbackUri, phoneID, phonePin,
+            WA_ONBOARDING_FETCH_TOKEN);
+    }
+
+    void Resume(UWhatsAppOnboarding* context, const char* src, onboardingStatus from, const char* webhookToken,
+                const char* wabaID, const char* callbackUri, const char* phoneID, const char* phonePin) override
+    {
+        if (from != REGISTER_WEBHOOKS && from != REGISTER_PHONE) {
+            Refused(context, src, "Resume: `from` must be REGISTER_WEBHOOKS or REGISTER_PHONE");
+            return;
+        }
+        Run(context, src, nullptr, nullptr, webhookToken, wabaID, callbackUri, phoneID, phonePin,
+            static_cast<uint32_t>(from));
+    }
+
+    IWhatsAppClient* Client() override { return ClientAlive() ? client_ : nullptr; }
+
+    wa_onboarding* capi() override { return onboarding_; }
+
+    std::weak_ptr<void> LifeToken() { return std::weak_ptr<void>(std::shared_ptr<void>(life_)); }
+
+    // A line of this object (or of the seed-shaped Create finding no client, onboarding NULL) to
+    // the user's log method, the host's log, and stderr when neither exists.
+    static void Report(IWhatsAppOnboarding* self, UWhatsAppOnboarding* user, IInstanceLog* log,
+                       detail::ClientServices* services, int level, const char* text) noexcept
+    {
+        bool hostLog = false;
+        detail::LogFn hook = detail::log_hook();
+        if (log != nullptr && hook != nullptr) {
+            hook(log, level, text);
+            hostLog = true;
+        } else if (services != nullptr) {
+            hostLog = services->HostLog(level, text);
+        }
+        bool toStderr = !hostLog;
+        if (user != nullptr) {
+            try {
+                detail::default_log_called() = false;
+                user->WhatsAppOnboardingLog(self, level, text);
+                toStderr = toStderr && detail::default_log_called();
+            } catch (...) {
+                toStderr = true;
+            }
+        }
+        if (toStderr && level <= static_cast<int>(WA_LOG_WARN))
+            std::fprintf(stderr, "whatsapp-connector: %s\n", text);
+    }
+
+private:
+    // One accepted run: carries the per-call context through request_ctx.
+    struct Record {
+        UWhatsAppOnboarding* context;
+    };
+    // The callbacks' user_data. Shared by this object and the library (until destroy), freed by
+    // the later of the two: the client's free calls destroy too, possibly before this object
+    // is deleted.
+    struct Shim {
+        explicit Shim(OnboardingImpl* owner) : impl(owner) {}
+        OnboardingImpl* impl; // nullptr once the OnboardingImpl is deleted
+        std::atomic<int> refs{2};
+        std::mutex mutex;
+        std::unordered_set<Record*> records; // accepted and not yet answered
+    };
+
+    static void Release(Shim* shim) noexcept
+    {
+        if (shim->refs.fetch_sub(1, std::memory_order_acq_rel) != 1)
+            return;
+        for (Record* record : shim->records)
+            delete record;
+        delete shim;
+    }
+
+    bool ClientAlive() const noexcept { return !clientLife_.expired(); }
+
+    void Run(UWhatsAppOnboarding* context, const char* src, const char* version, const char* code,
+             const char* webhookToken, const char* wabaID, const char* callbackUri, const char* phoneID,
+             const char* phonePin, uint32_t from)
+    {
+        if (closing_.load()) {
+            Refused(context, src, "the onboarding is closed");
+            return;
+        }
+        if (!ClientAlive()) {
+            LogLine(WA_LOG_ERROR, "Onboard: the client of this onboarding was deleted; no result follows");
+            return;
+        }
+        auto text = [](const char* s) { return s != nullptr ? s : ""; };
+        Record* record = new Record{context};
+        {
+            std::lock_guard<std::mutex> lock(shim_->mutex);
+            shim_->records.insert(record);
+        }
+        wa_result r = wa_onboarding_onboard(onboarding_, record, src, version, code, text(webhookToken),
+                                            text(wabaID), text(callbackUri), text(phoneID), text(phonePin), from);
+        if (r != WA_OK) {
+            DropRecord(shim_, record);
+            std::string detail = LastErrorMessage();
+            Refused(context, src, (std::string(ResultText(r)) + (detail.empty() ? "" : ": " + detail)).c_str());
+        }
+    }
+
+    // A refused call: its Error + OnboardResult (UNSTARTED) by the client's next Dispatch().
+    void Refused(UWhatsAppOnboarding* context, const char* src, const char* why)
+    {
+        if (!ClientAlive()) {
+            LogLine(WA_LOG_ERROR, (std::string("refused, and the client is deleted: ") + why).c_str());
+            return;
+        }
+        bool hasInfo = src != nullptr;
+        std::string info = hasInfo ? src : "";
+        std::string error = why;
+        // May run inside this call (thread mode) and delete this object: the last statement.
+        services_->Post(
+            LifeToken(),
+            [this, context, hasInfo, info, error] {
+                Deliver(context, hasInfo ? info.c_str() : nullptr, UNSTARTED, nullptr, error.c_str());
+            },
+            false);
+    }
+
+    static void DropRecord(Shim* shim, Record* record) noexcept
+    {
+        {
+            std::lock_guard<std::mutex> lock(shim->mutex);
+            shim->records.erase(record);
+        }
+        delete record;
+    }
+
+    // Error (when not finished), then OnboardResult, on `context` (else the user). Stops when a
+    // callback deleted this object.
+    void Deliver(UWhatsAppOnboarding* context, const char* info, onboardingStatus status, const char* token,
+                 const char* error) noexcept
+    {
+        UWhatsAppOnboarding* target = context != nullptr ? context : user_;
+        if (target == nullptr)
+            return;
+        std::weak_ptr<char> watch = life_;
+        if (status != FINISHED) {
+            try {
+                target->WhatsAppOnboardingError(this, info, status, error != nullptr ? error : "");
+            } catch (const std::exception& e) {
+                ReportException("WhatsAppOnboardingError", e.what());
+            } catch (...) {
+                ReportException("WhatsAppOnboardingError", "unknown exception");
+            }
+            if (watch.expired())
+                return;
+        }
+        try {
+            target->WhatsAppOnboardingOnboardResult(this, info, status, token);
+        } catch (const std::exception& e) {
+            ReportException("WhatsAppOnboardingOnboardResult", e.what());
+        } catch (...) {
+            ReportException("WhatsAppOnboardingOnboardResult", "unknown exception");
+        }
+    }
+
+    void DeliverCloseComplete() noexcept
+    {
+        if (user_ == nullptr)
+            return;
+        try {
+            user_->WhatsAppOnboardingCloseComplete(this);
+        } catch (const std::exception& e) {
+            ReportException("WhatsAppOnboardingCloseComplete", e.what());
+        } catch (...) {
+            ReportException("WhatsAppOnboardingCloseComplete", "unknown exception");
+        }
+    }
+
+    void LogLine(int level, const char* text) noexcept
+    {
+        Report(this, user_, log_, ClientAlive() ? services_ : nullptr, level, text);
+    }
+
+    // Reports an exception a U-method threw; `this` is still alive (the exception ended the
+    // callback before it returned).
+    void ReportException(const char* where, const char* what) noexcept
+    {
+        char line[600];
+        std::snprintf(line, sizeof line, "exception from %s: %s", where, what != nullptr ? what : "");
+        LogLine(WA_LOG_ERROR, line);
+    }
+
+    // --- trampolines: every one is noexcept and catches all exceptions of user code ---
+
+    static void OnCloseComplete(void* userData) noexcept
+    {
+        OnboardingImpl* self = static_cast<Shim*>(userData)->impl;
+        if (self != nullptr)
+            self->DeliverCloseComplete();
+    }
+
+    static void OnResult(void* userData, void* requestCtx, const char* callbackInfo, uint32_t status,
+                         const char* token, const char* error) noexcept
+    {
+        Shim* shim = static_cast<Shim*>(userData);
+        Record* record = static_cast<Record*>(requestCtx);
+        UWhatsAppOnboarding* context = nullptr;
+        if (record != nullptr) {
+            context = record->context;
+            DropRecord(shim, record);
+        }
+        if (shim->impl != nullptr)
+            shim->impl->Deliver(context, callbackInfo, static_cast<onboardingStatus>(status), token, error);
+    }
+
+    static void OnDestroy(void* userData) noexcept { Release(static_cast<Shim*>(userData)); }
+
+    IWhatsAppClient* const client_;
+    const std::weak_ptr<void> clientLife_;
+    detail::ClientServices* const services_;
+    UWhatsAppOnboarding* const user_;
+    IInstanceLog* const log_;
+    wa_onboarding* onboarding_ = nullptr;
+    std::atomic<bool> closing_{false};
+    std::shared_ptr<char> life_ = std::make_shared<char>(0);
+    Shim* shim_;
+};
+
+namespace detail {
+// Creates the onboarding object of `client`; on failure returns nullptr and says why in `error`.
+inline IWhatsAppOnboarding* CreateOnboarding(IWhatsAppClient* client, UWhatsAppOnboarding* user, IInstanceLog* log,
+                                             std::string& error)
+{
+    ClientServices* services = client->Services();
+    if (services == nullptr || client->capi() == nullptr) {
+        error = "IWhatsAppOnboarding::Create: the client was not made by IWhatsAppClient::Create";
+        return nullptr;
+    }
+    std::unique_ptr<OnboardingImpl> onboarding(new OnboardingImpl(client, services, user, log));
+    if (!onboarding->Start()) {
+        error = "IWhatsAppOnboarding::Create: " + LastErrorMessage();
+        return nullptr;
+    }
+    return onboarding.release();
+}
+} // namespace detail
+} // namespace wa
+
+inline IWhatsAppOnboarding* IWhatsAppOnboarding::Create(IIoMux* const iomux, UWhatsAppOnboarding* const user,
+                                                        ISocketProvider* const tcpSocketProvider,
+                                                        ISocketProvider* const tlsSocketProvider,
+                                                        IInstanceLog* const log, IDns* const dns,
+                                                        ISocketContext* const socketContext)
+{
+    (void)iomux, (void)tcpSocketProvider, (void)tlsSocketProvider, (void)dns, (void)socketContext;
+    IWhatsAppOnboarding* onboarding = nullptr;
+    std::string error;
+    {
+        // Held while creating: the client cannot be deleted (unregistered) meanwhile. No user
+        // code runs under it.
+        std::lock_guard<std::mutex> lock(wa::detail::client_registry_mutex);
+        if (wa::detail::client_registry.empty())
+            error = "IWhatsAppOnboarding::Create: no IWhatsAppClient alive in this process; create the client "
+                    "first (or use IWhatsAppOnboarding::Create(client, user))";
+        else
+            onboarding = wa::detail::CreateOnboarding(wa::detail::client_registry.back(), user, log, error);
+    }
+    if (onboarding == nullptr)
+        wa::OnboardingImpl::Report(nullptr, user, log, nullptr, WA_LOG_ERROR, error.c_str());
+    return onboarding;
+}
+
+inline IWhatsAppOnboarding* IWhatsAppOnboarding::Create(IWhatsAppClient* client, UWhatsAppOnboarding* user)
+{
+    std::string error = "IWhatsAppOnboarding::Create: client is NULL";
+    IWhatsAppOnboarding* onboarding =
+        client != nullptr ? wa::detail::CreateOnboarding(client, user, nullptr, error) : nullptr;
+    if (onboarding == nullptr)
+        wa::OnboardingImpl::Report(nullptr, user, nullptr, client != nullptr ? client->Services() : nullptr,
+                                   WA_LOG_ERROR, error.c_str());
+    return onboarding;
+}
 #endif /* WHATSAPP_CONNECTOR_HPP */

@@ -12,7 +12,9 @@
  * with iomux->FDAdd(fd, context, false); the UIoContext's IoContextNotify calls Dispatch(), so
  * every UWhatsAppClient callback runs on the iomux thread. The fd is removed (FDRem) when the
  * client is deleted. The library's log lines (and reports of exceptions thrown by U-callbacks)
- * go to log->Log(LOG_APP, "%s", text).
+ * go to log->Log(LOG_APP, "%s", text). IWhatsAppOnboarding::Create(iomux, user, tcp, tls, log,
+ * dns) sends its object's log lines (and exception reports) to its `log` the same way; its
+ * callbacks come through the client's fd registered here.
  *
  * The SDK headers have no include guards, so this header does not include them itself. It
  * compiles to nothing where the SDK is not on the include path (checked with __has_include on
@@ -62,13 +64,16 @@ public:
             client_->Dispatch(); // may delete the client and this binding: nothing after it
     }
 
-    void Log(int level, const char* text) noexcept override
+    void Log(int level, const char* text) noexcept override { LogTo(log_, level, text); }
+
+    // One line to an IInstanceLog (also the log hook of IWhatsAppOnboarding).
+    static void LogTo(IInstanceLog* log, int level, const char* text)
     {
-        if (log_ == nullptr)
+        if (log == nullptr)
             return;
         static const char* const names[] = {"off", "error", "warn", "info", "debug", "trace"};
         const char* name = level >= 0 && level <= 5 ? names[level] : "?";
-        log_->Log(LOG_APP, "WhatsApp %s: %s", name, text != nullptr ? text : "");
+        log->Log(LOG_APP, "WhatsApp %s: %s", name, text != nullptr ? text : "");
     }
 
 private:
@@ -86,6 +91,8 @@ inline detail::HostBinding* Bind(IWhatsAppClient* client, IIoMux* iomux, IInstan
 // Installs Bind as the hook IWhatsAppClient::Create uses (at static initialisation of every
 // translation unit that includes this header).
 inline const bool installed = (detail::bind_hook() = &Bind, true);
+// ... and LogTo as the hook IWhatsAppOnboarding::Create's `log` lines go through.
+inline const bool installedLog = (detail::log_hook() = &Binding::LogTo, true);
 
 } // namespace iomux
 } // namespace wa

@@ -9,6 +9,7 @@
 #include "test_support.hpp"
 
 #include <map>
+#include <stdexcept>
 #include <vector>
 
 namespace {
@@ -73,6 +74,21 @@ public:
     }
 };
 
+// Throws from its result: the report goes to the IInstanceLog given to Create (no log override).
+class Onboarder : public UWhatsAppOnboarding {
+public:
+    int results = 0;
+    bool closed = false;
+    std::thread::id thread;
+    void WhatsAppOnboardingOnboardResult(IWhatsAppOnboarding*, const char*, onboardingStatus, const char*) override
+    {
+        results++;
+        thread = std::this_thread::get_id();
+        throw std::runtime_error("boom");
+    }
+    void WhatsAppOnboardingCloseComplete(IWhatsAppOnboarding*) override { closed = true; }
+};
+
 } // namespace
 
 int main()
@@ -104,6 +120,33 @@ int main()
         CHECK(sawLine);
         for (auto t : user.threads)
             CHECK(t == std::this_thread::get_id());
+    });
+    test::Run("seed IWhatsAppOnboarding::Create: callbacks through the iomux, log lines to its IInstanceLog", [&] {
+        FakeIoMux iomux;
+        Log clientLog, onboardingLog;
+        User user;
+        Onboarder onboarder;
+        IWhatsAppOnboarding* none = IWhatsAppOnboarding::Create(&iomux, nullptr, nullptr, nullptr, &onboardingLog, nullptr);
+        CHECK(none == nullptr);
+        CHECK(onboardingLog.lines.size() == 1 && onboardingLog.lines[0].find("no IWhatsAppClient") != std::string::npos);
+        IWhatsAppClient* c = IWhatsAppClient::Create(&iomux, &user, nullptr, nullptr, &clientLog, nullptr);
+        IWhatsAppOnboarding* o = IWhatsAppOnboarding::Create(&iomux, &onboarder, nullptr, nullptr, &onboardingLog, nullptr);
+        CHECK(o != nullptr && o->Client() == c);
+        // A refused call (bad PIN): its result comes through the client's fd on the iomux.
+        o->Onboard(&onboarder, "x", nullptr, "code", "verify", "1234", "", "5678", "1");
+        for (int i = 0; i < 500 && onboarder.results < 1; i++)
+            iomux.RunOnce(20);
+        CHECK(onboarder.results == 1 && onboarder.thread == std::this_thread::get_id());
+        CHECK(onboardingLog.lines.size() == 2 && onboardingLog.lines[1].find("exception from") != std::string::npos);
+        o->Close();
+        for (int i = 0; i < 500 && !onboarder.closed; i++)
+            iomux.RunOnce(20);
+        CHECK(onboarder.closed);
+        delete o;
+        c->Close();
+        for (int i = 0; i < 500 && !user.closed; i++)
+            iomux.RunOnce(20);
+        CHECK(user.closed);
     });
     return test::Finish();
 }

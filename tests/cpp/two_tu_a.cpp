@@ -6,3 +6,9 @@ IWhatsAppClient* CreateInA(UWhatsAppClient* user)
     o.ApiVersion("v1.0");
     return IWhatsAppClient::Create(o, user);
 }
+// The seed-shaped onboarding Create in this TU sees clients created in the other one (one
+// process-wide registry: inline variables).
+IWhatsAppOnboarding* OnboardingInA(UWhatsAppOnboarding* user)
+{
+    return IWhatsAppOnboarding::Create(nullptr, user, nullptr, nullptr, nullptr, nullptr);
+}
