@@ -106,6 +106,12 @@ struct QueueState {
     finished: bool,
     /// Thread mode: the dispatcher thread is asked to exit.
     stop: bool,
+    /// Thread mode: the dispatcher sleeps on the condition variable (a wake-up costs a
+    /// syscall, so it is only sent when someone waits).
+    consumer_waiting: bool,
+    /// Poll mode: a dispatch is running and looks at the queue again before returning, so
+    /// new events need no signal on the fd.
+    draining: bool,
 }
 
 /// A multi-producer queue of events with a wake-up signal for the consumer.
@@ -136,6 +142,8 @@ impl EventQueue {
                 events: VecDeque::new(),
                 finished: false,
                 stop: false,
+                consumer_waiting: false,
+                draining: false,
             }),
             available: Condvar::new(),
             wake_fd,
@@ -176,6 +184,38 @@ impl EventQueue {
         std::mem::take(&mut self.lock().events)
     }
 
+    /// Poll mode: starts a dispatch; events pushed until `end_drain` raise no fd signal.
+    pub fn begin_drain(&self) -> VecDeque<Event> {
+        self.clear_fd();
+        let mut state = self.lock();
+        state.draining = true;
+        std::mem::take(&mut state.events)
+    }
+
+    /// Poll mode: takes what arrived during the dispatch so far.
+    pub fn take_during_drain(&self) -> VecDeque<Event> {
+        std::mem::take(&mut self.lock().events)
+    }
+
+    /// Poll mode: puts events taken but not dispatched back at the front, in order.
+    pub fn requeue_front(&self, events: VecDeque<Event>) {
+        let mut state = self.lock();
+        let newer = std::mem::replace(&mut state.events, events);
+        state.events.extend(newer);
+    }
+
+    /// Poll mode: ends a dispatch; if events are still pending the fd is made readable so the
+    /// host's loop comes back for them.
+    pub fn end_drain(&self) {
+        let mut state = self.lock();
+        state.draining = false;
+        let pending = !state.events.is_empty();
+        drop(state);
+        if pending {
+            self.signal_fd();
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.lock().events.is_empty()
     }
@@ -190,10 +230,12 @@ impl EventQueue {
             if !state.events.is_empty() {
                 return Some(std::mem::take(&mut state.events));
             }
+            state.consumer_waiting = true;
             state = self
                 .available
                 .wait(state)
                 .unwrap_or_else(|p| p.into_inner());
+            state.consumer_waiting = false;
         }
     }
 
@@ -258,27 +300,11 @@ impl EventQueue {
         }
         state.events.push_back(event);
     }
-
-    fn wake(&self, was_empty: bool, is_empty: bool) {
-        if was_empty && !is_empty {
-            // One wake-up mechanism per mode: a futex wake costs a syscall on every result.
-            if self.wake_fd.is_some() {
-                self.signal_fd();
-            } else {
-                self.available.notify_one();
-            }
-        }
-    }
 }
 
 impl EventSink for EventQueue {
     fn push(&self, event: Event) {
-        let mut state = self.lock();
-        let was_empty = state.events.is_empty();
-        Self::push_locked(&mut state, event);
-        let is_empty = state.events.is_empty();
-        drop(state);
-        self.wake(was_empty, is_empty);
+        self.push_batch(vec![event]);
     }
 
     fn push_batch(&self, events: Vec<Event>) {
@@ -287,9 +313,16 @@ impl EventSink for EventQueue {
         for event in events {
             Self::push_locked(&mut state, event);
         }
-        let is_empty = state.events.is_empty();
+        let arrived = was_empty && !state.events.is_empty();
+        let signal_fd = arrived && !state.draining && self.wake_fd.is_some();
+        let notify = arrived && state.consumer_waiting;
         drop(state);
-        self.wake(was_empty, is_empty);
+        if signal_fd {
+            self.signal_fd();
+        }
+        if notify {
+            self.available.notify_one();
+        }
     }
 }
 

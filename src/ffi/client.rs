@@ -393,8 +393,23 @@ impl Shared {
             if self.torn_down.load(Ordering::Acquire) {
                 return Ok(0);
             }
-            let events = self.events.take_all();
-            self.invoke_all(events)
+            // Events that arrive while callbacks run are taken in the same call (a few rounds,
+            // so a busy client cannot hold the host's loop), without a signal on the fd each.
+            let mut events = self.events.begin_drain();
+            let mut count = 0;
+            for _ in 0..4 {
+                if events.is_empty() {
+                    break;
+                }
+                count += self.invoke_all(events);
+                events = self.events.take_during_drain();
+            }
+            // Whatever is left goes back for the next call, with the fd readable.
+            if !events.is_empty() {
+                self.events.requeue_front(events);
+            }
+            self.events.end_drain();
+            count
         };
         if self.free_requested.load(Ordering::Acquire) {
             self.teardown();
