@@ -244,34 +244,14 @@ pub async fn run(
             json!({"override_callback_uri": request.callback_uri, "verify_token": request.webhook_token})
         };
         let path = format!("{}/subscribed_apps", request.waba_id);
-        if let Err(e) = graph
-            .call(
-                reqwest::Method::POST,
-                &version,
-                &path,
-                Some(&token),
-                &[],
-                Some(&body),
-            )
-            .await
-        {
+        if let Err(e) = post(graph, &version, &path, &token, &body).await {
             return failure(&progress, "webhook subscription", e);
         }
     }
     progress.enter(Stage::RegisterPhone);
     let body = json!({"messaging_product": "whatsapp", "pin": request.pin});
     let path = format!("{}/register", request.phone_id);
-    if let Err(e) = graph
-        .call(
-            reqwest::Method::POST,
-            &version,
-            &path,
-            Some(&token),
-            &[],
-            Some(&body),
-        )
-        .await
-    {
+    if let Err(e) = post(graph, &version, &path, &token, &body).await {
         return failure(&progress, "phone registration", e);
     }
     progress.enter(Stage::Finished);
@@ -280,6 +260,26 @@ pub async fn run(
         token: Some(token),
         error: None,
     }
+}
+
+/// A stage's `POST {version}/{path}` with the business token and a JSON body.
+async fn post(
+    graph: &GraphClient,
+    version: &str,
+    path: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, GraphError> {
+    graph
+        .call(
+            reqwest::Method::POST,
+            version,
+            path,
+            Some(token),
+            &[],
+            Some(body),
+        )
+        .await
 }
 
 /// Runs in progress, by onboarding object; the run removed from here delivers its result.

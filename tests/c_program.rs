@@ -6,15 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Emulator;
-
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
+use common::{profile_dir, Emulator};
 
 fn build_demo(compiler: &str, extra: &[&str], name: &str) -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -22,35 +14,7 @@ fn build_demo(compiler: &str, extra: &[&str], name: &str) -> PathBuf {
 }
 
 fn build(compiler: &str, extra: &[&str], source: &Path, name: &str) -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = profile_dir().join(name);
-    let lib_dir = profile_dir();
-    assert!(
-        lib_dir.join("libwhatsapp_connector.so").exists(),
-        "build the shared library first: cargo build --lib (scripts/test.sh does)"
-    );
-    let status = Command::new(compiler)
-        .args(extra)
-        .arg("-Wall")
-        .arg("-Wextra")
-        .arg("-Werror")
-        .arg("-I")
-        .arg(manifest.join("include"))
-        .arg(source)
-        .arg("-o")
-        .arg(&out)
-        .arg("-L")
-        .arg(&lib_dir)
-        .arg("-lwhatsapp_connector")
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-        .status()
-        .unwrap_or_else(|e| panic!("{compiler} is needed for this test: {e}"));
-    assert!(
-        status.success(),
-        "{compiler} failed to build {}",
-        source.display()
-    );
-    out
+    common::build_native(compiler, extra, source, name)
 }
 
 fn run(program: &[&std::ffi::OsStr]) -> (bool, String) {

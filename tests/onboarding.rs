@@ -158,6 +158,19 @@ impl Onboarder {
         )
     }
 
+    /// A full run from the code, with the client's listener as the callback URI.
+    fn full(&self, ctx: usize, code: &str, waba: &str, phone: &str) -> wa_result {
+        self.onboard(
+            ctx,
+            Some(code),
+            waba,
+            &self.callback_uri(),
+            phone,
+            PIN,
+            WA_ONBOARDING_FETCH_TOKEN,
+        )
+    }
+
     /// Dispatches the client until `n` onboarding results arrived.
     fn outcomes(&self, n: usize) -> Vec<Outcome> {
         let deadline = Instant::now() + 15 * SECS;
@@ -203,18 +216,7 @@ use wa_onboarding_status::*;
 fn full_onboarding_then_sending_with_the_new_token() {
     let o = Onboarder::new();
     let (code, waba, phone) = o.code(json!({}));
-    assert_eq!(
-        o.onboard(
-            1,
-            Some(&code),
-            &waba,
-            &o.callback_uri(),
-            &phone,
-            PIN,
-            WA_ONBOARDING_FETCH_TOKEN
-        ),
-        wa_result::WA_OK
-    );
+    assert_eq!(o.full(1, &code, &waba, &phone), wa_result::WA_OK);
     let r = o.outcomes(1).remove(0);
     assert_eq!(
         (r.ctx, r.src.as_str(), r.status, r.error.as_deref()),
@@ -361,18 +363,7 @@ fn each_stage_reports_its_failure() {
     // REGISTER_PHONE: the number already has another PIN.
     let o = Onboarder::new();
     let (code, waba, phone) = o.code(json!({}));
-    assert_eq!(
-        o.onboard(
-            4,
-            Some(&code),
-            &waba,
-            &o.callback_uri(),
-            &phone,
-            PIN,
-            WA_ONBOARDING_FETCH_TOKEN
-        ),
-        wa_result::WA_OK
-    );
+    assert_eq!(o.full(4, &code, &waba, &phone), wa_result::WA_OK);
     assert_eq!(o.outcomes(1)[0].status, WA_ONBOARDING_FINISHED as u32);
     assert_eq!(
         o.onboard(
@@ -397,18 +388,7 @@ fn expired_and_reused_codes_and_a_wrong_secret() {
     let o = Onboarder::new();
     let (code, waba, phone) = o.code(json!({"ttl_ms": 50}));
     std::thread::sleep(Duration::from_millis(150));
-    assert_eq!(
-        o.onboard(
-            1,
-            Some(&code),
-            &waba,
-            &o.callback_uri(),
-            &phone,
-            PIN,
-            WA_ONBOARDING_FETCH_TOKEN
-        ),
-        wa_result::WA_OK
-    );
+    assert_eq!(o.full(1, &code, &waba, &phone), wa_result::WA_OK);
     let r = o.outcomes(1).remove(0);
     assert_eq!(r.status, WA_ONBOARDING_FETCH_TOKEN as u32);
     assert!(r.error.as_deref().unwrap().contains("expired"), "{r:?}");
@@ -423,31 +403,9 @@ fn expired_and_reused_codes_and_a_wrong_secret() {
     );
 
     let (code, waba, phone) = o.code(json!({}));
-    assert_eq!(
-        o.onboard(
-            2,
-            Some(&code),
-            &waba,
-            &o.callback_uri(),
-            &phone,
-            PIN,
-            WA_ONBOARDING_FETCH_TOKEN
-        ),
-        wa_result::WA_OK
-    );
+    assert_eq!(o.full(2, &code, &waba, &phone), wa_result::WA_OK);
     assert_eq!(o.outcomes(2)[1].status, WA_ONBOARDING_FINISHED as u32);
-    assert_eq!(
-        o.onboard(
-            3,
-            Some(&code),
-            &waba,
-            &o.callback_uri(),
-            &phone,
-            PIN,
-            WA_ONBOARDING_FETCH_TOKEN
-        ),
-        wa_result::WA_OK
-    );
+    assert_eq!(o.full(3, &code, &waba, &phone), wa_result::WA_OK);
     let r = o.outcomes(3).remove(2);
     assert_eq!(r.status, WA_ONBOARDING_FETCH_TOKEN as u32);
     assert!(r.error.as_deref().unwrap().contains("used"), "{r:?}");
@@ -455,18 +413,7 @@ fn expired_and_reused_codes_and_a_wrong_secret() {
     let o = Onboarder::new();
     set_config(&o.host, "", "wrong-secret");
     let (code, waba, phone) = o.code(json!({}));
-    assert_eq!(
-        o.onboard(
-            4,
-            Some(&code),
-            &waba,
-            &o.callback_uri(),
-            &phone,
-            PIN,
-            WA_ONBOARDING_FETCH_TOKEN
-        ),
-        wa_result::WA_OK
-    );
+    assert_eq!(o.full(4, &code, &waba, &phone), wa_result::WA_OK);
     let r = o.outcomes(1).remove(0);
     assert_eq!(r.status, WA_ONBOARDING_FETCH_TOKEN as u32, "{r:?}");
     assert!(
@@ -484,18 +431,7 @@ fn resuming_at_register_phone_with_a_known_token() {
         "/_emulator/onboarding/config",
         json!({"register_fail_code": 133004}),
     );
-    assert_eq!(
-        o.onboard(
-            1,
-            Some(&code),
-            &waba,
-            &o.callback_uri(),
-            &phone,
-            PIN,
-            WA_ONBOARDING_FETCH_TOKEN
-        ),
-        wa_result::WA_OK
-    );
+    assert_eq!(o.full(1, &code, &waba, &phone), wa_result::WA_OK);
     let first = o.outcomes(1).remove(0);
     assert_eq!(
         first.status, WA_ONBOARDING_REGISTER_PHONE as u32,
@@ -544,18 +480,7 @@ fn closing_mid_run_reports_the_stage_reached_then_completes() {
     o.emu.fault(
         json!({"match": {"path_contains": "subscribed_apps"}, "action": {"delay_ms": 3000}}),
     );
-    assert_eq!(
-        o.onboard(
-            1,
-            Some(&code),
-            &waba,
-            &o.callback_uri(),
-            &phone,
-            PIN,
-            WA_ONBOARDING_FETCH_TOKEN
-        ),
-        wa_result::WA_OK
-    );
+    assert_eq!(o.full(1, &code, &waba, &phone), wa_result::WA_OK);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(wa_onboarding_close(o.onboarding), wa_result::WA_OK);
     let r = o.outcomes(1).remove(0);

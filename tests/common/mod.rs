@@ -906,6 +906,17 @@ pub fn profile_dir() -> std::path::PathBuf {
 
 /// Compiles a C program (C11, warnings as errors) against the shared library; returns its path.
 pub fn build_c_program(source: &std::path::Path, name: &str) -> std::path::PathBuf {
+    build_native("cc", &["-std=c11", "-g", "-O1"], source, name)
+}
+
+/// Compiles `source` with `compiler` (warnings as errors) against the shared library in the
+/// target directory, with an rpath so it runs from anywhere.
+pub fn build_native(
+    compiler: &str,
+    flags: &[&str],
+    source: &std::path::Path,
+    name: &str,
+) -> std::path::PathBuf {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib_dir = profile_dir();
     let out = lib_dir.join(name);
@@ -913,8 +924,9 @@ pub fn build_c_program(source: &std::path::Path, name: &str) -> std::path::PathB
         lib_dir.join("libwhatsapp_connector.so").exists(),
         "build the shared library first: cargo build --lib (scripts/test.sh does)"
     );
-    let status = Command::new("cc")
-        .args(["-std=c11", "-g", "-O1", "-Wall", "-Wextra", "-Werror"])
+    let status = Command::new(compiler)
+        .args(flags)
+        .args(["-Wall", "-Wextra", "-Werror"])
         .arg("-I")
         .arg(manifest.join("include"))
         .arg(source)
@@ -925,7 +937,11 @@ pub fn build_c_program(source: &std::path::Path, name: &str) -> std::path::PathB
         .arg("-lwhatsapp_connector")
         .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
         .status()
-        .unwrap_or_else(|e| panic!("cc is needed for this test: {e}"));
-    assert!(status.success(), "cc failed to build {}", source.display());
+        .unwrap_or_else(|e| panic!("{compiler} is needed for this test: {e}"));
+    assert!(
+        status.success(),
+        "{compiler} failed to build {}",
+        source.display()
+    );
     out
 }
