@@ -86,6 +86,11 @@ impl Onboarder {
     fn new() -> Self {
         let emu = Emulator::start();
         let opts = Opts::for_emulator(&emu);
+        // Everything logged, so that the secret checks cover hyper's and reqwest's lines too.
+        assert_eq!(
+            wa_options_set_log_level(opts.0, wa_log_level::WA_LOG_TRACE as u32),
+            wa_result::WA_OK
+        );
         assert_eq!(
             wa_options_set_app_id(opts.0, cstr(APP_ID).as_ptr()),
             wa_result::WA_OK
@@ -274,6 +279,12 @@ fn full_onboarding_then_sending_with_the_new_token() {
         register["body"],
         json!({"messaging_product":"whatsapp","pin":PIN})
     );
+    // Neither the app secret (sent as client_secret) nor the new token reaches a log line.
+    let logs = o.host.seen().logs.clone();
+    assert!(!logs.is_empty());
+    for (_, line) in &logs {
+        assert!(!line.contains(EMULATOR_SECRET) && !line.contains(&token), "secret in log: {line}");
+    }
 }
 
 #[test]
