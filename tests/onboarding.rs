@@ -283,7 +283,10 @@ fn full_onboarding_then_sending_with_the_new_token() {
     let logs = o.host.seen().logs.clone();
     assert!(!logs.is_empty());
     for (_, line) in &logs {
-        assert!(!line.contains(EMULATOR_SECRET) && !line.contains(&token), "secret in log: {line}");
+        assert!(
+            !line.contains(EMULATOR_SECRET) && !line.contains(&token),
+            "secret in log: {line}"
+        );
     }
 }
 
