@@ -157,7 +157,14 @@ enum TimerTarget {
     Channel(Arc<str>),
     HoldExpiry,
     DrainDeadline,
+    FlushResults,
 }
+
+/// Results wait at most this long for company while more answers are due, so that the host's
+/// thread is woken once per batch instead of once per message.
+const RESULT_COALESCING: Duration = Duration::from_millis(1);
+/// A batch this large is handed over at once.
+const RESULT_BATCH: usize = 64;
 
 struct MediaDone {
     id: u64,
@@ -191,6 +198,7 @@ pub struct Scheduler {
     channels: HashMap<Arc<str>, ChannelState>,
     timers: BinaryHeap<Reverse<(Instant, TimerTarget)>>,
     hold_timer_armed: bool,
+    flush_timer_armed: bool,
     in_flight: usize,
     closing: bool,
     /// Results of this loop iteration, handed to the sink together.
@@ -227,6 +235,7 @@ impl Scheduler {
             channels: HashMap::new(),
             timers: BinaryHeap::new(),
             hold_timer_armed: false,
+            flush_timer_armed: false,
             in_flight: 0,
             closing: false,
             running: FuturesUnordered::new(),
@@ -268,7 +277,7 @@ impl Scheduler {
                 }
             }
             self.pump();
-            self.flush_results();
+            self.flush_or_defer_results();
             if self.closing && self.in_flight == 0 && self.media_running.is_empty() {
                 // Refuse further commands, then answer whatever raced in before the refusal,
                 // so that every accepted message still gets its one result before CloseComplete.
@@ -494,6 +503,10 @@ impl Scheduler {
                     self.expire_held(now);
                 }
                 TimerTarget::DrainDeadline => self.abort_in_flight(),
+                TimerTarget::FlushResults => {
+                    self.flush_timer_armed = false;
+                    self.flush_results();
+                }
             }
         }
     }
@@ -629,6 +642,22 @@ impl Scheduler {
         self.running = FuturesUnordered::new();
         self.queues.clear();
         self.in_flight = 0;
+    }
+
+    /// Hands results over now when nothing else is due soon (or the batch is large), otherwise
+    /// within `RESULT_COALESCING`.
+    fn flush_or_defer_results(&mut self) {
+        if self.results.is_empty() {
+            return;
+        }
+        let more_due = !self.running.is_empty() && !self.closing;
+        if !more_due || self.results.len() >= RESULT_BATCH {
+            self.flush_results();
+        } else if !self.flush_timer_armed {
+            self.flush_timer_armed = true;
+            let at = Instant::now() + RESULT_COALESCING;
+            self.timers.push(Reverse((at, TimerTarget::FlushResults)));
+        }
     }
 
     fn flush_results(&mut self) {
