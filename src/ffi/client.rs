@@ -420,7 +420,14 @@ impl Shared {
 
 /// Thread mode: the client's own thread runs the callbacks.
 fn run_dispatcher(shared: Arc<Shared>) {
+    let mut last_wake = std::time::Instant::now() - BUSY_WAKE_INTERVAL;
     while let Some(events) = shared.events.wait_batch() {
+        // Under a steady stream of small batches (webhooks arriving one by one) each wake-up
+        // costs both threads a context switch: pause a moment so the next events come as one
+        // batch. At low rates nothing is delayed.
+        let now = std::time::Instant::now();
+        let busy = events.len() < 8 && now.duration_since(last_wake) < BUSY_WAKE_INTERVAL;
+        last_wake = now;
         // Held while callbacks run, so that freeing an onboarding from another thread waits
         // for its callback to return.
         let serial = shared.dispatching.lock().unwrap_or_else(|p| p.into_inner());
@@ -431,8 +438,16 @@ fn run_dispatcher(shared: Arc<Shared>) {
             shared.teardown();
             break;
         }
+        if busy {
+            std::thread::sleep(BATCHING_PAUSE);
+        }
     }
 }
+
+/// Wake-ups closer together than this count as a busy stream.
+const BUSY_WAKE_INTERVAL: Duration = Duration::from_millis(1);
+/// How long a busy dispatcher lets events gather before looking again.
+const BATCHING_PAUSE: Duration = Duration::from_micros(200);
 
 /// Borrows the shared state behind a handle.
 pub(crate) fn shared_of(client: *const wa_client) -> Result<Arc<Shared>, wa_result> {
