@@ -178,7 +178,7 @@ fn handler_cost(bodies: &[(Bytes, String)]) -> f64 {
         allowed_channels: Default::default(),
         raw_changes: false,
     };
-    let handler = WebhookHandler::new(settings, credentials, Arc::new(Discard));
+    let handler = WebhookHandler::new(settings, credentials, Arc::new(Discard), None);
     let start = Instant::now();
     for (body, signature) in bodies {
         assert_eq!(

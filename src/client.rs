@@ -89,6 +89,15 @@ impl Client {
         let credentials = Arc::new(Credentials::default());
         let outstanding = Arc::new(AtomicUsize::new(0));
         let (commands, command_rx) = mpsc::unbounded_channel();
+        let (durable, resumed) = match &config.outbox_path {
+            Some(path) => {
+                let store = crate::store::SqliteStore::open(path).map_err(StartError::Storage)?;
+                let (durable, resumed) =
+                    crate::store::Durable::new(Box::new(store)).map_err(StartError::Storage)?;
+                (Some(Arc::new(durable)), resumed)
+            }
+            None => (None, Vec::new()),
+        };
         let webhook = Arc::new(WebhookHandler::new(
             WebhookSettings {
                 max_body: config.webhook_max_body,
@@ -98,6 +107,7 @@ impl Client {
             },
             credentials.clone(),
             sink.clone(),
+            durable.clone(),
         ));
         let media = {
             let _guard = runtime.enter();
@@ -116,15 +126,6 @@ impl Client {
                 },
             )?),
             None => None,
-        };
-        let (durable, resumed) = match &config.outbox_path {
-            Some(path) => {
-                let store = crate::store::SqliteStore::open(path).map_err(StartError::Storage)?;
-                let (durable, resumed) =
-                    crate::store::Durable::new(Box::new(store)).map_err(StartError::Storage)?;
-                (Some(Arc::new(durable)), resumed)
-            }
-            None => (None, Vec::new()),
         };
         let scheduler = Scheduler::new(
             config.clone(),

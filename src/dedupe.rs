@@ -21,6 +21,17 @@ impl Dedupe {
         }
     }
 
+    /// Fills the window with keys seen before (oldest first), e.g. by a previous process.
+    pub fn preload(&self, keys: impl IntoIterator<Item = String>) {
+        for key in keys {
+            self.first_time(&key);
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Records `key` and returns true if it was not seen within the window. Check and insert
     /// are one atomic step, so two concurrent deliveries of one message yield one `true`.
     pub fn first_time(&self, key: &str) -> bool {

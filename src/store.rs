@@ -13,7 +13,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use rusqlite::{params, Connection, OpenFlags};
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration step below.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// A message as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +33,10 @@ pub trait OutboxStore: Send {
     fn insert(&mut self, batch: &[StoredMessage]) -> Result<(), String>;
     /// Forgets messages whose final result is known.
     fn remove(&mut self, seqs: &[u64]) -> Result<(), String>;
+    /// The newest `limit` webhook dedupe keys, oldest first.
+    fn seen_keys(&mut self, limit: usize) -> Result<Vec<String>, String>;
+    /// Records webhook dedupe keys, keeping only the newest `keep`.
+    fn remember(&mut self, keys: &[String], keep: usize) -> Result<(), String>;
 }
 
 pub struct SqliteStore {
@@ -112,10 +116,11 @@ impl SqliteStore {
             .conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(|e| sql_error("cannot read the schema version", e))?;
-        match version {
-            0 => {
-                let tx = self.conn.transaction().map_err(|e| sql_error("cannot migrate", e))?;
-                tx.execute_batch(
+        // Each step moves the schema one version up, so any older store reaches the current one.
+        let mut version = version;
+        while version < SCHEMA_VERSION {
+            let step = match version {
+                0 => {
                     "CREATE TABLE IF NOT EXISTS outbox (
                         seq INTEGER PRIMARY KEY,
                         channel TEXT NOT NULL,
@@ -123,12 +128,25 @@ impl SqliteStore {
                         body BLOB NOT NULL,
                         callback_info TEXT
                     );
-                    PRAGMA user_version = 1;",
-                )
-                .map_err(|e| sql_error("cannot create the schema", e))?;
-                tx.commit().map_err(|e| sql_error("cannot migrate", e))
-            }
-            // Later versions add `n => migrate from n to n + 1` steps here.
+                    PRAGMA user_version = 1;"
+                }
+                // 2: the webhook dedupe window, so redeliveries after a restart are recognised.
+                _ => {
+                    "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY) WITHOUT ROWID;
+                    CREATE TABLE IF NOT EXISTS seen_order (n INTEGER PRIMARY KEY, key TEXT NOT NULL);
+                    PRAGMA user_version = 2;"
+                }
+            };
+            let tx = self
+                .conn
+                .transaction()
+                .map_err(|e| sql_error("cannot migrate", e))?;
+            tx.execute_batch(step)
+                .map_err(|e| sql_error("cannot migrate the schema", e))?;
+            tx.commit().map_err(|e| sql_error("cannot migrate", e))?;
+            version += 1;
+        }
+        match version {
             SCHEMA_VERSION => Ok(()),
             newer => Err(format!(
                 "durable outbox: schema version {newer} was written by a newer library (this one knows {SCHEMA_VERSION})"
@@ -138,6 +156,56 @@ impl SqliteStore {
 }
 
 impl OutboxStore for SqliteStore {
+    fn seen_keys(&mut self, limit: usize) -> Result<Vec<String>, String> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT key FROM (SELECT n, key FROM seen_order ORDER BY n DESC LIMIT ?1) ORDER BY n")
+            .map_err(|e| sql_error("cannot read", e))?;
+        let rows = statement
+            .query_map([limit as i64], |row| row.get(0))
+            .map_err(|e| sql_error("cannot read", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| sql_error("cannot read", e))
+    }
+
+    fn remember(&mut self, keys: &[String], keep: usize) -> Result<(), String> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_error("cannot write", e))?;
+        {
+            let mut seen = tx
+                .prepare_cached("INSERT OR IGNORE INTO seen (key) VALUES (?1)")
+                .map_err(|e| sql_error("cannot write", e))?;
+            let mut order = tx
+                .prepare_cached("INSERT INTO seen_order (key) VALUES (?1)")
+                .map_err(|e| sql_error("cannot write", e))?;
+            for key in keys {
+                if seen
+                    .execute([key])
+                    .map_err(|e| sql_error("cannot write", e))?
+                    > 0
+                {
+                    order
+                        .execute([key])
+                        .map_err(|e| sql_error("cannot write", e))?;
+                }
+            }
+            // Bounded like the in-memory window: the oldest keys go first.
+            tx.execute(
+                "DELETE FROM seen WHERE key IN (SELECT key FROM seen_order WHERE n <= (SELECT max(n) FROM seen_order) - ?1)",
+                [keep as i64],
+            )
+            .map_err(|e| sql_error("cannot write", e))?;
+            tx.execute(
+                "DELETE FROM seen_order WHERE n <= (SELECT max(n) FROM seen_order) - ?1",
+                [keep as i64],
+            )
+            .map_err(|e| sql_error("cannot write", e))?;
+        }
+        tx.commit().map_err(|e| sql_error("cannot commit", e))
+    }
+
     fn pending(&mut self) -> Result<Vec<StoredMessage>, String> {
         let mut statement = self
             .conn
@@ -291,6 +359,24 @@ impl Durable {
         }
     }
 
+    /// The newest `limit` webhook dedupe keys (to fill the in-memory window at start).
+    pub fn seen_keys(&self, limit: usize) -> Vec<String> {
+        self.store().seen_keys(limit).unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            Vec::new()
+        })
+    }
+
+    /// Records webhook dedupe keys (best effort: on failure a restart may deliver a redelivery).
+    pub fn remember(&self, keys: &[String], keep: usize) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store().remember(keys, keep) {
+            tracing::error!("{e}");
+        }
+    }
+
     /// Forgets messages whose final result is known (best effort: a failure means they are
     /// sent again after a restart, which at-least-once allows).
     pub fn remove(&self, seqs: &[u64]) {
@@ -349,6 +435,44 @@ mod tests {
             "numbering continues"
         );
         drop(durable);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_the_dedupe_window_is_bounded() {
+        let dir = std::env::temp_dir().join(format!("wa-store-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("outbox.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, channel TEXT NOT NULL, recipient TEXT NOT NULL,
+                 body BLOB NOT NULL, callback_info TEXT);
+                 INSERT INTO outbox VALUES (7, '1', '49', x'7b7d', NULL);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.pending().unwrap().len(),
+            1,
+            "rows kept across the migration"
+        );
+        let keys: Vec<String> = (0..10).map(|i| format!("m:{i}")).collect();
+        store.remember(&keys, 4).unwrap();
+        store.remember(&["m:9".to_string()], 4).unwrap();
+        assert_eq!(
+            store.seen_keys(100).unwrap(),
+            vec!["m:6", "m:7", "m:8", "m:9"]
+        );
+        drop(store);
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -13,6 +13,7 @@ use crate::dedupe::Dedupe;
 use crate::events::{Event, EventSink};
 use crate::inbound::map_payload;
 use crate::secrets::Credentials;
+use crate::store::Durable;
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_PATH: &str = "/webhook";
@@ -55,6 +56,8 @@ pub struct WebhookHandler {
     max_body: usize,
     allowed_channels: HashSet<String>,
     raw_changes: bool,
+    /// The durable store keeps the dedupe window across restarts.
+    durable: Option<Arc<Durable>>,
 }
 
 /// Decodes `sha256=<hex>`; `None` when malformed.
@@ -109,15 +112,21 @@ impl WebhookHandler {
         settings: WebhookSettings,
         credentials: Arc<Credentials>,
         sink: Arc<dyn EventSink>,
+        durable: Option<Arc<Durable>>,
     ) -> Self {
+        let dedupe = Dedupe::new(settings.dedupe_capacity);
+        if let Some(durable) = &durable {
+            dedupe.preload(durable.seen_keys(settings.dedupe_capacity));
+        }
         Self {
             credentials,
             sink,
-            dedupe: Dedupe::new(settings.dedupe_capacity),
+            dedupe,
             raw_dedupe: Dedupe::new(settings.dedupe_capacity.min(10_000)),
             max_body: settings.max_body,
             allowed_channels: settings.allowed_channels,
             raw_changes: settings.raw_changes,
+            durable,
         }
     }
 
@@ -180,6 +189,7 @@ impl WebhookHandler {
         };
         // Queued together: one wake-up of the host's thread per delivery.
         let mut events = Vec::new();
+        let mut remembered = Vec::new();
         for change in changes {
             if let Some(channel) = &change.channel {
                 if !self.allowed_channels.is_empty() && !self.allowed_channels.contains(channel) {
@@ -193,6 +203,7 @@ impl WebhookHandler {
                 .into_iter()
                 .filter(|i| self.dedupe.first_time(&i.dedupe_key))
                 .collect();
+            remembered.extend(fresh.iter().map(|i| i.dedupe_key.clone()));
             if self.raw_changes {
                 let new_change = if had_items {
                     !fresh.is_empty()
@@ -215,6 +226,10 @@ impl WebhookHandler {
                 }
                 events.push(Event::RecvMessage(item.message));
             }
+        }
+        // Stored before answering 200: a redelivery after a restart is still recognised.
+        if let Some(durable) = &self.durable {
+            durable.remember(&remembered, self.dedupe.capacity());
         }
         if !events.is_empty() {
             self.sink.push_batch(events);

@@ -118,3 +118,44 @@ fn unusable_stores_fail_at_creation() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_webhook_dedupe_window_survives_a_restart() {
+    let emu = Emulator::start();
+    let dir = temp_dir("dedupe");
+    let store = dir.join("outbox.db");
+    let text = |id: &str| {
+        meta_json(&inbound_message(
+            serde_json::json!({"from":"16505551234","id":id,"type":"text","text":{"body":id}}),
+        ))
+    };
+    let deliver = |host: &Host, id: &str| {
+        let body = text(id);
+        assert_eq!(
+            host.webhook("POST", "/webhook", Some(&sign(APP_SECRET, &body)), &body)
+                .status,
+            200
+        );
+    };
+    let messages = |host: &Host| -> Vec<String> {
+        host.drain_inbound(std::time::Duration::from_millis(100))
+            .into_iter()
+            .filter(|i| i.kind == "message")
+            .map(|i| i.args[4].clone().unwrap())
+            .collect()
+    };
+    {
+        let host = Host::new(&durable_opts(&emu, &store));
+        host.set_token(TOKEN);
+        deliver(&host, "wamid.BEFORE");
+        assert_eq!(messages(&host), vec!["wamid.BEFORE"]);
+    }
+    // Meta redelivers after the restart: recognised; a new message still comes through.
+    let host = Host::new(&durable_opts(&emu, &store));
+    host.set_token(TOKEN);
+    deliver(&host, "wamid.BEFORE");
+    deliver(&host, "wamid.AFTER");
+    assert_eq!(messages(&host), vec!["wamid.AFTER"]);
+    drop(host);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
