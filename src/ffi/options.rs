@@ -68,6 +68,25 @@ fn with_options(
     })
 }
 
+/// Sets a setting that must not be zero (`WA_ERR_INVALID_ARGUMENT` otherwise).
+fn set_nonzero<T: Copy + PartialEq + Default>(
+    options: *mut wa_options,
+    value: T,
+    name: &str,
+    apply: impl FnOnce(&mut Options, T),
+) -> wa_result {
+    with_options(options, |o| {
+        if value == T::default() {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                format!("{name} must be > 0"),
+            ));
+        }
+        apply(o, value);
+        Ok(())
+    })
+}
+
 fn ms(value: u32) -> Duration {
     Duration::from_millis(u64::from(value))
 }
@@ -167,15 +186,8 @@ pub extern "C" fn wa_options_set_request_timeout_ms(
     options: *mut wa_options,
     timeout_ms: u32,
 ) -> wa_result {
-    with_options(options, |o| {
-        if timeout_ms == 0 {
-            return Err(fail(
-                wa_result::WA_ERR_INVALID_ARGUMENT,
-                "timeout_ms must be > 0",
-            ));
-        }
-        o.request_timeout = Some(ms(timeout_ms));
-        Ok(())
+    set_nonzero(options, timeout_ms, "timeout_ms", |o, v| {
+        o.request_timeout = Some(ms(v))
     })
 }
 
@@ -213,15 +225,8 @@ pub extern "C" fn wa_options_set_outbox_capacity(
     options: *mut wa_options,
     capacity: usize,
 ) -> wa_result {
-    with_options(options, |o| {
-        if capacity == 0 {
-            return Err(fail(
-                wa_result::WA_ERR_INVALID_ARGUMENT,
-                "capacity must be > 0",
-            ));
-        }
-        o.outbox_capacity = Some(capacity);
-        Ok(())
+    set_nonzero(options, capacity, "capacity", |o, v| {
+        o.outbox_capacity = Some(v)
     })
 }
 
@@ -282,15 +287,8 @@ pub extern "C" fn wa_options_set_max_in_flight(
     options: *mut wa_options,
     max_in_flight: u32,
 ) -> wa_result {
-    with_options(options, |o| {
-        if max_in_flight == 0 {
-            return Err(fail(
-                wa_result::WA_ERR_INVALID_ARGUMENT,
-                "max_in_flight must be > 0",
-            ));
-        }
-        o.max_in_flight = Some(max_in_flight as usize);
-        Ok(())
+    set_nonzero(options, max_in_flight, "max_in_flight", |o, v| {
+        o.max_in_flight = Some(v as usize)
     })
 }
 
@@ -379,15 +377,8 @@ pub extern "C" fn wa_options_set_webhook_max_body(
     options: *mut wa_options,
     max_bytes: usize,
 ) -> wa_result {
-    with_options(options, |o| {
-        if max_bytes == 0 {
-            return Err(fail(
-                wa_result::WA_ERR_INVALID_ARGUMENT,
-                "max_bytes must be > 0",
-            ));
-        }
-        o.webhook_max_body = Some(max_bytes);
-        Ok(())
+    set_nonzero(options, max_bytes, "max_bytes", |o, v| {
+        o.webhook_max_body = Some(v)
     })
 }
 
@@ -451,15 +442,8 @@ pub extern "C" fn wa_options_set_media_max_bytes(
     options: *mut wa_options,
     max_bytes: u64,
 ) -> wa_result {
-    with_options(options, |o| {
-        if max_bytes == 0 {
-            return Err(fail(
-                wa_result::WA_ERR_INVALID_ARGUMENT,
-                "max_bytes must be > 0",
-            ));
-        }
-        o.media_max_bytes = Some(max_bytes);
-        Ok(())
+    set_nonzero(options, max_bytes, "max_bytes", |o, v| {
+        o.media_max_bytes = Some(v)
     })
 }
 
