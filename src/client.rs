@@ -217,10 +217,7 @@ impl Client {
             return Err(SendRejected::Closed);
         }
         let built = message::build(input).map_err(SendRejected::Invalid)?;
-        if self.outstanding.fetch_add(1, Ordering::AcqRel) >= self.config.outbox_capacity {
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Err(SendRejected::QueueFull);
-        }
+        self.reserve_slot()?;
         let body = bytes::Bytes::from(built.body);
         let seq = match &self.durable {
             Some(durable) => {
@@ -269,10 +266,7 @@ impl Client {
         if self.closed.load(Ordering::Acquire) {
             return Err(SendRejected::Closed);
         }
-        if self.outstanding.fetch_add(1, Ordering::AcqRel) >= self.config.outbox_capacity {
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Err(SendRejected::QueueFull);
-        }
+        self.reserve_slot()?;
         let job = MediaJob {
             work,
             request_ctx,
@@ -282,6 +276,15 @@ impl Client {
         if self.commands.send(Command::Media(job)).is_err() {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
             return Err(SendRejected::Closed);
+        }
+        Ok(())
+    }
+
+    /// Counts one more accepted request against the outbox capacity.
+    fn reserve_slot(&self) -> Result<(), SendRejected> {
+        if self.outstanding.fetch_add(1, Ordering::AcqRel) >= self.config.outbox_capacity {
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Err(SendRejected::QueueFull);
         }
         Ok(())
     }

@@ -177,13 +177,6 @@ impl EventQueue {
         }
     }
 
-    /// Takes every pending event. The wake fd is cleared first so that an event pushed after
-    /// the take makes it readable again.
-    pub fn take_all(&self) -> VecDeque<Event> {
-        self.clear_fd();
-        std::mem::take(&mut self.lock().events)
-    }
-
     /// Poll mode: starts a dispatch; events pushed until `end_drain` raise no fd signal.
     pub fn begin_drain(&self) -> VecDeque<Event> {
         self.clear_fd();
@@ -338,7 +331,8 @@ mod tests {
             level: LogLevel::Info,
             text: "late".into(),
         });
-        let all = q.take_all();
+        let all = q.begin_drain();
+        q.end_drain();
         assert_eq!(all, VecDeque::from(vec![Event::CloseComplete]));
     }
 
@@ -348,7 +342,8 @@ mod tests {
         assert!(!q.wait_readable(Some(Duration::from_millis(1))));
         q.push(Event::CloseComplete);
         assert!(q.wait_readable(Some(Duration::from_millis(1))));
-        assert_eq!(q.take_all().len(), 1);
+        assert_eq!(q.begin_drain().len(), 1);
+        q.end_drain();
         assert!(!q.wait_readable(Some(Duration::from_millis(1))));
     }
 }

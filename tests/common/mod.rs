@@ -31,28 +31,8 @@ impl Emulator {
     }
 
     pub fn start_with(args: &[&str]) -> Self {
-        // The test's own blocking reqwest client needs the process-wide rustls provider too.
-        whatsapp_connector::graph::install_crypto_provider();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wa-emulator"))
-            .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof", "--quiet"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("wa-emulator starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("emulator prints its address");
-        let url = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .filter(|u| u.starts_with("http://"))
-            .unwrap_or_else(|| panic!("unexpected first line from wa-emulator: {line:?}"))
-            .to_string();
+        let (child, url) =
+            spawn_emulator("127.0.0.1:0", args).expect("wa-emulator prints its address");
         Emulator {
             child,
             url,
@@ -810,6 +790,7 @@ pub fn ctx(n: usize) -> *mut c_void {
 /// Spawns `wa-emulator --listen <listen>` and reads its address; `None` if it exited without
 /// printing one (e.g. the port is still taken).
 fn spawn_emulator(listen: &str, args: &[&str]) -> Option<(Child, String)> {
+    // The test's own blocking reqwest client needs the process-wide rustls provider too.
     whatsapp_connector::graph::install_crypto_provider();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wa-emulator"))
         .args(["--listen", listen, "--exit-on-stdin-eof", "--quiet"])
