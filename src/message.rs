@@ -277,6 +277,13 @@ fn normalise(message_type: &str, content: Value) -> Result<(String, Value), Inva
     }
 }
 
+/// `"name":"value"` with JSON escaping.
+fn write_member(out: &mut Vec<u8>, name: &str, value: &str) -> Result<(), InvalidMessage> {
+    serde_json::to_writer(&mut *out, name).map_err(|e| arg(e.to_string()))?;
+    out.push(b':');
+    serde_json::to_writer(&mut *out, value).map_err(|e| arg(e.to_string()))
+}
+
 /// Validates the input and builds the request body.
 pub fn build(input: &MessageInput<'_>) -> Result<BuiltMessage, InvalidMessage> {
     if input.message_json.len() > MAX_MESSAGE_JSON_BYTES {
@@ -292,32 +299,40 @@ pub fn build(input: &MessageInput<'_>) -> Result<BuiltMessage, InvalidMessage> {
     let (kind, content) = normalise(input.message_type, content)?;
     validate_content(&kind, &content)?;
 
-    let mut body = Map::with_capacity(8);
-    body.insert("messaging_product".into(), Value::from("whatsapp"));
-    body.insert("recipient_type".into(), Value::from("individual"));
+    // Written directly in the order of Meta's examples rather than through a `Map`: this runs
+    // once per message on the host's thread, and the map's key allocations were most of it.
+    let mut body = Vec::with_capacity(input.message_json.len() + 160);
+    body.extend_from_slice(br#"{"messaging_product":"whatsapp","recipient_type":"individual","#);
     // Since 2026 Graph takes business-scoped user ids in `recipient` (cloud-api.md §2.1).
     let recipient_field = if is_bsuid(input.remote_num) {
         "recipient"
     } else {
         "to"
     };
-    body.insert(recipient_field.into(), Value::from(input.remote_num));
-    body.insert("type".into(), Value::from(kind.as_str()));
+    write_member(&mut body, recipient_field, input.remote_num)?;
+    body.push(b',');
+    write_member(&mut body, "type", &kind)?;
     if let Some(refers_to) = input.refers_to_id {
         if refers_to.is_empty() || refers_to.len() > MAX_ID_BYTES {
             return Err(arg("refersToID must be a message id (1 to 256 bytes)"));
         }
-        body.insert("context".into(), json!({ "message_id": refers_to }));
+        body.extend_from_slice(br#","context":{"#);
+        write_member(&mut body, "message_id", refers_to)?;
+        body.push(b'}');
     }
     // Echoed back in status webhooks so they can be correlated; Graph caps it at 512 bytes, so
     // longer callback_info only travels with the local result.
     if let Some(info) = input.callback_info {
         if !info.is_empty() && info.len() <= MAX_CALLBACK_DATA_BYTES {
-            body.insert("biz_opaque_callback_data".into(), Value::from(info));
+            body.push(b',');
+            write_member(&mut body, "biz_opaque_callback_data", info)?;
         }
     }
-    body.insert(kind, content);
-    let body = serde_json::to_vec(&Value::Object(body)).map_err(|e| arg(e.to_string()))?;
+    body.push(b',');
+    serde_json::to_writer(&mut body, &kind).map_err(|e| arg(e.to_string()))?;
+    body.push(b':');
+    serde_json::to_writer(&mut body, &content).map_err(|e| arg(e.to_string()))?;
+    body.push(b'}');
     Ok(BuiltMessage {
         body,
         recipient_key,
@@ -341,6 +356,18 @@ mod tests {
 
     fn body(t: &str, json: &str) -> Value {
         serde_json::from_slice(&build(&input(t, json)).unwrap().body).unwrap()
+    }
+
+    #[test]
+    fn writes_the_envelope_in_order_with_json_escaping() {
+        let mut i = input("text", r#"{"body":"a \"quote\" and é"}"#);
+        i.callback_info = Some("say \"hi\"\n");
+        i.refers_to_id = Some("wamid.Q\\");
+        let built = build(&i).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&built.body).unwrap(),
+            r#"{"messaging_product":"whatsapp","recipient_type":"individual","to":"+49 (151) 234-5678","type":"text","context":{"message_id":"wamid.Q\\"},"biz_opaque_callback_data":"say \"hi\"\n","text":{"body":"a \"quote\" and é"}}"#
+        );
     }
 
     #[test]
