@@ -82,13 +82,17 @@ pub enum Command {
 
 type QueueKey = (Arc<str>, Arc<str>);
 
+/// Keys are the host's own channels and recipients, hashed several times per message.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 struct Pending {
     msg: Outgoing,
     attempts: u32,
 }
 
-#[derive(Default)]
 struct RecipientQueue {
+    /// (channel, recipient): the queue's entry in `Queues::index`.
+    key: QueueKey,
     pending: VecDeque<Pending>,
     /// The head is on the wire.
     in_flight: bool,
@@ -100,6 +104,122 @@ struct RecipientQueue {
     timer_armed: bool,
     /// After a pair-rate error the recipient is spaced out until then.
     slow_until: Option<Instant>,
+}
+
+/// A queue's place in `Queues`. The generation makes an id of a removed queue (held by a timer
+/// or an answer still on its way) miss instead of reaching a newer queue in the same slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct QueueId {
+    slot: u32,
+    generation: u32,
+}
+
+/// The recipient queues in a slab: the hot path (start, answer, next message) reaches a queue by
+/// index, and only accepting a message hashes (channel, recipient).
+#[derive(Default)]
+struct Queues {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: FastMap<QueueKey, QueueId>,
+}
+
+struct Slot {
+    generation: u32,
+    queue: Option<RecipientQueue>,
+}
+
+impl Queues {
+    fn get(&self, id: QueueId) -> Option<&RecipientQueue> {
+        let slot = self.slots.get(id.slot as usize)?;
+        (slot.generation == id.generation)
+            .then_some(slot.queue.as_ref())
+            .flatten()
+    }
+
+    fn get_mut(&mut self, id: QueueId) -> Option<&mut RecipientQueue> {
+        let slot = self.slots.get_mut(id.slot as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.queue.as_mut()
+    }
+
+    /// The queue of (channel, recipient), created empty if there is none.
+    fn id_or_insert(&mut self, key: &QueueKey) -> QueueId {
+        if let Some(id) = self.index.get(key) {
+            return *id;
+        }
+        let queue = RecipientQueue {
+            key: key.clone(),
+            pending: VecDeque::new(),
+            in_flight: false,
+            listed: false,
+            not_before: None,
+            timer_armed: false,
+            slow_until: None,
+        };
+        let id = match self.free.pop() {
+            Some(slot) => {
+                let entry = &mut self.slots[slot as usize];
+                entry.queue = Some(queue);
+                QueueId {
+                    slot,
+                    generation: entry.generation,
+                }
+            }
+            None => {
+                let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 recipients");
+                self.slots.push(Slot {
+                    generation: 0,
+                    queue: Some(queue),
+                });
+                QueueId {
+                    slot,
+                    generation: 0,
+                }
+            }
+        };
+        self.index.insert(key.clone(), id);
+        id
+    }
+
+    fn remove(&mut self, id: QueueId) {
+        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
+        if slot.generation != id.generation {
+            return;
+        }
+        if let Some(queue) = slot.queue.take() {
+            self.index.remove(&queue.key);
+            slot.generation = slot.generation.wrapping_add(1);
+            self.free.push(id.slot);
+        }
+    }
+
+    fn ids(&self) -> Vec<QueueId> {
+        self.index.values().copied().collect()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &RecipientQueue> {
+        self.slots.iter().filter_map(|s| s.queue.as_ref())
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut RecipientQueue> {
+        self.slots.iter_mut().filter_map(|s| s.queue.as_mut())
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&RecipientQueue) -> bool) {
+        for id in self.ids() {
+            if self.get(id).is_some_and(|q| !keep(q)) {
+                self.remove(id);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.retain(|_| false);
+    }
 }
 
 /// Sends per second for one channel; `rate == 0` means unlimited.
@@ -147,13 +267,13 @@ impl TokenBucket {
 
 struct ChannelState {
     bucket: TokenBucket,
-    ready: VecDeque<QueueKey>,
+    ready: VecDeque<QueueId>,
     refill_timer_armed: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerTarget {
-    Queue(QueueKey),
+    Queue(QueueId),
     Channel(Arc<str>),
     HoldExpiry,
     DrainDeadline,
@@ -172,7 +292,7 @@ struct MediaDone {
 }
 
 struct Done {
-    key: QueueKey,
+    id: QueueId,
     outcome: Attempt,
 }
 
@@ -194,8 +314,8 @@ pub struct Scheduler {
     token: Option<Arc<str>>,
     /// The token as a ready `Authorization` header value.
     authorization: Option<HeaderValue>,
-    queues: HashMap<QueueKey, RecipientQueue>,
-    channels: HashMap<Arc<str>, ChannelState>,
+    queues: Queues,
+    channels: FastMap<Arc<str>, ChannelState>,
     timers: BinaryHeap<Reverse<(Instant, TimerTarget)>>,
     hold_timer_armed: bool,
     flush_timer_armed: bool,
@@ -205,6 +325,8 @@ pub struct Scheduler {
     results: Vec<Event>,
     /// Attempts on the wire.
     running: FuturesUnordered<BoxFuture<'static, Done>>,
+    /// Scratch list of `pump`, kept to reuse its allocation.
+    to_start: Vec<QueueId>,
 }
 
 impl Scheduler {
@@ -231,23 +353,34 @@ impl Scheduler {
             outstanding,
             token: None,
             authorization: None,
-            queues: HashMap::new(),
-            channels: HashMap::new(),
+            queues: Queues::default(),
+            channels: FastMap::default(),
             timers: BinaryHeap::new(),
             hold_timer_armed: false,
             flush_timer_armed: false,
             in_flight: 0,
             closing: false,
             running: FuturesUnordered::new(),
-            results: Vec::new(),
+            results: Vec::with_capacity(RESULT_BATCH),
+            to_start: Vec::new(),
         }
     }
 
     /// Runs until closed (or aborted); returns after `CloseComplete` was queued.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut batch = Vec::with_capacity(256);
+        // One timer, moved when the earliest deadline changes: a fresh `Sleep` per loop
+        // iteration would register and deregister a timer entry for every answer.
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+        let mut timer_at: Option<Instant> = None;
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            if next_timer != timer_at {
+                if let Some(at) = next_timer {
+                    timer.as_mut().reset(at);
+                }
+                timer_at = next_timer;
+            }
             tokio::select! {
                 biased;
                 Some(done) = self.media_rx.recv() => self.on_media_done(done),
@@ -272,7 +405,8 @@ impl Scheduler {
                         self.on_command(command);
                     }
                 }
-                _ = sleep_until_opt(next_timer), if next_timer.is_some() => {
+                _ = &mut timer, if timer_at.is_some() => {
+                    timer_at = None;
                     self.on_timers();
                 }
             }
@@ -334,47 +468,47 @@ impl Scheduler {
             return;
         }
         let key: QueueKey = (msg.channel.clone(), msg.recipient.clone());
-        self.queues
-            .entry(key.clone())
-            .or_default()
-            .pending
-            .push_back(Pending { msg, attempts: 0 });
+        let id = self.queues.id_or_insert(&key);
+        if let Some(queue) = self.queues.get_mut(id) {
+            queue.pending.push_back(Pending { msg, attempts: 0 });
+        }
         if self.token.is_none() {
             self.arm_hold_timer();
         }
-        self.make_ready(&key, Instant::now());
+        self.make_ready(id, Instant::now());
     }
 
     /// Lists a queue as ready to send its head, or arms its timer if it must wait.
-    fn make_ready(&mut self, key: &QueueKey, now: Instant) {
-        let Some(queue) = self.queues.get_mut(key) else {
+    fn make_ready(&mut self, id: QueueId, now: Instant) {
+        let Some(queue) = self.queues.get_mut(id) else {
             return;
         };
         if queue.in_flight || queue.listed || queue.pending.is_empty() {
             if queue.pending.is_empty() && !queue.in_flight && !queue.timer_armed {
-                self.queues.remove(key);
+                self.queues.remove(id);
             }
             return;
         }
         if let Some(at) = queue.not_before.filter(|at| *at > now) {
             if !queue.timer_armed {
                 queue.timer_armed = true;
-                self.timers
-                    .push(Reverse((at, TimerTarget::Queue(key.clone()))));
+                self.timers.push(Reverse((at, TimerTarget::Queue(id))));
             }
             return;
         }
         queue.listed = true;
-        let rate = self.config.channel_rate_per_sec;
-        self.channels
-            .entry(key.0.clone())
-            .or_insert_with(|| ChannelState {
-                bucket: TokenBucket::new(rate, now),
-                ready: VecDeque::new(),
-                refill_timer_armed: false,
-            })
-            .ready
-            .push_back(key.clone());
+        if let Some(state) = self.channels.get_mut(&queue.key.0) {
+            state.ready.push_back(id);
+        } else {
+            self.channels.insert(
+                queue.key.0.clone(),
+                ChannelState {
+                    bucket: TokenBucket::new(self.config.channel_rate_per_sec, now),
+                    ready: VecDeque::from([id]),
+                    refill_timer_armed: false,
+                },
+            );
+        }
     }
 
     /// Starts attempts for ready queues as far as tokens, pacing and in-flight limits allow.
@@ -386,7 +520,7 @@ impl Scheduler {
             return;
         };
         let now = Instant::now();
-        let mut to_start = Vec::new();
+        let mut to_start = std::mem::take(&mut self.to_start);
         let mut budget = self.config.max_in_flight - self.in_flight;
         for (channel, state) in self.channels.iter_mut() {
             while budget > 0 && !state.ready.is_empty() {
@@ -399,22 +533,23 @@ impl Scheduler {
                     }
                     break;
                 }
-                if let Some(key) = state.ready.pop_front() {
+                if let Some(id) = state.ready.pop_front() {
                     budget -= 1;
-                    to_start.push(key);
+                    to_start.push(id);
                 }
             }
         }
-        for key in to_start {
-            self.start_attempt(key, &authorization);
+        for id in to_start.drain(..) {
+            self.start_attempt(id, &authorization);
         }
+        self.to_start = to_start;
         self.channels.retain(|_, s| {
             !s.ready.is_empty() || s.refill_timer_armed || s.bucket.tokens < s.bucket.capacity
         });
     }
 
-    fn start_attempt(&mut self, key: QueueKey, authorization: &HeaderValue) {
-        let Some(queue) = self.queues.get_mut(&key) else {
+    fn start_attempt(&mut self, id: QueueId, authorization: &HeaderValue) {
+        let Some(queue) = self.queues.get_mut(id) else {
             return;
         };
         queue.listed = false;
@@ -423,19 +558,20 @@ impl Scheduler {
         };
         head.attempts += 1;
         let body = head.msg.body.clone();
+        let channel = head.msg.channel.clone();
         let graph = self.graph.clone();
         let authorization = authorization.clone();
         // Polled by this task (no spawn per request): dropping it abandons the request.
         self.running.push(Box::pin(async move {
-            let outcome = graph.send(&key.0, authorization, body).await;
-            Done { key, outcome }
+            let outcome = graph.send(&channel, authorization, body).await;
+            Done { id, outcome }
         }));
         queue.in_flight = true;
         self.in_flight += 1;
     }
 
     fn on_done(&mut self, done: Done) {
-        let Some(queue) = self.queues.get_mut(&done.key) else {
+        let Some(queue) = self.queues.get_mut(done.id) else {
             return;
         };
         if !std::mem::take(&mut queue.in_flight) {
@@ -463,7 +599,7 @@ impl Scheduler {
                     Some(delay) if !self.closing => {
                         tracing::debug!(attempt = attempts, delay_ms = delay.as_millis() as u64, error = %failure.text, "retrying");
                         queue.not_before = Some(now + delay);
-                        self.make_ready(&done.key, now);
+                        self.make_ready(done.id, now);
                         return;
                     }
                     Some(_) => Err((DeliveryError::Closing, closing_text())),
@@ -474,7 +610,7 @@ impl Scheduler {
         if let Some(head) = queue.pending.pop_front() {
             self.finish(head.msg, result);
         }
-        self.make_ready(&done.key, now);
+        self.make_ready(done.id, now);
     }
 
     fn on_timers(&mut self) {
@@ -487,11 +623,11 @@ impl Scheduler {
                 break;
             };
             match target {
-                TimerTarget::Queue(key) => {
-                    if let Some(queue) = self.queues.get_mut(&key) {
+                TimerTarget::Queue(id) => {
+                    if let Some(queue) = self.queues.get_mut(id) {
                         queue.timer_armed = false;
                     }
-                    self.make_ready(&key, now);
+                    self.make_ready(id, now);
                 }
                 TimerTarget::Channel(channel) => {
                     if let Some(state) = self.channels.get_mut(&channel) {
@@ -571,12 +707,12 @@ impl Scheduler {
             }
         }
         self.queues
-            .retain(|_, q| !q.pending.is_empty() || q.in_flight || q.timer_armed);
+            .retain(|q| !q.pending.is_empty() || q.in_flight || q.timer_armed);
         for state in self.channels.values_mut() {
             let queues = &self.queues;
             state
                 .ready
-                .retain(|key| queues.get(key).is_some_and(|q| !q.pending.is_empty()));
+                .retain(|id| queues.get(*id).is_some_and(|q| !q.pending.is_empty()));
         }
         self.arm_hold_timer();
     }
@@ -662,7 +798,8 @@ impl Scheduler {
 
     fn flush_results(&mut self) {
         if !self.results.is_empty() {
-            self.sink.push_batch(std::mem::take(&mut self.results));
+            let batch = std::mem::replace(&mut self.results, Vec::with_capacity(RESULT_BATCH));
+            self.sink.push_batch(batch);
         }
     }
 
@@ -784,12 +921,6 @@ fn closing_text() -> String {
     "the client was closed before the message was sent".to_string()
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    if let Some(at) = at {
-        tokio::time::sleep_until(at).await;
-    }
-}
-
 /// The wait before the next attempt, or `None` when the failure is final.
 fn retry_delay(
     config: &ClientConfig,
@@ -856,6 +987,36 @@ mod tests {
             retry_delay(&config, &f, 1, Duration::ZERO),
             Some(Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn a_removed_queue_id_misses_even_when_its_slot_is_reused() {
+        let key = |r: &str| -> QueueKey { (Arc::from("chan"), Arc::from(r)) };
+        let mut queues = Queues::default();
+        let a = queues.id_or_insert(&key("a"));
+        assert_eq!(queues.id_or_insert(&key("a")), a, "one queue per key");
+        let b = queues.id_or_insert(&key("b"));
+        assert_ne!(a, b);
+        queues.remove(a);
+        assert!(queues.get(a).is_none());
+        let c = queues.id_or_insert(&key("c"));
+        assert_eq!(c.slot, a.slot, "the freed slot is reused");
+        assert!(
+            queues.get_mut(a).is_none(),
+            "a stale id must not reach the new queue"
+        );
+        assert_eq!(&*queues.get(c).unwrap().key.1, "c");
+        assert_eq!(
+            queues.id_or_insert(&key("a")).slot as usize,
+            2,
+            "a fresh queue for a"
+        );
+        queues.retain(|q| &*q.key.1 != "b");
+        assert!(queues.get(b).is_none());
+        assert_eq!(queues.values().count(), 2);
+        queues.clear();
+        assert_eq!(queues.values().count(), 0);
+        assert!(queues.index.is_empty());
     }
 
     #[test]
