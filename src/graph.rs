@@ -61,6 +61,9 @@ impl GraphClient {
             .pool_max_idle_per_host(config.max_in_flight)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
+            // The outbox retries by itself (bounded, with backoff and Retry-After, counted per
+            // message); reqwest's own retry layer would only add a copy of every request.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
         Ok(Self {
@@ -209,7 +212,14 @@ impl GraphClient {
     }
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+async fn read_limited(mut response: reqwest::Response) -> Result<bytes::Bytes, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|n| n <= MAX_RESPONSE_BYTES as u64)
+    {
+        // The usual case: one small chunk, taken without copying.
+        return response.bytes().await;
+    }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
@@ -217,7 +227,7 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwes
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(body.into())
 }
 
 /// The message id of a send success body (`messages[0].id`).
