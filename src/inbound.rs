@@ -31,6 +31,7 @@ const MEDIA_KINDS: &[&str] = &["image", "audio", "video", "document", "sticker"]
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappedChange {
     pub field: String,
+    /// The change's `value` exactly as received; empty unless `map_payload` was asked to keep it.
     pub value_json: String,
     pub channel: Option<String>,
     pub items: Vec<MappedItem>,
@@ -56,8 +57,20 @@ fn compact(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-/// Parses a webhook body (already signature-checked) into its changes, in order.
-pub fn map_payload(body: &[u8]) -> Result<Vec<MappedChange>, NotAWebhook> {
+/// Parses a webhook body (already signature-checked) into its changes, in order. `keep_raw`:
+/// also copy each change's `value` text into `value_json` (only the raw-change callback needs it).
+pub fn map_payload(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange>, NotAWebhook> {
+    if !keep_raw {
+        if let Some(changes) = fast::map_body(body) {
+            return Ok(changes);
+        }
+    }
+    map_payload_general(body, keep_raw)
+}
+
+/// `map_payload` for any body: typed down to each change's `value`, which is kept as the exact
+/// text received and mapped on its own.
+fn map_payload_general(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange>, NotAWebhook> {
     // Typed down to each change's `value`, which is kept as the exact text received (for the
     // raw-change callback) and parsed only where it is mapped.
     #[derive(Deserialize)]
@@ -96,16 +109,42 @@ pub fn map_payload(body: &[u8]) -> Result<Vec<MappedChange>, NotAWebhook> {
     for entry in entries {
         for change in entry.changes {
             let raw = change.value.map_or("null", RawValue::get);
-            changes.push(map_change(change.field.into_owned(), raw));
+            changes.push(map_change(change.field.into_owned(), raw, keep_raw));
         }
     }
     Ok(changes)
 }
 
-fn map_change(field: String, raw_value: &str) -> MappedChange {
+fn map_change(field: String, raw_value: &str, keep_raw: bool) -> MappedChange {
     let mut items = Vec::new();
     let mut channel = None;
     if field == "messages" {
+        match fast::map_value(raw_value) {
+            Some((fast_channel, fast_items)) => {
+                channel = fast_channel;
+                items = fast_items;
+            }
+            None => (channel, items) = map_value(raw_value),
+        }
+    }
+    MappedChange {
+        field,
+        value_json: if keep_raw {
+            raw_value.to_string()
+        } else {
+            String::new()
+        },
+        channel,
+        items,
+    }
+}
+
+/// The general mapping of a `messages` change's value, through `serde_json::Value`: it takes
+/// any shape. `fast::map_value` handles the common shapes without building a `Value`.
+fn map_value(raw_value: &str) -> (Option<String>, Vec<MappedItem>) {
+    let mut items = Vec::new();
+    let channel;
+    {
         let value: Value = serde_json::from_str(raw_value).unwrap_or(Value::Null);
         channel = value
             .pointer("/metadata/phone_number_id")
@@ -120,12 +159,7 @@ fn map_change(field: String, raw_value: &str) -> MappedChange {
             items.extend(statuses.iter().map(|s| map_status(s, channel)));
         }
     }
-    MappedChange {
-        field,
-        value_json: raw_value.to_string(),
-        channel,
-        items,
-    }
+    (channel, items)
 }
 
 /// The sender: the phone number, else the business-scoped user id (2026 payloads may omit the
@@ -268,6 +302,277 @@ fn error_text(error: &Value) -> String {
     text
 }
 
+/// The common shapes of a `messages` change (text, media and reaction messages; statuses other
+/// than `failed`) mapped from typed, borrowing structs instead of a `Value` tree: this runs for
+/// every webhook. Anything else, including any field of an unexpected type, returns `None` and
+/// the change goes through the general `map_value`, which gives the same result for what both
+/// accept (tested below).
+mod fast {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+
+    use super::{MappedChange, MappedItem, MEDIA_KINDS};
+    use crate::events::{InboundMedia, InboundMessage};
+
+    type Text<'a> = Option<Cow<'a, str>>;
+
+    #[derive(Deserialize)]
+    struct ChangeValue<'a> {
+        #[serde(borrow)]
+        metadata: Option<Metadata<'a>>,
+        #[serde(borrow)]
+        contacts: Option<Vec<Contact<'a>>>,
+        #[serde(borrow)]
+        messages: Option<Vec<Message<'a>>>,
+        #[serde(borrow)]
+        statuses: Option<Vec<Status<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Metadata<'a> {
+        #[serde(borrow)]
+        phone_number_id: Text<'a>,
+    }
+
+    #[derive(Deserialize)]
+    struct Contact<'a> {
+        #[serde(borrow)]
+        wa_id: Text<'a>,
+        #[serde(borrow)]
+        user_id: Text<'a>,
+    }
+
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        from: Text<'a>,
+        #[serde(borrow)]
+        from_user_id: Text<'a>,
+        #[serde(borrow)]
+        id: Text<'a>,
+        #[serde(borrow, rename = "type")]
+        kind: Text<'a>,
+        #[serde(borrow)]
+        context: Option<Context<'a>>,
+        #[serde(borrow)]
+        text: Option<Content<'a>>,
+        #[serde(borrow)]
+        image: Option<Content<'a>>,
+        #[serde(borrow)]
+        audio: Option<Content<'a>>,
+        #[serde(borrow)]
+        video: Option<Content<'a>>,
+        #[serde(borrow)]
+        document: Option<Content<'a>>,
+        #[serde(borrow)]
+        sticker: Option<Content<'a>>,
+        #[serde(borrow)]
+        reaction: Option<Content<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Context<'a> {
+        #[serde(borrow)]
+        id: Text<'a>,
+    }
+
+    /// The fields read from the content object of any of the kinds above.
+    #[derive(Deserialize)]
+    struct Content<'a> {
+        #[serde(borrow)]
+        body: Text<'a>,
+        #[serde(borrow)]
+        id: Text<'a>,
+        #[serde(borrow)]
+        mime_type: Text<'a>,
+        #[serde(borrow)]
+        caption: Text<'a>,
+        #[serde(borrow)]
+        emoji: Text<'a>,
+        #[serde(borrow)]
+        message_id: Text<'a>,
+    }
+
+    #[derive(Deserialize)]
+    struct Status<'a> {
+        #[serde(borrow)]
+        id: Text<'a>,
+        #[serde(borrow)]
+        status: Text<'a>,
+        #[serde(borrow)]
+        recipient_id: Text<'a>,
+        #[serde(borrow)]
+        recipient_user_id: Text<'a>,
+        #[serde(borrow)]
+        biz_opaque_callback_data: Text<'a>,
+    }
+
+    fn owned(text: &Text<'_>) -> String {
+        text.as_deref().unwrap_or("").to_string()
+    }
+
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        object: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        entry: Option<Vec<Entry<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Entry<'a> {
+        #[serde(borrow, default)]
+        changes: Vec<Change<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Change<'a> {
+        #[serde(borrow, default)]
+        field: Cow<'a, str>,
+        #[serde(borrow)]
+        value: Option<ChangeValue<'a>>,
+    }
+
+    /// `super::map_payload` without keeping the raw values, in one pass over the body; `None`
+    /// for anything it leaves to the general path (which also words the errors).
+    pub(super) fn map_body(body: &[u8]) -> Option<Vec<MappedChange>> {
+        let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+        if envelope.object.as_deref() != Some("whatsapp_business_account") {
+            return None;
+        }
+        let mut changes = Vec::new();
+        for entry in envelope.entry? {
+            for change in entry.changes {
+                let (channel, items) = match (change.field.as_ref(), change.value) {
+                    ("messages", Some(value)) => map_parsed(value)?,
+                    _ => (None, Vec::new()),
+                };
+                changes.push(MappedChange {
+                    field: change.field.into_owned(),
+                    value_json: String::new(),
+                    channel,
+                    items,
+                });
+            }
+        }
+        Some(changes)
+    }
+
+    /// `(channel, items)` like `super::map_value`, or `None` for a shape it leaves to it.
+    pub(super) fn map_value(raw_value: &str) -> Option<(Option<String>, Vec<MappedItem>)> {
+        map_parsed(serde_json::from_str(raw_value).ok()?)
+    }
+
+    fn map_parsed(value: ChangeValue<'_>) -> Option<(Option<String>, Vec<MappedItem>)> {
+        let channel = value
+            .metadata
+            .and_then(|m| m.phone_number_id)
+            .map(Cow::into_owned);
+        let channel_str = channel.as_deref().unwrap_or("");
+        let first_contact = value.contacts.as_deref().and_then(<[Contact]>::first);
+        let mut items = Vec::new();
+        for message in value.messages.into_iter().flatten() {
+            items.push(map_message(message, channel_str, first_contact)?);
+        }
+        for status in value.statuses.iter().flatten() {
+            items.push(map_status(status, channel_str)?);
+        }
+        Some((channel, items))
+    }
+
+    fn map_message<'a>(
+        m: Message<'a>,
+        channel: &str,
+        first_contact: Option<&Contact<'_>>,
+    ) -> Option<MappedItem> {
+        let kind = m.kind.as_deref().unwrap_or("unknown");
+        let content = match kind {
+            "text" => &m.text,
+            "image" => &m.image,
+            "audio" => &m.audio,
+            "video" => &m.video,
+            "document" => &m.document,
+            "sticker" => &m.sticker,
+            "reaction" => &m.reaction,
+            _ => return None,
+        };
+        let field = |pick: for<'c> fn(&'c Content<'a>) -> &'c Text<'a>| {
+            content.as_ref().map_or(String::new(), |c| owned(pick(c)))
+        };
+        let id = owned(&m.id);
+        let tel = match (&m.from, &m.from_user_id) {
+            (Some(from), _) if !from.is_empty() => from.to_string(),
+            (_, Some(user)) if !user.is_empty() => user.to_string(),
+            _ => first_contact
+                .and_then(|c| c.wa_id.as_deref().or(c.user_id.as_deref()))
+                .unwrap_or("")
+                .to_string(),
+        };
+        let reply_to = m.context.and_then(|c| c.id).map(Cow::into_owned);
+        let mut media = None;
+        let (msg, refers_to) = match kind {
+            "text" => (field(|c| &c.body), reply_to),
+            "reaction" => (
+                field(|c| &c.emoji),
+                content
+                    .as_ref()
+                    .and_then(|c| c.message_id.as_deref())
+                    .map(str::to_string),
+            ),
+            _ => {
+                debug_assert!(MEDIA_KINDS.contains(&kind));
+                media = Some(InboundMedia {
+                    sender: tel.clone(),
+                    channel: channel.to_string(),
+                    wamid: id.clone(),
+                    media_id: field(|c| &c.id),
+                    mime_type: field(|c| &c.mime_type),
+                });
+                (field(|c| &c.caption), reply_to)
+            }
+        };
+        Some(MappedItem {
+            dedupe_key: format!("m:{id}"),
+            media,
+            message: InboundMessage {
+                msg,
+                tel,
+                channel: channel.to_string(),
+                kind: kind.to_string(),
+                id,
+                refers_to,
+            },
+        })
+    }
+
+    fn map_status(s: &Status<'_>, channel: &str) -> Option<MappedItem> {
+        let status = s.status.as_deref().unwrap_or("unknown");
+        // A failure's text comes from its `errors` array: left to the general mapping.
+        if status == "failed" {
+            return None;
+        }
+        let id = owned(&s.id);
+        Some(MappedItem {
+            dedupe_key: format!("s:{id}:{status}"),
+            media: None,
+            message: InboundMessage {
+                msg: status.to_string(),
+                tel: s
+                    .recipient_id
+                    .as_deref()
+                    .or(s.recipient_user_id.as_deref())
+                    .unwrap_or("")
+                    .to_string(),
+                channel: channel.to_string(),
+                kind: "status".to_string(),
+                id,
+                refers_to: s.biz_opaque_callback_data.as_deref().map(str::to_string),
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,7 +585,7 @@ mod tests {
     fn one(message: Value) -> MappedItem {
         let value = json!({"messaging_product":"whatsapp","metadata":{"phone_number_id":"PN"},
             "contacts":[{"profile":{"name":"A"},"wa_id":"111"}],"messages":[message]});
-        map_payload(&envelope(value))
+        map_payload(&envelope(value), true)
             .unwrap()
             .remove(0)
             .items
@@ -351,7 +656,7 @@ mod tests {
         let value = json!({"metadata":{"phone_number_id":"PN"},"statuses":[
             {"id":"wamid.S","status":"delivered","recipient_id":"222","biz_opaque_callback_data":"order-42"},
             {"id":"wamid.S","status":"failed","recipient_id":"222","errors":[{"code":131047,"title":"Re-engagement message","error_data":{"details":"24h"}}]}]});
-        let change = map_payload(&envelope(value)).unwrap().remove(0);
+        let change = map_payload(&envelope(value), true).unwrap().remove(0);
         let [a, b] = [&change.items[0], &change.items[1]];
         assert_eq!(
             (
@@ -364,13 +669,159 @@ mod tests {
         assert_eq!(b.message.msg, "failed (#131047) Re-engagement message: 24h");
     }
 
+    /// The typed fast path must agree with the general mapping wherever it takes a change.
+    #[test]
+    fn fast_mapping_agrees_with_the_general_one() {
+        let strings = [
+            json!(null),
+            json!(""),
+            json!("x"),
+            json!("caf\u{e9} \"q\" https://a/b"),
+            json!(7),
+            json!({"k": 1}),
+        ];
+        let pick = |seed: &mut u64, n: usize| -> usize {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((*seed >> 33) as usize) % n
+        };
+        let kinds = [
+            "text",
+            "image",
+            "audio",
+            "video",
+            "document",
+            "sticker",
+            "reaction",
+            "location",
+            "interactive",
+            "edit",
+            "unsupported",
+        ];
+        let statuses = ["sent", "delivered", "read", "failed", "played"];
+        let (mut fast_hits, mut body_hits, mut total) = (0, 0, 0);
+        let mut seed = 42u64;
+        for _ in 0..4000 {
+            let field = |seed: &mut u64,
+                             obj: &mut serde_json::Map<String, Value>,
+                             name: &str| {
+                match pick(seed, strings.len() + 1) {
+                    0 => {}
+                    i => {
+                        obj.insert(name.into(), strings[i - 1].clone());
+                    }
+                }
+            };
+            let mut content = serde_json::Map::new();
+            for name in ["body", "id", "mime_type", "caption", "emoji", "message_id"] {
+                field(&mut seed, &mut content, name);
+            }
+            let kind = kinds[pick(&mut seed, kinds.len())];
+            let mut message = serde_json::Map::new();
+            for name in ["from", "from_user_id", "id"] {
+                field(&mut seed, &mut message, name);
+            }
+            message.insert("type".into(), json!(kind));
+            message.insert(kind.into(), Value::Object(content));
+            if pick(&mut seed, 3) == 0 {
+                message.insert("context".into(), json!({"id": "wamid.CTX"}));
+            }
+            let mut status = serde_json::Map::new();
+            for name in [
+                "id",
+                "recipient_id",
+                "recipient_user_id",
+                "biz_opaque_callback_data",
+            ] {
+                field(&mut seed, &mut status, name);
+            }
+            status.insert(
+                "status".into(),
+                json!(statuses[pick(&mut seed, statuses.len())]),
+            );
+            if pick(&mut seed, 2) == 0 {
+                status.insert("errors".into(), json!([{"code": 131047, "title": "T"}]));
+            }
+            let contacts = match pick(&mut seed, 5) {
+                0 => None,
+                1 => Some(json!([])),
+                2 => Some(json!([{"wa_id": "111", "profile": {"name": "A"}}])),
+                3 => Some(json!([{"user_id": "US.9"}])),
+                _ => Some(json!([{"wa_id": null, "user_id": "US.8"}])),
+            };
+            let mut value = serde_json::Map::new();
+            value.insert("messaging_product".into(), json!("whatsapp"));
+            match pick(&mut seed, 4) {
+                0 => {}
+                1 => {
+                    value.insert("metadata".into(), json!({"phone_number_id": 5}));
+                }
+                _ => {
+                    value.insert("metadata".into(), json!({"phone_number_id": "PN"}));
+                }
+            }
+            if let Some(contacts) = contacts {
+                value.insert("contacts".into(), contacts);
+            }
+            match pick(&mut seed, 3) {
+                0 => {
+                    value.insert("messages".into(), json!([message, message]));
+                }
+                1 => {
+                    value.insert("statuses".into(), json!([status]));
+                }
+                _ => {
+                    value.insert("messages".into(), json!([message]));
+                    value.insert("statuses".into(), json!([status]));
+                }
+            }
+            let mut raw = serde_json::to_string(&Value::Object(value)).unwrap();
+            if pick(&mut seed, 2) == 0 {
+                // Meta escapes slashes; borrowed and unescaped strings must map alike.
+                raw = raw.replace('/', "\\/");
+            }
+            total += 1;
+            if let Some(fast) = fast::map_value(&raw) {
+                fast_hits += 1;
+                assert_eq!(fast, map_value(&raw), "{raw}");
+            }
+            // Whole bodies: several entries and changes, fields other than messages.
+            let other = [
+                "account_update",
+                "messages",
+                "message_template_status_update",
+            ][pick(&mut seed, 3)];
+            let body = format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"value":{raw},"field":"messages"}},{{"field":"{other}","value":{{"event":"X","phone_number":"1"}}}}]}},{{"id":"2","time":1,"changes":[{{"field":"{other}","value":{raw}}}]}}]}}"#
+            );
+            if let Some(fast) = fast::map_body(body.as_bytes()) {
+                body_hits += 1;
+                assert_eq!(
+                    Ok(fast),
+                    map_payload_general(body.as_bytes(), false),
+                    "{body}"
+                );
+            }
+        }
+        assert!(body_hits > total / 20, "{body_hits} of {total}");
+        assert!(
+            fast_hits > total / 20 && fast_hits < total,
+            "both paths exercised: {fast_hits} of {total}"
+        );
+    }
+
     #[test]
     fn rejects_what_is_not_a_webhook() {
-        assert!(map_payload(b"nope").is_err());
-        assert!(map_payload(br#"{"object":"page","entry":[]}"#).is_err());
-        assert!(map_payload(br#"{"object":"whatsapp_business_account"}"#).is_err());
+        assert!(map_payload(b"nope", true).is_err());
+        assert!(map_payload(br#"{"object":"page","entry":[]}"#, true).is_err());
+        assert!(map_payload(br#"{"object":"whatsapp_business_account"}"#, true).is_err());
         assert_eq!(
-            map_payload(br#"{"object":"whatsapp_business_account","entry":[]}"#).unwrap(),
+            map_payload(
+                br#"{"object":"whatsapp_business_account","entry":[]}"#,
+                true
+            )
+            .unwrap(),
             vec![]
         );
     }

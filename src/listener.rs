@@ -119,30 +119,29 @@ async fn serve(
 }
 
 async fn webhook(request: Request<Incoming>, handler: &WebhookHandler) -> Response<Body> {
-    let method = request.method().as_str().to_string();
-    let query = request.uri().query().unwrap_or("").to_string();
-    let signature = request
-        .headers()
+    let (parts, body) = request.into_parts();
+    let signature = parts
+        .headers
         .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .and_then(|v| v.to_str().ok());
     let max = handler.max_body();
-    let declared = request
-        .headers()
+    let declared = parts
+        .headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max as u64) {
         return plain(413, "payload too large");
     }
-    let body = match Limited::new(request.into_body(), max).collect().await {
+    let body = match Limited::new(body, max).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return plain(413, "payload too large")
         }
         Err(_) => return plain(400, "could not read the body"),
     };
-    response(handler.handle(&method, &query, signature.as_deref(), &body))
+    let query = parts.uri.query().unwrap_or("");
+    response(handler.handle(parts.method.as_str(), query, signature, &body))
 }
 
 /// `GET /client/getMedia?id=<media id>`: the media's bytes, streamed from Graph. Not an open

@@ -183,7 +183,7 @@ impl WebhookHandler {
             tracing::warn!("webhook refused: signature does not match");
             return Reply::text(403, "invalid signature");
         }
-        let changes = match map_payload(body) {
+        let changes = match map_payload(body, self.raw_changes) {
             Ok(changes) => changes,
             Err(e) => return Reply::text(400, e.0),
         };
@@ -203,7 +203,9 @@ impl WebhookHandler {
                 .into_iter()
                 .filter(|i| self.dedupe.first_time(&i.dedupe_key))
                 .collect();
-            remembered.extend(fresh.iter().map(|i| i.dedupe_key.clone()));
+            if self.durable.is_some() {
+                remembered.extend(fresh.iter().map(|i| i.dedupe_key.clone()));
+            }
             if self.raw_changes {
                 let new_change = if had_items {
                     !fresh.is_empty()
