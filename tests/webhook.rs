@@ -55,7 +55,12 @@ impl Inbox {
         );
         Inbox {
             host,
-            http: reqwest::blocking::Client::new(),
+            // No pooled connections: after refusing an oversize body the listener closes the
+            // connection, and a request that picked it from the pool at that moment would fail.
+            http: reqwest::blocking::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             way,
             _emu: emu,
         }
