@@ -15,7 +15,8 @@
 //! Progress goes to stderr; the Markdown result goes to stdout (`scripts/bench.sh` captures it).
 //!
 //! Environment: `WA_EMULATOR_BIN` (emulator binary; default: the crate's own `wa-emulator`),
-//! `WA_BENCH_MESSAGES` (messages per throughput run; default 20000).
+//! `WA_BENCH_MESSAGES` (messages per throughput run; default 20000), `WA_BENCH_ONLY` (profiling:
+//! one variant alone, see `profile_one_variant`).
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::io::{BufRead, BufReader};
@@ -82,6 +83,11 @@ fn main() {
         .unwrap_or(DEFAULT_MESSAGES);
     let mut notes = Vec::new();
 
+    if let Ok(only) = std::env::var("WA_BENCH_ONLY") {
+        profile_one_variant(&only, messages);
+        return;
+    }
+
     // Inputs are prepared before anything is measured: formatting them is the host's cost,
     // not the library's, and they must not count towards the RSS delta either.
     let workload = Workload::new(messages.max(SEND_COST_CALLS).max(RSS_MESSAGES));
@@ -111,6 +117,64 @@ fn main() {
     drop(emulator);
 
     print_report(&rounds, per_run, send_cost, rss, &notes);
+}
+
+/// `WA_BENCH_ONLY=baseline|thread|poll|durable|graph`: five runs of that variant alone and no
+/// report, so that a profiler attached to the process (`perf record`) sees nothing else.
+fn profile_one_variant(only: &str, messages: usize) {
+    if only == "graph" {
+        let workload = Workload::new(messages);
+        let emulator = Emulator::start();
+        for run in 1..=5 {
+            emulator.reset();
+            let sample = run_graph_only(&emulator, &workload, messages);
+            eprintln!(
+                "[bench] graph run {run}: {:.0}/s, client CPU {:.1} us/msg, emulator CPU {:.1} us/msg",
+                sample.rate,
+                sample.client_cpu_us.unwrap_or(f64::NAN),
+                sample.emulator_cpu_us.unwrap_or(f64::NAN)
+            );
+        }
+        return;
+    }
+    let variant = match only {
+        "baseline" => Variant::Baseline,
+        "thread" => Variant::Thread,
+        "poll" => Variant::Poll,
+        "durable" => Variant::Durable,
+        other => {
+            panic!("WA_BENCH_ONLY must be baseline, thread, poll, durable or graph: {other:?}")
+        }
+    };
+    let workload = Workload::new(messages);
+    let emulator = Emulator::start();
+    for run in 1..=5 {
+        emulator.reset();
+        let switches_before = context_switches();
+        let sample = match variant {
+            Variant::Baseline => run_baseline(&emulator, &workload, messages),
+            _ => run_library(&emulator, &workload, messages, variant),
+        };
+        let switches = context_switches().saturating_sub(switches_before);
+        eprintln!(
+            "[bench] {only} run {run}: {:.0}/s, client CPU {:.1} us/msg, emulator CPU {:.1} us/msg, {:.2} context switches/msg",
+            sample.rate,
+            sample.client_cpu_us.unwrap_or(f64::NAN),
+            sample.emulator_cpu_us.unwrap_or(f64::NAN),
+            switches as f64 / messages as f64
+        );
+    }
+}
+
+/// Context switches (voluntary and not) of this process so far, ended threads included.
+fn context_switches() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF covers every thread of the process.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    (usage.ru_nvcsw + usage.ru_nivcsw) as u64
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -652,6 +716,7 @@ fn run_baseline(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
     let bodies = workload.bodies(n);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("baseline-rt")
         .enable_all()
         .build()
         .expect("baseline runtime");
@@ -707,6 +772,54 @@ fn run_baseline(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
     let cpu_end = CpuMark::now(emulator);
     runtime.shutdown_timeout(Duration::from_secs(5));
     assert_eq!(ok, n, "baseline: only {ok} of {n} requests answered 200");
+    Sample::new(ok, elapsed, &cpu_start, &cpu_end)
+}
+
+/// Profiling aid (`WA_BENCH_ONLY=graph`): the library's `GraphClient::send` in the raw loop's
+/// place, without the outbox, the C API or callbacks, to tell their cost from the HTTP path's.
+fn run_graph_only(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
+    let bodies = workload.bodies(n);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("baseline-rt")
+        .enable_all()
+        .build()
+        .expect("baseline runtime");
+    let config = whatsapp_connector::config::ClientConfig {
+        graph_base_url: emulator.url.clone(),
+        api_version: API_VERSION.into(),
+        max_in_flight: IN_FLIGHT,
+        ..Default::default()
+    };
+    let graph = {
+        let _enter = runtime.enter();
+        std::sync::Arc::new(whatsapp_connector::graph::GraphClient::new(&config).unwrap())
+    };
+    let auth = whatsapp_connector::graph::GraphClient::authorization(TOKEN).unwrap();
+    let cpu_start = CpuMark::now(emulator);
+    let task = runtime.spawn(async move {
+        let start = Instant::now();
+        let ok = futures_util::stream::iter(bodies)
+            .map(|body| {
+                let graph = graph.clone();
+                let auth = auth.clone();
+                async move {
+                    matches!(
+                        graph.send(PHONE_NUMBER_ID, auth, body).await,
+                        whatsapp_connector::graph::Attempt::Accepted { .. }
+                    )
+                }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .filter(|ok| std::future::ready(*ok))
+            .count()
+            .await;
+        (ok, start.elapsed())
+    });
+    let (ok, elapsed) = runtime.block_on(task).expect("graph-only task");
+    let cpu_end = CpuMark::now(emulator);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    assert_eq!(ok, n);
     Sample::new(ok, elapsed, &cpu_start, &cpu_end)
 }
 

@@ -195,6 +195,14 @@ fn main() {
         "[webhook bench] handler alone: {:.2} µs per webhook",
         handler_cost(&bodies(20_000))
     );
+    if std::env::var_os("WA_BENCH_HANDLER_ONLY").is_some() {
+        // For profilers: the handler's loop alone, repeated.
+        let bodies = bodies(20_000);
+        for _ in 0..10 {
+            handler_cost(&bodies);
+        }
+        return;
+    }
     let n = std::env::var("WA_BENCH_WEBHOOKS")
         .ok()
         .and_then(|v| v.parse().ok())
