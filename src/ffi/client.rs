@@ -422,11 +422,13 @@ impl Shared {
 fn run_dispatcher(shared: Arc<Shared>) {
     let mut last_wake = std::time::Instant::now() - BUSY_WAKE_INTERVAL;
     while let Some(events) = shared.events.wait_batch() {
-        // Under a steady stream of small batches (webhooks arriving one by one) each wake-up
-        // costs both threads a context switch: pause a moment so the next events come as one
-        // batch. At low rates nothing is delayed.
+        // Under a steady stream (webhooks arriving one by one) every wake-up costs the producing
+        // runtime thread a futex call and both threads a context switch: pause a moment so the
+        // next events come as one batch, without a wake-up. At low rates nothing is delayed;
+        // batches so large that the pause would not pay for itself are not paused after.
         let now = std::time::Instant::now();
-        let busy = events.len() < 8 && now.duration_since(last_wake) < BUSY_WAKE_INTERVAL;
+        let busy =
+            events.len() < BUSY_BATCH_LIMIT && now.duration_since(last_wake) < BUSY_WAKE_INTERVAL;
         last_wake = now;
         // Held while callbacks run, so that freeing an onboarding from another thread waits
         // for its callback to return.
@@ -446,6 +448,8 @@ fn run_dispatcher(shared: Arc<Shared>) {
 
 /// Wake-ups closer together than this count as a busy stream.
 const BUSY_WAKE_INTERVAL: Duration = Duration::from_millis(1);
+/// A batch this large already amortises its wake-up.
+const BUSY_BATCH_LIMIT: usize = 256;
 /// How long a busy dispatcher lets events gather before looking again.
 const BATCHING_PAUSE: Duration = Duration::from_micros(200);
 
