@@ -49,6 +49,15 @@ pub struct MappedItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotAWebhook(pub String);
 
+/// `m:<wamid>` or `s:<wamid>:<status>`, built without the formatting machinery (every webhook).
+fn dedupe_key(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        key.push_str(part);
+    }
+    key
+}
+
 fn str_at<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
     v.get(key).and_then(Value::as_str)
 }
@@ -228,7 +237,7 @@ fn map_message(m: &Value, channel: &str, contacts: Option<&Vec<Value>>) -> Mappe
         _ => (compact(m), kind.clone(), reply_to),
     };
     MappedItem {
-        dedupe_key: format!("m:{id}"),
+        dedupe_key: dedupe_key(&["m:", &id]),
         media,
         message: InboundMessage {
             msg,
@@ -275,7 +284,7 @@ fn map_status(s: &Value, channel: &str) -> MappedItem {
         status.clone()
     };
     MappedItem {
-        dedupe_key: format!("s:{id}:{status}"),
+        dedupe_key: dedupe_key(&["s:", &id, ":", &status]),
         media: None,
         message: InboundMessage {
             msg,
@@ -312,7 +321,7 @@ mod fast {
 
     use serde::Deserialize;
 
-    use super::{MappedChange, MappedItem, MEDIA_KINDS};
+    use super::{dedupe_key, MappedChange, MappedItem, MEDIA_KINDS};
     use crate::events::{InboundMedia, InboundMessage};
 
     type Text<'a> = Option<Cow<'a, str>>;
@@ -481,25 +490,32 @@ mod fast {
         Some((channel, items))
     }
 
-    fn map_message<'a>(
-        m: Message<'a>,
+    fn map_message(
+        m: Message<'_>,
         channel: &str,
         first_contact: Option<&Contact<'_>>,
     ) -> Option<MappedItem> {
         let kind = m.kind.as_deref().unwrap_or("unknown");
+        // Moved out, so that a string serde had to unescape (an owned Cow) is not copied again.
         let content = match kind {
-            "text" => &m.text,
-            "image" => &m.image,
-            "audio" => &m.audio,
-            "video" => &m.video,
-            "document" => &m.document,
-            "sticker" => &m.sticker,
-            "reaction" => &m.reaction,
+            "text" => m.text,
+            "image" => m.image,
+            "audio" => m.audio,
+            "video" => m.video,
+            "document" => m.document,
+            "sticker" => m.sticker,
+            "reaction" => m.reaction,
             _ => return None,
-        };
-        let field = |pick: for<'c> fn(&'c Content<'a>) -> &'c Text<'a>| {
-            content.as_ref().map_or(String::new(), |c| owned(pick(c)))
-        };
+        }
+        .unwrap_or(Content {
+            body: None,
+            id: None,
+            mime_type: None,
+            caption: None,
+            emoji: None,
+            message_id: None,
+        });
+        let take = |text: Text<'_>| text.map(Cow::into_owned).unwrap_or_default();
         let id = owned(&m.id);
         let tel = match (&m.from, &m.from_user_id) {
             (Some(from), _) if !from.is_empty() => from.to_string(),
@@ -512,28 +528,22 @@ mod fast {
         let reply_to = m.context.and_then(|c| c.id).map(Cow::into_owned);
         let mut media = None;
         let (msg, refers_to) = match kind {
-            "text" => (field(|c| &c.body), reply_to),
-            "reaction" => (
-                field(|c| &c.emoji),
-                content
-                    .as_ref()
-                    .and_then(|c| c.message_id.as_deref())
-                    .map(str::to_string),
-            ),
+            "text" => (take(content.body), reply_to),
+            "reaction" => (take(content.emoji), content.message_id.map(Cow::into_owned)),
             _ => {
                 debug_assert!(MEDIA_KINDS.contains(&kind));
                 media = Some(InboundMedia {
                     sender: tel.clone(),
                     channel: channel.to_string(),
                     wamid: id.clone(),
-                    media_id: field(|c| &c.id),
-                    mime_type: field(|c| &c.mime_type),
+                    media_id: take(content.id),
+                    mime_type: take(content.mime_type),
                 });
-                (field(|c| &c.caption), reply_to)
+                (take(content.caption), reply_to)
             }
         };
         Some(MappedItem {
-            dedupe_key: format!("m:{id}"),
+            dedupe_key: dedupe_key(&["m:", &id]),
             media,
             message: InboundMessage {
                 msg,
@@ -554,7 +564,7 @@ mod fast {
         }
         let id = owned(&s.id);
         Some(MappedItem {
-            dedupe_key: format!("s:{id}:{status}"),
+            dedupe_key: dedupe_key(&["s:", &id, ":", status]),
             media: None,
             message: InboundMessage {
                 msg: status.to_string(),
@@ -703,16 +713,16 @@ mod tests {
         let (mut fast_hits, mut body_hits, mut total) = (0, 0, 0);
         let mut seed = 42u64;
         for _ in 0..4000 {
-            let field = |seed: &mut u64,
-                             obj: &mut serde_json::Map<String, Value>,
-                             name: &str| {
-                match pick(seed, strings.len() + 1) {
+            let field =
+                |seed: &mut u64, obj: &mut serde_json::Map<String, Value>, name: &str| match pick(
+                    seed,
+                    strings.len() + 1,
+                ) {
                     0 => {}
                     i => {
                         obj.insert(name.into(), strings[i - 1].clone());
                     }
-                }
-            };
+                };
             let mut content = serde_json::Map::new();
             for name in ["body", "id", "mime_type", "caption", "emoji", "message_id"] {
                 field(&mut seed, &mut content, name);

@@ -61,18 +61,19 @@ pub struct WebhookHandler {
 }
 
 /// Decodes `sha256=<hex>`; `None` when malformed.
-fn signature_bytes(header: &str) -> Option<Vec<u8>> {
-    let hex = header.trim().strip_prefix("sha256=")?;
+fn signature_bytes(header: &str) -> Option<[u8; 32]> {
+    let hex = header.trim().strip_prefix("sha256=")?.as_bytes();
     if hex.len() != 64 {
         return None;
     }
-    (0..64)
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(bytes)
 }
 
-/// Percent-decodes a query component (`+` is a space).
 fn decode_component(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -198,17 +199,24 @@ impl WebhookHandler {
                 }
             }
             let had_items = !change.items.is_empty();
-            let fresh: Vec<_> = change
-                .items
-                .into_iter()
-                .filter(|i| self.dedupe.first_time(&i.dedupe_key))
-                .collect();
-            if self.durable.is_some() {
-                remembered.extend(fresh.iter().map(|i| i.dedupe_key.clone()));
+            let first_event = events.len();
+            let mut any_fresh = false;
+            for item in change.items {
+                if !self.dedupe.first_time(&item.dedupe_key) {
+                    continue;
+                }
+                any_fresh = true;
+                if self.durable.is_some() {
+                    remembered.push(item.dedupe_key);
+                }
+                if let Some(media) = item.media {
+                    events.push(Event::RecvMedia(media));
+                }
+                events.push(Event::RecvMessage(item.message));
             }
             if self.raw_changes {
                 let new_change = if had_items {
-                    !fresh.is_empty()
+                    any_fresh
                 } else {
                     let digest = Sha256::digest(
                         format!("{}\n{}", change.field, change.value_json).as_bytes(),
@@ -216,17 +224,15 @@ impl WebhookHandler {
                     self.raw_dedupe.first_time(&format!("{digest:x}"))
                 };
                 if new_change {
-                    events.push(Event::RawChange {
-                        field: change.field,
-                        value_json: change.value_json,
-                    });
+                    // Ahead of the change's messages, as the host expects.
+                    events.insert(
+                        first_event,
+                        Event::RawChange {
+                            field: change.field,
+                            value_json: change.value_json,
+                        },
+                    );
                 }
-            }
-            for item in fresh {
-                if let Some(media) = item.media {
-                    events.push(Event::RecvMedia(media));
-                }
-                events.push(Event::RecvMessage(item.message));
             }
         }
         // Stored before answering 200: a redelivery after a restart is still recognised.
