@@ -553,12 +553,12 @@ impl Scheduler {
             return;
         };
         queue.listed = false;
+        let channel = queue.key.0.clone();
         let Some(head) = queue.pending.front_mut() else {
             return;
         };
         head.attempts += 1;
         let body = head.msg.body.clone();
-        let channel = head.msg.channel.clone();
         let graph = self.graph.clone();
         let authorization = authorization.clone();
         // Polled by this task (no spawn per request): dropping it abandons the request.
