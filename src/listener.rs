@@ -2,6 +2,7 @@
 //! terminated by a reverse proxy in front of it). It serves the webhook path and the seed
 //! hosts' `GET /client/getMedia?id=<media id>`.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Either, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
+use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -25,7 +27,8 @@ use crate::webhook::{query_param, Reply, WebhookHandler};
 
 pub const GET_MEDIA_PATH: &str = "/client/getMedia";
 
-type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+/// Fixed answers without a box; streamed media boxed.
+type Body = Either<Full<Bytes>, UnsyncBoxBody<Bytes, std::io::Error>>;
 
 /// What the listener serves.
 pub struct Routes {
@@ -78,21 +81,18 @@ pub fn start(runtime: &Runtime, address: &str, routes: Routes) -> Result<SocketA
     Ok(local)
 }
 
-fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into())
-        .map_err(|never: Infallible| match never {})
-        .boxed_unsync()
-}
-
 fn response(reply: Reply) -> Response<Body> {
-    let mut response = Response::new(full(reply.body));
+    let body = match reply.body {
+        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
+        Cow::Owned(text) => Bytes::from(text),
+    };
+    let mut response = Response::new(Either::Left(Full::new(body)));
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if let Ok(value) = reply.content_type.parse() {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, value);
-    }
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
     response
 }
 
@@ -100,7 +100,7 @@ fn plain(status: u16, body: &str) -> Response<Body> {
     response(Reply {
         status,
         content_type: "text/plain; charset=utf-8",
-        body: body.to_string(),
+        body: Cow::Owned(body.to_string()),
     })
 }
 
@@ -187,7 +187,7 @@ async fn get_media(request: Request<Incoming>, routes: &Routes) -> Response<Body
     }
     match routes.media.stream(&media_id, token.expose()).await {
         Ok((info, stream)) => {
-            let body = StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync();
+            let body = Either::Right(StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync());
             let mut response = Response::new(body);
             let headers = response.headers_mut();
             if let Ok(value) = info.mime_type.parse() {

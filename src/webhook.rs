@@ -24,11 +24,12 @@ pub const DEFAULT_DEDUPE_CAPACITY: usize = 100_000;
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: String,
+    /// Mostly fixed texts ("OK" for every accepted POST), so not allocated per request.
+    pub body: std::borrow::Cow<'static, str>,
 }
 
 impl Reply {
-    fn text(status: u16, body: impl Into<String>) -> Self {
+    fn text(status: u16, body: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Reply {
             status,
             content_type: "text/plain; charset=utf-8",
