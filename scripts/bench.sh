@@ -70,9 +70,12 @@ EOF
 
 ## Where the time goes
 
-**Sends.** The machine has 2 cores and the emulator needs about one of them, so every variant
-is CPU-bound and the ratio is decided by CPU per message, the client's and, through it, the
-emulator's. `WA_BENCH_ONLY=graph` runs the library's own `GraphClient::send` in the raw loop's
+**Sends.** The machine has 2 cores and the emulator needs about one of them, so the variants
+are mostly CPU-bound and the ratio is decided by CPU per message, the client's and, through it,
+the emulator's. Not always: when the machine is in a fast phase the raw loop leaves CPU idle
+(CPU busy about 1.6 of 2) because it waits on the emulator with its 64 requests in flight; the
+library, with more CPU per message, then keeps up and the ratio is about 1.0. In CPU-bound full
+runs after this round's changes it was 0.92-0.95 (thread and poll mode). `WA_BENCH_ONLY=graph` runs the library's own `GraphClient::send` in the raw loop's
 place: it costs the same as the raw loop (within ±1 µs), so the difference is what the library
 does around the request: the host's `wa_client_send_message` (validation and building, about
 0.7 µs), the outbox (per-recipient FIFO, pacing and retry bookkeeping, one boxed attempt per
