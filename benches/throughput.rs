@@ -710,18 +710,24 @@ fn push_note(notes: &mut Vec<String>, note: &str) {
     }
 }
 
-/// The raw loop: the same bodies over an identically configured reqwest client, on a runtime
-/// with one worker like the library's, `IN_FLIGHT` requests at a time.
-fn run_baseline(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
-    let bodies = workload.bodies(n);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A runtime with one worker like the library's, named so that profiles tell it apart.
+fn one_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("baseline-rt")
         .enable_all()
         .build()
-        .expect("baseline runtime");
-    // The same settings as the library's GraphClient with its defaults, so that only what the
-    // library adds on top of reqwest is compared.
+        .expect("baseline runtime")
+}
+
+/// The raw loop: the same bodies over a similarly configured reqwest client, on a runtime
+/// with one worker like the library's, `IN_FLIGHT` requests at a time.
+fn run_baseline(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
+    let bodies = workload.bodies(n);
+    let runtime = one_worker_runtime();
+    // The same timeouts and pool settings as the library's GraphClient with its defaults. As
+    // in a plain loop, reqwest's default retry layer stays (the library turns it off because
+    // its outbox retries by itself).
     let http = {
         let _enter = runtime.enter();
         reqwest::Client::builder()
@@ -779,12 +785,7 @@ fn run_baseline(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
 /// place, without the outbox, the C API or callbacks, to tell their cost from the HTTP path's.
 fn run_graph_only(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
     let bodies = workload.bodies(n);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("baseline-rt")
-        .enable_all()
-        .build()
-        .expect("baseline runtime");
+    let runtime = one_worker_runtime();
     let config = whatsapp_connector::config::ClientConfig {
         graph_base_url: emulator.url.clone(),
         api_version: API_VERSION.into(),
