@@ -23,7 +23,7 @@ use whatsapp_connector::ffi::wa_result;
 
 const SECRET: &str = "bench-app-secret";
 const IN_FLIGHT: usize = 32;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 11;
 const DEFAULT_MESSAGES: usize = 20_000;
 
 /// `n` distinct signed bodies of about 1 KB, Meta-shaped.

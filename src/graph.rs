@@ -61,8 +61,10 @@ impl GraphClient {
             .pool_max_idle_per_host(config.max_in_flight)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
-            // The outbox retries by itself (bounded, with backoff and Retry-After, counted per
-            // message); reqwest's own retry layer would only add a copy of every request.
+            // One place decides retries: the outbox (bounded, with backoff and Retry-After,
+            // counted per message). reqwest's own layer copies every request to replay HTTP/2
+            // refusals (GOAWAY, REFUSED_STREAM) at once; without it those few requests come back
+            // as transport errors and the outbox retries them after its first backoff.
             .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
