@@ -4,7 +4,8 @@
 //! (channel, recipient) so messages to a recipient go out in acceptance order, the next only after
 //! the previous reached its final outcome, while different recipients proceed concurrently. A token
 //! bucket per channel keeps the sending rate under Meta's per-number throughput limit. Attempts
-//! run as separate tasks and report back; retries, hold-until-token and close are decided here.
+//! are futures polled by this same task (media jobs run as separate tasks and report back);
+//! retries, hold-until-token and close are decided here.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -319,7 +320,6 @@ pub struct Scheduler {
     timers: BinaryHeap<Reverse<(Instant, TimerTarget)>>,
     hold_timer_armed: bool,
     flush_timer_armed: bool,
-    in_flight: usize,
     closing: bool,
     /// Results of this loop iteration, handed to the sink together.
     results: Vec<Event>,
@@ -358,7 +358,6 @@ impl Scheduler {
             timers: BinaryHeap::new(),
             hold_timer_armed: false,
             flush_timer_armed: false,
-            in_flight: 0,
             closing: false,
             running: FuturesUnordered::new(),
             results: Vec::with_capacity(RESULT_BATCH),
@@ -412,7 +411,7 @@ impl Scheduler {
             }
             self.pump();
             self.flush_or_defer_results();
-            if self.closing && self.in_flight == 0 && self.media_running.is_empty() {
+            if self.closing && self.running.is_empty() && self.media_running.is_empty() {
                 // Refuse further commands, then answer whatever raced in before the refusal,
                 // so that every accepted message still gets its one result before CloseComplete.
                 commands.close();
@@ -442,8 +441,7 @@ impl Scheduler {
             Command::Send(msg) => self.accept(msg),
             Command::Media(job) => self.accept_media(job),
             Command::SetToken(token) => {
-                self.authorization = token.as_deref().and_then(GraphClient::authorization);
-                self.token = token;
+                (self.token, self.authorization) = usable_token(token);
                 if self.token.is_none() {
                     self.arm_hold_timer();
                 } else {
@@ -513,7 +511,7 @@ impl Scheduler {
 
     /// Starts attempts for ready queues as far as tokens, pacing and in-flight limits allow.
     fn pump(&mut self) {
-        if self.closing || self.in_flight >= self.config.max_in_flight {
+        if self.closing || self.running.len() >= self.config.max_in_flight {
             return;
         }
         let Some(authorization) = self.authorization.clone() else {
@@ -521,7 +519,7 @@ impl Scheduler {
         };
         let now = Instant::now();
         let mut to_start = std::mem::take(&mut self.to_start);
-        let mut budget = self.config.max_in_flight - self.in_flight;
+        let mut budget = self.config.max_in_flight - self.running.len();
         for (channel, state) in self.channels.iter_mut() {
             while budget > 0 && !state.ready.is_empty() {
                 if !state.bucket.try_take(now) {
@@ -567,7 +565,6 @@ impl Scheduler {
             Done { id, outcome }
         }));
         queue.in_flight = true;
-        self.in_flight += 1;
     }
 
     fn on_done(&mut self, done: Done) {
@@ -577,7 +574,6 @@ impl Scheduler {
         if !std::mem::take(&mut queue.in_flight) {
             return;
         }
-        self.in_flight -= 1;
         let now = Instant::now();
         let Some(head) = queue.pending.front() else {
             return;
@@ -597,7 +593,8 @@ impl Scheduler {
                 }
                 match retry_delay(&self.config, &failure, attempts, age) {
                     Some(delay) if !self.closing => {
-                        tracing::debug!(attempt = attempts, delay_ms = delay.as_millis() as u64, error = %failure.text, "retrying");
+                        let text = self.credentials.redact(&failure.text);
+                        tracing::debug!(attempt = attempts, delay_ms = delay.as_millis() as u64, error = %text, "retrying");
                         queue.not_before = Some(now + delay);
                         self.make_ready(done.id, now);
                         return;
@@ -722,7 +719,7 @@ impl Scheduler {
             return;
         }
         self.closing = true;
-        tracing::info!(in_flight = self.in_flight, "closing");
+        tracing::info!(in_flight = self.running.len(), "closing");
         let mut cancelled = Vec::new();
         for queue in self.queues.values_mut() {
             // The head stays while on the wire: it gets its real result if it finishes in time.
@@ -759,7 +756,6 @@ impl Scheduler {
             );
         }
         self.running = FuturesUnordered::new();
-        self.in_flight = 0;
         let mut cancelled = Vec::new();
         for queue in self.queues.values_mut() {
             if std::mem::take(&mut queue.in_flight) {
@@ -777,7 +773,6 @@ impl Scheduler {
         }
         self.running = FuturesUnordered::new();
         self.queues.clear();
-        self.in_flight = 0;
     }
 
     /// Hands results over now when nothing else is due soon (or the batch is large), otherwise
@@ -874,13 +869,35 @@ impl Scheduler {
         callback_info: String,
         result: Result<String, (DeliveryError, String)>,
     ) {
+        let log = |error, text: &str| tracing::warn!(?error, media = %callback_info, "media request failed: {text}");
+        let info = callback_info.clone();
+        self.push_result(request_ctx, Some(info), None, result, log);
+    }
+
+    /// Delivers the one final result of a message.
+    fn finish(&mut self, msg: Outgoing, result: Result<String, (DeliveryError, String)>) {
+        let recipient = msg.recipient;
+        let log = |error, text: &str| tracing::warn!(?error, recipient = %recipient, "send failed: {text}");
+        self.push_result(msg.request_ctx, msg.callback_info, msg.seq, result, log);
+    }
+
+    /// Counts a request as answered and queues its one result; a failure's text is redacted
+    /// and, unless the client is closing, logged by `log`.
+    fn push_result(
+        &mut self,
+        request_ctx: usize,
+        callback_info: Option<String>,
+        stored: Option<u64>,
+        result: Result<String, (DeliveryError, String)>,
+        log: impl FnOnce(DeliveryError, &str),
+    ) {
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
         let (error, content) = match result {
             Ok(content) => (None, content),
             Err((error, text)) => {
                 let text = self.credentials.redact(&text);
                 if error != DeliveryError::Closing {
-                    tracing::warn!(?error, media = %callback_info, "media request failed: {text}");
+                    log(error, &text);
                 }
                 (Some(error), text)
             }
@@ -888,32 +905,20 @@ impl Scheduler {
         self.results.push(Event::SendResult {
             request_ctx,
             error,
-            callback_info: Some(callback_info),
+            callback_info,
             content,
-            stored: None,
+            stored,
         });
     }
+}
 
-    /// Delivers the one final result of a message.
-    fn finish(&mut self, msg: Outgoing, result: Result<String, (DeliveryError, String)>) {
-        self.outstanding.fetch_sub(1, Ordering::AcqRel);
-        let (error, content) = match result {
-            Ok(wamid) => (None, wamid),
-            Err((error, text)) => {
-                let text = self.credentials.redact(&text);
-                if error != DeliveryError::Closing {
-                    tracing::warn!(?error, recipient = %msg.recipient, "send failed: {text}");
-                }
-                (Some(error), text)
-            }
-        };
-        self.results.push(Event::SendResult {
-            request_ctx: msg.request_ctx,
-            error,
-            callback_info: msg.callback_info,
-            content,
-            stored: msg.seq,
-        });
+/// A token with its `Authorization` header value, or neither: a token that cannot travel in a
+/// header (whoever set it) counts as no token, so messages are held and then end with
+/// `MissingToken` instead of waiting for a header that can never be built.
+fn usable_token(token: Option<Arc<str>>) -> (Option<Arc<str>>, Option<HeaderValue>) {
+    match token.as_deref().and_then(GraphClient::authorization) {
+        Some(authorization) => (token, Some(authorization)),
+        None => (None, None),
     }
 }
 
@@ -1017,6 +1022,16 @@ mod tests {
         queues.clear();
         assert_eq!(queues.values().count(), 0);
         assert!(queues.index.is_empty());
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_a_header_counts_as_none() {
+        let (token, authorization) = usable_token(Some(Arc::from("EAAB-ok")));
+        assert_eq!(token.as_deref(), Some("EAAB-ok"));
+        assert_eq!(authorization.unwrap().to_str().unwrap(), "Bearer EAAB-ok");
+        // A token from anywhere (onboarding's exchange included) with a line break in it.
+        assert_eq!(usable_token(Some(Arc::from("EAAB\nX"))), (None, None));
+        assert_eq!(usable_token(None), (None, None));
     }
 
     #[test]
