@@ -76,7 +76,6 @@ impl GraphClient {
         })
     }
 
-    /// `POST {base}/{version}/{channel}/messages`.
     /// `Authorization: Bearer <token>`, built once per token rather than once per request.
     pub fn authorization(token: &str) -> Option<HeaderValue> {
         let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
@@ -131,13 +130,13 @@ impl GraphClient {
             request = request.json(json);
         }
         let response = request.send().await.map_err(|e| GraphError {
-            message: format!("Graph request failed: {}", e.without_url_ref_text()),
+            message: format!("Graph request failed: {}", error_text(&e)),
             ..Default::default()
         })?;
         let status = response.status().as_u16();
         let body = read_limited(response).await.map_err(|e| GraphError {
             http_status: status,
-            message: format!("Graph answer unreadable: {}", e.without_url_ref_text()),
+            message: format!("Graph answer unreadable: {}", error_text(&e)),
             ..Default::default()
         })?;
         if (200..300).contains(&status) {
@@ -151,6 +150,7 @@ impl GraphClient {
         }
     }
 
+    /// `POST {base}/{version}/{channel}/messages`.
     pub async fn send(
         &self,
         channel: &str,
@@ -214,7 +214,11 @@ impl GraphClient {
     }
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<bytes::Bytes, reqwest::Error> {
+/// The answer's body, cut at `MAX_RESPONSE_BYTES` (Graph's bodies are small; nothing else is
+/// read whole).
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+) -> Result<bytes::Bytes, reqwest::Error> {
     if response
         .content_length()
         .is_some_and(|n| n <= MAX_RESPONSE_BYTES as u64)
@@ -260,7 +264,7 @@ fn transport_failure(e: &reqwest::Error) -> Attempt {
         "transport error"
     };
     // The URL is left out: it is ours, and error texts stay short.
-    let detail = e.without_url_ref_text();
+    let detail = error_text(e);
     Attempt::Failed(Failure {
         error: DeliveryError::OtherHttp,
         text: format!("{what}: {detail}"),
@@ -270,25 +274,42 @@ fn transport_failure(e: &reqwest::Error) -> Attempt {
     })
 }
 
-trait WithoutUrl {
-    fn without_url_ref_text(&self) -> String;
+/// A reqwest error as host-facing text: its cause chain (what actually happened), else its own
+/// description without the URL, which is ours and may carry secrets in its query (the token
+/// exchange's `client_secret`).
+pub(crate) fn error_text(e: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    if text.is_empty() {
+        text = e.to_string();
+        if let Some(url) = e.url() {
+            text = text.replace(&format!(" for url ({url})"), "");
+        }
+    }
+    text
 }
 
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref_text(&self) -> String {
-        // reqwest's Display starts with the kind; the source chain says what actually happened.
-        let mut text = String::new();
-        let mut source = std::error::Error::source(self);
-        while let Some(s) = source {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        if text.is_empty() {
-            text = self.to_string();
-        }
-        text
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_leaves_the_url_out() {
+        // An error without a cause chain: reqwest's own text names the URL.
+        let answer = hyper::Response::builder().status(404).body("").unwrap();
+        let e = reqwest::Response::from(answer)
+            .error_for_status()
+            .unwrap_err();
+        let url = e.url().expect("the error carries a URL").to_string();
+        assert!(e.to_string().contains(&url), "{e}");
+        let text = error_text(&e);
+        assert!(text.contains("404") && !text.contains(&url), "{text}");
     }
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ClientConfig;
 use crate::error::{DeliveryError, GraphError};
-use crate::graph::{install_crypto_provider, USER_AGENT};
+use crate::graph::{install_crypto_provider, read_limited, USER_AGENT};
 
 /// Meta's default media host (cloud-api.md §1.1).
 pub const DEFAULT_MEDIA_HOST: &str = "lookaside.fbsbx.com";
@@ -101,21 +101,7 @@ fn decode_hex_sha256(hex: &str) -> Option<[u8; 32]> {
 }
 
 fn transport_text(what: &str, e: &reqwest::Error) -> String {
-    let mut text = format!("{what}: ");
-    let mut source = std::error::Error::source(e);
-    let mut any = false;
-    while let Some(s) = source {
-        if any {
-            text.push_str(": ");
-        }
-        text.push_str(&s.to_string());
-        any = true;
-        source = s.source();
-    }
-    if !any {
-        text.push_str(&e.to_string());
-    }
-    text
+    format!("{what}: {}", crate::graph::error_text(e))
 }
 
 /// Result of streaming: set by the verifying stream when the bytes do not match.
@@ -303,7 +289,7 @@ impl MediaClient {
                 )
             })?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| {
+        let body = read_limited(response).await.map_err(|e| {
             (
                 DeliveryError::OtherHttp,
                 transport_text("media lookup failed", &e),
@@ -385,7 +371,7 @@ impl MediaClient {
                 continue;
             }
             if !(200..300).contains(&status) {
-                let body = response.bytes().await.unwrap_or_default();
+                let body = read_limited(response).await.unwrap_or_default();
                 return Err(Self::graph_failure(status, &body));
             }
             // Some edges answer an HTML page instead of the file (cloud-api.md §4.3).
@@ -573,7 +559,7 @@ impl MediaClient {
                 )
             })?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_limited(response).await.unwrap_or_default();
         if !(200..300).contains(&status) {
             return Err(Self::graph_failure(status, &body));
         }
