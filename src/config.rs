@@ -45,7 +45,7 @@ pub struct ClientConfig {
     /// Largest media transferred.
     pub media_max_bytes: u64,
     /// Token required by the listener's `/client/getMedia`; `None` = endpoint refuses all.
-    pub media_access_token: Option<String>,
+    pub media_access_token: Option<crate::secrets::Secret>,
     /// The durable outbox's file; `None` keeps the outbox in memory.
     pub outbox_path: Option<std::path::PathBuf>,
     pub request_timeout: Duration,
@@ -121,7 +121,7 @@ pub struct Options {
     pub allowed_channels: Vec<String>,
     pub extra_media_hosts: Vec<String>,
     pub media_max_bytes: Option<u64>,
-    pub media_access_token: Option<String>,
+    pub media_access_token: Option<crate::secrets::Secret>,
     pub outbox_path: Option<std::path::PathBuf>,
     pub request_timeout: Option<Duration>,
     pub max_attempts: Option<u32>,

@@ -37,7 +37,7 @@ pub struct Routes {
     pub media: Arc<MediaClient>,
     pub credentials: Arc<Credentials>,
     /// Required by `/client/getMedia` (Bearer header or `access_token` query); `None` refuses all.
-    pub media_access_token: Option<String>,
+    pub media_access_token: Option<crate::secrets::Secret>,
 }
 
 /// Binds `address` now (so that errors surface at client creation) and serves on the runtime.
@@ -160,7 +160,7 @@ async fn get_media(request: Request<Incoming>, routes: &Routes) -> Response<Body
         .or_else(|| query_param(query, "access_token"));
     let authorised = match (&routes.media_access_token, presented) {
         (Some(expected), Some(presented)) => {
-            bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+            bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes()))
         }
         _ => false,
     };

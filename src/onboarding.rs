@@ -35,8 +35,8 @@ impl Stage {
     }
 }
 
-/// What one `Onboard` call asks for.
-#[derive(Debug, Clone)]
+/// What one `Onboard` call asks for. Its `Debug` leaves the code, verify token and PIN out.
+#[derive(Clone)]
 pub struct OnboardRequest {
     /// Graph version for these calls; empty = the client's.
     pub version: String,
@@ -52,12 +52,40 @@ pub struct OnboardRequest {
     pub start: Stage,
 }
 
-/// How a run ended: `stage` is `Finished` or the stage that failed.
-#[derive(Debug, Clone, PartialEq)]
+/// How a run ended: `stage` is `Finished` or the stage that failed. Its `Debug` leaves the
+/// token out.
+#[derive(Clone, PartialEq)]
 pub struct OnboardOutcome {
     pub stage: Stage,
     pub token: Option<String>,
     pub error: Option<String>,
+}
+
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for OnboardRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnboardRequest")
+            .field("version", &self.version)
+            .field("code", &self.code.as_ref().map(|_| REDACTED))
+            .field("webhook_token", &REDACTED)
+            .field("waba_id", &self.waba_id)
+            .field("callback_uri", &self.callback_uri)
+            .field("phone_id", &self.phone_id)
+            .field("pin", &REDACTED)
+            .field("start", &self.start)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OnboardOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnboardOutcome")
+            .field("stage", &self.stage)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 /// What a run needs from its client.

@@ -464,7 +464,7 @@ pub extern "C" fn wa_options_set_media_access_token(
                 "the media access token needs at least 8 characters",
             ));
         }
-        o.media_access_token = Some(token.to_string());
+        o.media_access_token = Some(crate::secrets::Secret::new(token));
         Ok(())
     })
 }
