@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -429,14 +429,10 @@ fn timeouts_are_retried() {
     let host = Host::new(&opts);
     host.set_token(TOKEN);
     emu.fault(json!({"times": 1, "action": {"delay_ms": 1500}}));
-    let started = Instant::now();
     let (r, _) = one_result(&emu, &host, PHONE_ID);
     assert_eq!(r.error, WHATSAPP_ERR_OK, "{r:?}");
-    assert!(
-        started.elapsed() < Duration::from_millis(1400),
-        "the slow answer was not awaited"
-    );
-    // The emulator records the abandoned request once its delay is over.
+    // The emulator records the abandoned request once its delay is over: two sends prove the
+    // slow answer was not awaited (awaiting it would have succeeded with one).
     std::thread::sleep(Duration::from_millis(1600));
     assert_eq!(emu.sends().len(), 2);
 }
@@ -696,12 +692,8 @@ fn close_lets_requests_on_the_wire_finish_within_the_drain_time() {
     emu.fault(json!({"action": {"delay_ms": 3000}}));
     assert_eq!(host.text("slow", TO, 1), wa_result::WA_OK);
     std::thread::sleep(Duration::from_millis(100));
-    let started = Instant::now();
     host.close_and_wait(5 * SECS);
-    assert!(
-        started.elapsed() < Duration::from_millis(2000),
-        "close waited for the slow answer"
-    );
+    // Waiting for the slow answer would have ended the message OK, not CLOSING.
     assert_eq!(host.seen().results[0].error, WHATSAPP_ERR_CLOSING);
 }
 
