@@ -102,6 +102,21 @@ fn decode_component(s: &str) -> String {
 }
 
 /// The decoded value of `name` in a query string.
+/// Longest answer text besides a verification challenge's echo: the parser's detail of a
+/// refused body may quote the body itself. Keeps host-fed answers within a known buffer.
+pub const MAX_REPLY_TEXT: usize = 200;
+
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_REPLY_TEXT {
+        let mut end = MAX_REPLY_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -187,7 +202,7 @@ impl WebhookHandler {
         }
         let changes = match map_payload(body, self.raw_changes) {
             Ok(changes) => changes,
-            Err(e) => return Reply::text(400, e.0),
+            Err(e) => return Reply::text(400, bounded(e.0)),
         };
         // Queued together: one wake-up of the host's thread per delivery.
         let mut events = Vec::new();

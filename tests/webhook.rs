@@ -489,6 +489,16 @@ fn refused_requests_produce_no_callbacks() {
         let other = br#"{"object":"page","entry":[]}"#.to_vec();
         let r = inbox.request("POST", "/webhook", Some(&sign(APP_SECRET, &other)), &other);
         assert_eq!(r.status, 400, "{way:?}: not a WhatsApp envelope");
+        // The parser's detail may quote the body: the answer stays within 200 bytes.
+        let quoted = format!("\"{}\"", "x".repeat(5000)).into_bytes();
+        let r = inbox.request(
+            "POST",
+            "/webhook",
+            Some(&sign(APP_SECRET, &quoted)),
+            &quoted,
+        );
+        assert_eq!(r.status, 400, "{way:?}: a JSON string");
+        assert!(r.body.len() <= 200, "{way:?}: {} bytes", r.body.len());
         let big = vec![b' '; 1024 * 1024 + 1];
         let r = inbox.request("POST", "/webhook", Some(&sign(APP_SECRET, &big)), &big);
         // 0: the listener refused before the client finished writing (connection reset).
