@@ -119,7 +119,8 @@ enum wa_result
   WA_ERR_INVALID_STATE = 10,
   // The operating system refused a resource (thread, eventfd, ...).
   WA_ERR_SYSTEM = 11,
-  // The output buffer was too small; the text was truncated.
+  // The output buffer was too small: the text was truncated, or nothing was written (see the
+  // function).
   WA_ERR_BUFFER_TOO_SMALL = 12,
   // The durable outbox could not be opened or written (missing directory, read-only,
   // corrupt, locked by another client, newer schema).
@@ -261,7 +262,7 @@ typedef struct {
   // An inbound message or status (the seed's `WhatsAppClientRecvMessage`). `type` is the
   // message kind ("text", "image", "reaction", "location", "contact", "interactive",
   // "button", "status", or a type as Meta named it); `msg`, `id` and `refers_to_id` per the
-  // mapping table in the README. `refers_to_id` may be NULL.
+  // INBOUND MAPPING table at the top of this header. `refers_to_id` may be NULL.
   void (*recv_message)(void *user_data,
                        const char *msg,
                        const char *tel,
@@ -427,8 +428,9 @@ wa_result wa_client_webhook_port(const wa_client *client,
 // `*out_content_type` (may be NULL) a static content type, and the body is copied into
 // `out_body` (`out_body_cap` bytes, NUL-terminated) with its length in `*out_body_len` (may be
 // NULL). `WA_ERR_BUFFER_TOO_SMALL` when the body does not fit (`*out_body_len` then says how
-// much is needed; nothing else is written). 64 bytes always suffice except for the echo of a
-// verification challenge, which is as long as the challenge Meta sent.
+// much is needed; nothing else is written, but a POST was processed: calling again answers it
+// as a redelivery). 256 bytes always suffice except for the echo of a verification challenge,
+// which is as long as the challenge Meta sent.
 wa_result wa_client_webhook_request(wa_client *client,
                                     const char *method,
                                     const char *path_and_query,
@@ -644,7 +646,7 @@ wa_result wa_options_set_media_access_token(wa_options *options,
 
 // Makes the outbox durable: every accepted message is written to the SQLite file at `path`
 // (created if missing; its directory must exist) before `wa_client_send_message` returns
-// WA_OK, and removed once its final result is queued for the host. A client created on an
+// WA_OK, and removed once its `send_result` callback has run. A client created on an
 // existing store first resends the messages left in it, in their original order; their
 // results carry a NULL request context and the stored callback_info. The store also keeps the webhook dedupe window, so Meta's redeliveries after a
 // restart are recognised. One client at a time

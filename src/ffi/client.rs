@@ -51,7 +51,7 @@ pub struct wa_client_callbacks {
     /// An inbound message or status (the seed's `WhatsAppClientRecvMessage`). `type` is the
     /// message kind ("text", "image", "reaction", "location", "contact", "interactive",
     /// "button", "status", or a type as Meta named it); `msg`, `id` and `refers_to_id` per the
-    /// mapping table in the README. `refers_to_id` may be NULL.
+    /// INBOUND MAPPING table at the top of this header. `refers_to_id` may be NULL.
     pub recv_message: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
@@ -110,7 +110,8 @@ pub(crate) struct Shared {
     callbacks: Callbacks,
     mode: DispatchMode,
     version: CString,
-    /// Serialises poll-mode dispatch: callbacks of one client never run concurrently.
+    /// Serialises dispatch (poll mode, and the thread-mode dispatcher so that freeing an
+    /// onboarding object waits for its running callback): callbacks never run concurrently.
     pub(crate) dispatching: Mutex<()>,
     dispatcher_thread: Mutex<Option<JoinHandle<()>>>,
     /// `wa_client_free` was called inside one of this client's callbacks: the dispatching frame
@@ -134,6 +135,14 @@ pub(crate) fn is_dispatching_here(shared: &Arc<Shared>) -> bool {
     DISPATCHING
         .try_with(|d| d.borrow().contains(&id))
         .unwrap_or(false)
+}
+
+struct DrainEnd<'a>(&'a EventQueue);
+
+impl Drop for DrainEnd<'_> {
+    fn drop(&mut self) {
+        self.0.end_drain();
+    }
 }
 
 struct DispatchMark(usize);
@@ -176,8 +185,9 @@ impl Shared {
             }
             self.invoke(event);
             count += 1;
-            self.destroy_freed_onboardings();
         }
+        // Onboarding objects freed by these callbacks: destroyed now that the callbacks returned.
+        self.destroy_freed_onboardings();
         // Durable rows go once their results reached the host, not when they were queued.
         if !delivered.is_empty() {
             self.core.acknowledge(&delivered);
@@ -363,7 +373,9 @@ impl Shared {
                 let _ = thread.join();
             }
         }
-        // Onboarding objects end with their client.
+        // Onboarding objects end with their client (also those freed from a callback whose
+        // batch ended in a panic).
+        self.destroy_freed_onboardings();
         let onboardings: Vec<_> = self
             .onboardings
             .lock()
@@ -396,6 +408,9 @@ impl Shared {
             // Events that arrive while callbacks run are taken in the same call (a few rounds,
             // so a busy client cannot hold the host's loop), without a signal on the fd each.
             let mut events = self.events.begin_drain();
+            // Ends the drain however this block is left: a panic in a callback must not leave
+            // the queue believing a dispatch is running (the fd would never be signalled).
+            let _drain = DrainEnd(&self.events);
             let mut count = 0;
             for _ in 0..4 {
                 if events.is_empty() {
@@ -408,7 +423,6 @@ impl Shared {
             if !events.is_empty() {
                 self.events.requeue_front(events);
             }
-            self.events.end_drain();
             count
         };
         if self.free_requested.load(Ordering::Acquire) {
@@ -815,8 +829,9 @@ pub extern "C" fn wa_client_webhook_port(
 /// `*out_content_type` (may be NULL) a static content type, and the body is copied into
 /// `out_body` (`out_body_cap` bytes, NUL-terminated) with its length in `*out_body_len` (may be
 /// NULL). `WA_ERR_BUFFER_TOO_SMALL` when the body does not fit (`*out_body_len` then says how
-/// much is needed; nothing else is written). 64 bytes always suffice except for the echo of a
-/// verification challenge, which is as long as the challenge Meta sent.
+/// much is needed; nothing else is written, but a POST was processed: calling again answers it
+/// as a redelivery). 256 bytes always suffice except for the echo of a verification challenge,
+/// which is as long as the challenge Meta sent.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn wa_client_webhook_request(
@@ -880,10 +895,8 @@ pub extern "C" fn wa_client_webhook_request(
     })
 }
 
-/// Static C strings of the content types a webhook reply can have.
+/// Static C strings of the content types a webhook reply can have (only one today).
 fn content_type_ptr(content_type: &str) -> *const c_char {
-    match content_type {
-        "text/plain; charset=utf-8" => c"text/plain; charset=utf-8".as_ptr(),
-        _ => c"application/octet-stream".as_ptr(),
-    }
+    debug_assert_eq!(content_type, "text/plain; charset=utf-8");
+    c"text/plain; charset=utf-8".as_ptr()
 }

@@ -471,7 +471,7 @@ pub extern "C" fn wa_options_set_media_access_token(
 
 /// Makes the outbox durable: every accepted message is written to the SQLite file at `path`
 /// (created if missing; its directory must exist) before `wa_client_send_message` returns
-/// WA_OK, and removed once its final result is queued for the host. A client created on an
+/// WA_OK, and removed once its `send_result` callback has run. A client created on an
 /// existing store first resends the messages left in it, in their original order; their
 /// results carry a NULL request context and the stored callback_info. The store also keeps the webhook dedupe window, so Meta's redeliveries after a
 /// restart are recognised. One client at a time

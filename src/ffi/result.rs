@@ -32,7 +32,8 @@ pub enum wa_result {
     WA_ERR_INVALID_STATE = 10,
     /// The operating system refused a resource (thread, eventfd, ...).
     WA_ERR_SYSTEM = 11,
-    /// The output buffer was too small; the text was truncated.
+    /// The output buffer was too small: the text was truncated, or nothing was written (see the
+    /// function).
     WA_ERR_BUFFER_TOO_SMALL = 12,
     /// The durable outbox could not be opened or written (missing directory, read-only,
     /// corrupt, locked by another client, newer schema).
