@@ -432,19 +432,25 @@ public:
     ~ClientImpl() override
     {
         detail::UnregisterClient(this);
-        life_.reset();
-        binding_.reset(); // removes the fd from the host's loop before it is closed
+        if (!threadMode_) {
+            life_.reset();
+            binding_.reset(); // removes the fd from the host's loop before it is closed
+        }
         if (client_ != nullptr) {
             wa_client* c = client_;
             client_ = nullptr;
             // No callback reaches this object any more. destroy (OnDestroy) frees the shim and the
             // records of undelivered results: now, or - when deleted from inside a callback - once
             // the library's dispatch returns.
-            shim_->impl = nullptr;
+            shim_->impl.store(nullptr);
             wa_client_free(c);
         } else {
             delete shim_; // wa_client_new failed: no destroy will come
         }
+        // Thread mode: a callback running on the library's thread (it may log through the
+        // binding) has returned now; wa_client_free waited for that thread.
+        life_.reset();
+        binding_.reset();
         if (pollFd_ >= 0)
             ::close(pollFd_);
         if (wakeFd_ >= 0)
@@ -568,19 +574,8 @@ public:
             ssize_t n = ::read(wakeFd_, &count, sizeof count); // non-blocking; EAGAIN when not woken
             (void)n;
         }
-        for (;;) {
-            Deferred item;
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                if (deferred_.empty())
-                    break;
-                item = std::move(deferred_.front());
-                deferred_.pop_front();
-            }
-            DeliverResult(item.context, item.error, item.hasInfo ? item.info.c_str() : nullptr, item.text.c_str());
-            if (watch.expired())
-                return;
-        }
+        if (!DeliverRefusals())
+            return;
         // Tasks posted by onboarding objects, before and after the library's callbacks; never
         // from a nested Dispatch() (the outer one runs them once its callback returned).
         if (!nested)
@@ -717,7 +712,8 @@ private:
     // inside a callback makes the library call destroy only after its dispatch returns.
     struct Shim {
         explicit Shim(ClientImpl* owner) : impl(owner) {}
-        ClientImpl* impl; // nullptr once the ClientImpl is deleted
+        // nullptr once the ClientImpl is deleted; read on the library's thread in thread mode.
+        std::atomic<ClientImpl*> impl;
         std::mutex mutex;
         std::unordered_set<Record*> records; // accepted and not yet answered
     };
@@ -730,7 +726,7 @@ private:
         std::string text;
     };
 
-    static ClientImpl* Self(void* userData) noexcept { return static_cast<Shim*>(userData)->impl; }
+    static ClientImpl* Self(void* userData) noexcept { return static_cast<Shim*>(userData)->impl.load(); }
 
     Record* NewRecord(UWhatsAppClient* context)
     {
@@ -772,6 +768,25 @@ private:
             uint64_t one = 1;
             ssize_t n = ::write(wakeFd_, &one, sizeof one);
             (void)n;
+        }
+    }
+
+    // Delivers the refusals waiting for Dispatch(); false when a callback deleted this object.
+    bool DeliverRefusals()
+    {
+        std::weak_ptr<char> watch = life_;
+        for (;;) {
+            Deferred item;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                if (deferred_.empty())
+                    return true;
+                item = std::move(deferred_.front());
+                deferred_.pop_front();
+            }
+            DeliverResult(item.context, item.error, item.hasInfo ? item.info.c_str() : nullptr, item.text.c_str());
+            if (watch.expired())
+                return false;
         }
     }
 
@@ -832,6 +847,10 @@ private:
         ClientImpl* self = Self(userData);
         if (self == nullptr || self->user_ == nullptr)
             return;
+        // A send refused after Close() (from a callback of this same dispatch) still comes
+        // before CloseComplete, which is the last callback.
+        if (!self->DeliverRefusals())
+            return;
         try {
             self->user_->WhatsAppClientCloseComplete(self);
         } catch (const std::exception& e) {
@@ -851,8 +870,8 @@ private:
             context = record->context;
             DropRecord(shim, record);
         }
-        if (shim->impl != nullptr)
-            shim->impl->DeliverResult(context, error, callbackInfo, content);
+        if (ClientImpl* self = shim->impl.load())
+            self->DeliverResult(context, error, callbackInfo, content);
     }
 
     static void OnRecvMessage(void* userData, const char* msg, const char* tel, const char* channel,

@@ -353,6 +353,33 @@ int main()
             CHECK(result.error == WHATSAPP_ERR_CLOSING);
     });
 
+    test::Run("a send refused in a callback after Close() comes before CloseComplete", [&] {
+        struct SendsFromCallback : Recorder {
+            IWhatsAppClient* client = nullptr;
+            std::vector<std::string> order;
+            void WhatsAppClientSendMessageResult(IWhatsAppClient* c, whatsapp_error_t error, const char* info,
+                                                 const char* content) override
+            {
+                Recorder::WhatsAppClientSendMessageResult(c, error, info, content);
+                order.push_back(std::string("result ") + (info ? info : "(null)"));
+                if (order.size() == 1)
+                    client->SendMessage(this, "{\"body\":\"late\"}", kTo, "text", kChannel, "late");
+            }
+            void WhatsAppClientCloseComplete(IWhatsAppClient* c) override
+            {
+                order.push_back("close");
+                Recorder::WhatsAppClientCloseComplete(c);
+            }
+        } r;
+        IWhatsAppClient* c = IWhatsAppClient::Create(BaseOptions(), &r); // no token: held
+        r.client = c;
+        c->SendMessage(&r, "{\"body\":\"x\"}", kTo, "text", kChannel, "held");
+        c->Close();
+        CHECK(test::Pump(c, [&] { return !r.closed.empty(); }));
+        CHECK((r.order == std::vector<std::string>{"result held", "result late", "close"}));
+        delete c;
+    });
+
     test::Run("delete before close complete: no callback afterwards, nothing leaks", [&] {
         Recorder r;
         host::Http(url, "POST", "/_emulator/faults", "{\"match\":{\"to\":\"16505550000\"},\"times\":3,\"action\":{\"delay_ms\":400}}");
