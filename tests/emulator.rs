@@ -281,6 +281,20 @@ fn non_loopback_listen_is_refused_and_bad_flags_fail() {
         .status()
         .expect("run");
     assert_eq!(status.code(), Some(2));
+    // Values tokio or the webhook semaphore would panic on are refused like any bad value.
+    for args in [
+        ["--threads", "100000"],
+        ["--webhook-concurrency", "4000000000000000000"],
+    ] {
+        let status = Command::new(env!("CARGO_BIN_EXE_wa-emulator"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run");
+        assert_eq!(status.code(), Some(2), "{args:?}");
+    }
 }
 
 #[test]

@@ -220,11 +220,8 @@ fn update_config(state: &AppState, body: &Value) -> HttpResponse {
     let Some(fields) = body.as_object() else {
         return bad_request("config: must be a JSON object");
     };
-    match merged_config(&state.config(), fields) {
-        Ok(config) => {
-            state.set_config(config);
-            ok(json!(*state.config()))
-        }
+    match state.update_config(|current| merged_config(current, fields)) {
+        Ok(config) => ok(json!(*config)),
         Err(reason) => bad_request(&reason),
     }
 }

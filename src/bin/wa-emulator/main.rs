@@ -41,7 +41,7 @@ OPTIONS:
     --pair-window-ms MS       Window of --pair-limit (default 6000).
     --latency-ms MS           Fixed latency added to every Graph request (default 0).
     --record-limit N          Recorded requests kept, oldest dropped first (default 200000).
-    --threads N               Tokio worker threads (default 2).
+    --threads N               Tokio worker threads, 1 to 256 (default 2).
     --quiet                   No per-request log line on stderr.
     --exit-on-stdin-eof       Exit when stdin is closed (tests spawn the emulator with a
                               piped stdin so a crashed test never leaks it).
@@ -54,8 +54,8 @@ OPTIONS:
                               (default test-verify-token).
     --auto-statuses           Follow every accepted send with status webhooks sent,
                               delivered, read (status_delay_ms apart, default 20 ms).
-    --webhook-concurrency N   Webhook attempts in flight at once (default 1: one after
-                              another, in order, like a single subscriber endpoint).
+    --webhook-concurrency N   Webhook attempts in flight at once, 1 to 10000 (default 1:
+                              one after another, in order, like a single subscriber endpoint).
     --app-id ID               The app's id for the Embedded Signup routes: the OAuth
                               client_id and the app in debug_token / subscribed_apps
                               (default 1234567890). --app-secret is its client_secret.
@@ -337,14 +337,20 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     if options.pair_window_ms == Some(0) {
         return Err("--pair-window-ms must be positive".to_string());
     }
-    if options.threads == 0 {
-        return Err("--threads must be positive".to_string());
+    // Bounded so that tokio and the semaphore never see values they would panic on.
+    if !(1..=MAX_THREADS).contains(&options.threads) {
+        return Err(format!("--threads must be 1 to {MAX_THREADS}"));
     }
-    if options.webhook_concurrency == 0 {
-        return Err("--webhook-concurrency must be positive".to_string());
+    if !(1..=MAX_WEBHOOK_CONCURRENCY).contains(&options.webhook_concurrency) {
+        return Err(format!(
+            "--webhook-concurrency must be 1 to {MAX_WEBHOOK_CONCURRENCY}"
+        ));
     }
     Ok(Parsed::Run(Box::new(options)))
 }
+
+const MAX_THREADS: usize = 256;
+const MAX_WEBHOOK_CONCURRENCY: usize = 10_000;
 
 fn listen_address(options: &Options) -> Result<SocketAddr, String> {
     // `localhost` is spelled out by people; resolve it to the IPv4 loopback ourselves.

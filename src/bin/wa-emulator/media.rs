@@ -627,7 +627,9 @@ pub fn control_describe(state: &AppState, media_id: &str) -> Option<Value> {
 /// `POST /_emulator/media/config`: replaces the given settings, answers the whole config.
 pub fn control_configure(state: &AppState, body: &Value) -> Result<Value, String> {
     let fields = body.as_object().ok_or("body: must be a JSON object")?;
-    let mut config = state.media.config();
+    // Merged under the lock: a concurrent lookup's use of expire_next_urls is not undone.
+    let mut media = state.media.lock();
+    let mut config = media.config.clone();
     for (key, value) in fields {
         match key.as_str() {
             "url_ttl_ms" => {
@@ -654,7 +656,7 @@ pub fn control_configure(state: &AppState, body: &Value) -> Result<Value, String
         }
     }
     let answer = json!(config);
-    state.media.lock().config = config;
+    media.config = config;
     Ok(answer)
 }
 

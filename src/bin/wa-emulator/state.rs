@@ -297,16 +297,28 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config);
     }
 
-    /// Adds a bearer token (one issued by the OAuth code exchange) to the accepted ones. Done
-    /// under the write lock so a concurrent `POST /_emulator/config` cannot lose it.
-    pub fn accept_token(&self, token: String) {
+    /// Replaces the config with `change(current)` under the write lock, so that concurrent
+    /// changes (a `POST /_emulator/config`, a token issued by the OAuth exchange) cannot lose
+    /// each other. Returns the new config.
+    pub fn update_config(
+        &self,
+        change: impl FnOnce(&Config) -> Result<Config, String>,
+    ) -> Result<Arc<Config>, String> {
         let mut config = self
             .config
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut updated = (**config).clone();
-        updated.tokens.push(token);
-        *config = Arc::new(updated);
+        *config = Arc::new(change(&config)?);
+        Ok(config.clone())
+    }
+
+    /// Adds a bearer token (one issued by the OAuth code exchange) to the accepted ones.
+    pub fn accept_token(&self, token: String) {
+        let _ = self.update_config(|current| {
+            let mut updated = current.clone();
+            updated.tokens.push(token);
+            Ok(updated)
+        });
     }
 
     // ----- recording -----
