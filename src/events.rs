@@ -297,10 +297,17 @@ impl EventQueue {
 
 impl EventSink for EventQueue {
     fn push(&self, event: Event) {
-        self.push_batch(vec![event]);
+        self.push_all(std::iter::once(event));
     }
 
     fn push_batch(&self, events: Vec<Event>) {
+        self.push_all(events);
+    }
+}
+
+impl EventQueue {
+    /// Queues `events` under one lock, with at most one wake-up of the consumer.
+    fn push_all(&self, events: impl IntoIterator<Item = Event>) {
         let mut state = self.lock();
         let was_empty = state.events.is_empty();
         for event in events {

@@ -96,12 +96,8 @@ fn response(reply: Reply) -> Response<Body> {
     response
 }
 
-fn plain(status: u16, body: &str) -> Response<Body> {
-    response(Reply {
-        status,
-        content_type: "text/plain; charset=utf-8",
-        body: Cow::Owned(body.to_string()),
-    })
+fn plain(status: u16, body: impl Into<Cow<'static, str>>) -> Response<Body> {
+    response(Reply::text(status, body))
 }
 
 async fn serve(
@@ -204,7 +200,7 @@ async fn get_media(request: Request<Incoming>, routes: &Routes) -> Response<Body
                 DeliveryError::BadRequest => 400,
                 _ => 502,
             };
-            plain(status, &routes.credentials.redact(&text))
+            plain(status, routes.credentials.redact(&text))
         }
     }
 }

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::config::ClientConfig;
 use crate::error::{DeliveryError, GraphError};
 use crate::graph::{install_crypto_provider, read_limited, USER_AGENT};
+use crate::webhook::decode_hex_sha256;
 
 /// Meta's default media host (cloud-api.md §1.1).
 pub const DEFAULT_MEDIA_HOST: &str = "lookaside.fbsbx.com";
@@ -87,17 +88,6 @@ pub fn validate_upload(mime_type: &str, size: u64) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn decode_hex_sha256(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 fn transport_text(what: &str, e: &reqwest::Error) -> String {

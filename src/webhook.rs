@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::dedupe::Dedupe;
@@ -29,7 +29,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn text(status: u16, body: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+    pub(crate) fn text(status: u16, body: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Reply {
             status,
             content_type: "text/plain; charset=utf-8",
@@ -63,7 +63,12 @@ pub struct WebhookHandler {
 
 /// Decodes `sha256=<hex>`; `None` when malformed.
 fn signature_bytes(header: &str) -> Option<[u8; 32]> {
-    let hex = header.trim().strip_prefix("sha256=")?.as_bytes();
+    decode_hex_sha256(header.trim().strip_prefix("sha256=")?)
+}
+
+/// 64 hex digits (either case) as 32 bytes; `None` for anything else.
+pub(crate) fn decode_hex_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.as_bytes();
     if hex.len() != 64 {
         return None;
     }
@@ -132,6 +137,8 @@ impl WebhookHandler {
         durable: Option<Arc<Durable>>,
     ) -> Self {
         let dedupe = Dedupe::new(settings.dedupe_capacity);
+        // No window (capacity 0), nothing to keep across restarts.
+        let durable = durable.filter(|_| settings.dedupe_capacity > 0);
         if let Some(durable) = &durable {
             dedupe.preload(durable.seen_keys(settings.dedupe_capacity));
         }
@@ -234,10 +241,9 @@ impl WebhookHandler {
                 let new_change = if had_items {
                     any_fresh
                 } else {
-                    let digest = Sha256::digest(
-                        format!("{}\n{}", change.field, change.value_json).as_bytes(),
-                    );
-                    self.raw_dedupe.first_time(&format!("{digest:x}"))
+                    // The dedupe window keeps fingerprints of its keys: the text itself is the key.
+                    let key = format!("{}\n{}", change.field, change.value_json);
+                    self.raw_dedupe.first_time(&key)
                 };
                 if new_change {
                     // Ahead of the change's messages, as the host expects.
