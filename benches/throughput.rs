@@ -122,42 +122,25 @@ fn main() {
 /// `WA_BENCH_ONLY=baseline|thread|poll|durable|graph`: five runs of that variant alone and no
 /// report, so that a profiler attached to the process (`perf record`) sees nothing else.
 fn profile_one_variant(only: &str, messages: usize) {
-    if only == "graph" {
-        let workload = Workload::new(messages);
-        let emulator = Emulator::start();
-        for run in 1..=5 {
-            emulator.reset();
-            let sample = run_graph_only(&emulator, &workload, messages);
-            eprintln!(
-                "[bench] graph run {run}: {:.0}/s, client CPU {:.1} us/msg, emulator CPU {:.1} us/msg",
-                sample.rate,
-                sample.client_cpu_us.unwrap_or(f64::NAN),
-                sample.emulator_cpu_us.unwrap_or(f64::NAN)
-            );
-        }
-        return;
-    }
-    let variant = match only {
-        "baseline" => Variant::Baseline,
-        "thread" => Variant::Thread,
-        "poll" => Variant::Poll,
-        "durable" => Variant::Durable,
+    let run: fn(&Emulator, &Workload, usize) -> Sample = match only {
+        "baseline" => run_baseline,
+        "graph" => run_graph_only,
+        "thread" => |e, w, n| run_library(e, w, n, Variant::Thread),
+        "poll" => |e, w, n| run_library(e, w, n, Variant::Poll),
+        "durable" => |e, w, n| run_library(e, w, n, Variant::Durable),
         other => {
             panic!("WA_BENCH_ONLY must be baseline, thread, poll, durable or graph: {other:?}")
         }
     };
     let workload = Workload::new(messages);
     let emulator = Emulator::start();
-    for run in 1..=5 {
+    for round in 1..=5 {
         emulator.reset();
         let switches_before = context_switches();
-        let sample = match variant {
-            Variant::Baseline => run_baseline(&emulator, &workload, messages),
-            _ => run_library(&emulator, &workload, messages, variant),
-        };
+        let sample = run(&emulator, &workload, messages);
         let switches = context_switches().saturating_sub(switches_before);
         eprintln!(
-            "[bench] {only} run {run}: {:.0}/s, client CPU {:.1} us/msg, emulator CPU {:.1} us/msg, {:.2} context switches/msg",
+            "[bench] {only} run {round}: {:.0}/s, client CPU {:.1} us/msg, emulator CPU {:.1} us/msg, {:.2} context switches/msg",
             sample.rate,
             sample.client_cpu_us.unwrap_or(f64::NAN),
             sample.emulator_cpu_us.unwrap_or(f64::NAN),
@@ -723,7 +706,6 @@ fn one_worker_runtime() -> tokio::runtime::Runtime {
 /// The raw loop: the same bodies over a similarly configured reqwest client, on a runtime
 /// with one worker like the library's, `IN_FLIGHT` requests at a time.
 fn run_baseline(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
-    let bodies = workload.bodies(n);
     let runtime = one_worker_runtime();
     // The same timeouts and pool settings as the library's GraphClient with its defaults. As
     // in a plain loop, reqwest's default retry layer stays (the library turns it off because
@@ -741,50 +723,29 @@ fn run_baseline(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
             .expect("baseline HTTP client")
     };
     let endpoint = format!("{}/{API_VERSION}/{PHONE_NUMBER_ID}/messages", emulator.url);
-    // Spawned rather than run by block_on, so that the loop runs on the one worker thread as
-    // the library's outbox does, instead of on this thread in addition to the worker.
-    let cpu_start = CpuMark::now(emulator);
-    let task = runtime.spawn(async move {
-        let start = Instant::now();
-        let ok = futures_util::stream::iter(bodies)
-            .map(|body| {
-                let request = http
-                    .post(&endpoint)
-                    .bearer_auth(TOKEN)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body);
-                async move {
-                    match request.send().await {
-                        // The body is read to the end, as the library does, so the connection
-                        // goes back to the pool.
-                        Ok(response) => {
-                            let ok = response.status() == reqwest::StatusCode::OK;
-                            response.bytes().await.is_ok() && ok
-                        }
-                        Err(_) => false,
-                    }
+    drive_raw_loop(emulator, runtime, workload.bodies(n), move |body| {
+        let request = http
+            .post(&endpoint)
+            .bearer_auth(TOKEN)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        async move {
+            match request.send().await {
+                // The body is read to the end, as the library does, so the connection goes
+                // back to the pool.
+                Ok(response) => {
+                    let ok = response.status() == reqwest::StatusCode::OK;
+                    response.bytes().await.is_ok() && ok
                 }
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .filter(|ok| std::future::ready(*ok))
-            .count()
-            .await;
-        (ok, start.elapsed())
-    });
-    let (ok, elapsed) = runtime
-        .block_on(async { tokio::time::timeout(RUN_TIMEOUT, task).await })
-        .unwrap_or_else(|_| panic!("baseline run did not finish within {RUN_TIMEOUT:?}"))
-        .expect("baseline task");
-    let cpu_end = CpuMark::now(emulator);
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    assert_eq!(ok, n, "baseline: only {ok} of {n} requests answered 200");
-    Sample::new(ok, elapsed, &cpu_start, &cpu_end)
+                Err(_) => false,
+            }
+        }
+    })
 }
 
 /// Profiling aid (`WA_BENCH_ONLY=graph`): the library's `GraphClient::send` in the raw loop's
 /// place, without the outbox, the C API or callbacks, to tell their cost from the HTTP path's.
 fn run_graph_only(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
-    let bodies = workload.bodies(n);
     let runtime = one_worker_runtime();
     let config = whatsapp_connector::config::ClientConfig {
         graph_base_url: emulator.url.clone(),
@@ -797,30 +758,50 @@ fn run_graph_only(emulator: &Emulator, workload: &Workload, n: usize) -> Sample 
         std::sync::Arc::new(whatsapp_connector::graph::GraphClient::new(&config).unwrap())
     };
     let auth = whatsapp_connector::graph::GraphClient::authorization(TOKEN).unwrap();
+    drive_raw_loop(emulator, runtime, workload.bodies(n), move |body| {
+        let (graph, auth) = (graph.clone(), auth.clone());
+        async move {
+            matches!(
+                graph.send(PHONE_NUMBER_ID, auth, body).await,
+                whatsapp_connector::graph::Attempt::Accepted { .. }
+            )
+        }
+    })
+}
+
+/// Posts every body with `send_one` (true: answered 200), `IN_FLIGHT` at a time, on the
+/// runtime's one worker; every body must succeed.
+fn drive_raw_loop<F, Fut>(
+    emulator: &Emulator,
+    runtime: tokio::runtime::Runtime,
+    bodies: Vec<Bytes>,
+    send_one: F,
+) -> Sample
+where
+    F: FnMut(Bytes) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let n = bodies.len();
+    // Spawned rather than run by block_on, so that the loop runs on the one worker thread as
+    // the library's outbox does, instead of on this thread in addition to the worker.
     let cpu_start = CpuMark::now(emulator);
     let task = runtime.spawn(async move {
         let start = Instant::now();
         let ok = futures_util::stream::iter(bodies)
-            .map(|body| {
-                let graph = graph.clone();
-                let auth = auth.clone();
-                async move {
-                    matches!(
-                        graph.send(PHONE_NUMBER_ID, auth, body).await,
-                        whatsapp_connector::graph::Attempt::Accepted { .. }
-                    )
-                }
-            })
+            .map(send_one)
             .buffer_unordered(IN_FLIGHT)
             .filter(|ok| std::future::ready(*ok))
             .count()
             .await;
         (ok, start.elapsed())
     });
-    let (ok, elapsed) = runtime.block_on(task).expect("graph-only task");
+    let (ok, elapsed) = runtime
+        .block_on(async { tokio::time::timeout(RUN_TIMEOUT, task).await })
+        .unwrap_or_else(|_| panic!("raw loop did not finish within {RUN_TIMEOUT:?}"))
+        .expect("raw loop task");
     let cpu_end = CpuMark::now(emulator);
     runtime.shutdown_timeout(Duration::from_secs(5));
-    assert_eq!(ok, n);
+    assert_eq!(ok, n, "raw loop: only {ok} of {n} requests answered 200");
     Sample::new(ok, elapsed, &cpu_start, &cpu_end)
 }
 
@@ -917,7 +898,7 @@ fn run_library(emulator: &Emulator, workload: &Workload, n: usize, variant: Vari
     Sample::new(n, finished.duration_since(start), &cpu_start, &cpu_end)
 }
 
-/// Messages per measured run: the requested number, unless the warm-up predicts that three
+/// Messages per measured run: the requested number, unless the warm-up predicts that `ROUNDS`
 /// rounds of it would not fit the time budget.
 fn fit_to_budget(requested: usize, warmup: &Round, notes: &mut Vec<String>) -> usize {
     let seconds_per_message: f64 = [warmup.baseline, warmup.thread, warmup.poll, warmup.durable]

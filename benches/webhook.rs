@@ -3,6 +3,10 @@
 //! the body and answers 200, in the same run with the same load generator.
 //!
 //! Prints a Markdown table on stdout (scripts/bench.sh adds it to BENCHMARKS.md).
+//!
+//! Environment: `WA_BENCH_WEBHOOKS` (webhooks per run, at least the warm-up's 2000 so that the
+//! measured ids never repeat it; default 20000), `WA_BENCH_HANDLER_ONLY` (profiling: the
+//! handler's loop alone, best of 10, no HTTP).
 
 use std::convert::Infallible;
 use std::ffi::{c_char, c_void};
@@ -26,10 +30,10 @@ const IN_FLIGHT: usize = 32;
 const ROUNDS: usize = 11;
 const DEFAULT_MESSAGES: usize = 20_000;
 
-/// `n` distinct signed bodies of about 1 KB, Meta-shaped.
-fn bodies(n: usize) -> Vec<(Bytes, String)> {
+/// Distinct signed bodies of about 1 KB, Meta-shaped, one per message number in `ids`.
+fn bodies(ids: std::ops::Range<usize>) -> Vec<(Bytes, String)> {
     let padding = "x".repeat(620);
-    (0..n)
+    ids
         .map(|i| {
             let body = format!(
                 r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Sheena Nelson"}},"wa_id":"16505551234"}}],"messages":[{{"from":"16505551234","id":"wamid.BENCH{i:012}","timestamp":"1749416383","type":"text","text":{{"body":"Does it come in another color? https:\/\/example.com\/p\/{i} {padding}"}}}}]}},"field":"messages"}}]}}]}}"#
@@ -205,11 +209,11 @@ fn main() {
     whatsapp_connector::graph::install_crypto_provider();
     eprintln!(
         "[webhook bench] handler alone: {:.2} µs per webhook",
-        handler_cost(&bodies(20_000))
+        handler_cost(&bodies(0..20_000))
     );
     if std::env::var_os("WA_BENCH_HANDLER_ONLY").is_some() {
         // For profilers: the handler's loop alone, repeated.
-        let bodies = bodies(20_000);
+        let bodies = bodies(0..20_000);
         let best = (0..10)
             .map(|_| handler_cost(&bodies))
             .fold(f64::INFINITY, f64::min);
@@ -218,7 +222,13 @@ fn main() {
     }
     let n = std::env::var("WA_BENCH_WEBHOOKS")
         .ok()
-        .and_then(|v| v.parse().ok())
+        .map(|v| {
+            v.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 2_000)
+                .unwrap_or_else(|| panic!("WA_BENCH_WEBHOOKS must be at least 2000: {v:?}"))
+        })
         .unwrap_or(DEFAULT_MESSAGES);
     let load_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -230,13 +240,12 @@ fn main() {
     let mut ratios = Vec::new();
     let mut rates = (Vec::new(), Vec::new());
     // Each round uses fresh message ids: the library would rightly drop repeats as duplicates.
-    let warmup = bodies(2_000);
+    let warmup = bodies(0..2_000);
     load(&load_runtime, &bare_url, &warmup);
     RECEIVED.store(0, Ordering::Release);
     load(&load_runtime, &library_url, &warmup);
     for round in 0..ROUNDS {
-        let all = bodies(n * (round + 2));
-        let batch = &all[n * (round + 1)..];
+        let batch = &bodies(n * (round + 1)..n * (round + 2));
         let cpu = process_cpu();
         let start = Instant::now();
         assert_eq!(

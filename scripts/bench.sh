@@ -32,7 +32,7 @@ dispatch thread and once with the calling thread looping on `wa_client_wait`. Th
 reqwest loop on a one-worker tokio runtime (like the library's) posting byte-identical bodies,
 built by the library's own message builder, with the same headers, timeouts, pool settings and
 concurrency, counting only HTTP 200 answers; it keeps reqwest's default retry layer, which the
-library turns off because its outbox retries by itself. The variants run alternately in five
+library turns off because its outbox retries by itself. The variants run alternately in eleven
 rounds after a warm-up round;
 the tables give medians, and the ratios are taken within each round. Every library result must be
 `WHATSAPP_ERR_OK`. **Durable outbox**: in the same rounds, a fourth variant runs the thread-mode
