@@ -137,6 +137,15 @@ pub(crate) fn is_dispatching_here(shared: &Arc<Shared>) -> bool {
         .unwrap_or(false)
 }
 
+/// The pointer for an optional string: NULL when it is absent.
+fn present_or_null<T>(value: &Option<T>, pointer: *const c_char) -> *const c_char {
+    if value.is_some() {
+        pointer
+    } else {
+        std::ptr::null()
+    }
+}
+
 struct DrainEnd<'a>(&'a EventQueue);
 
 impl Drop for DrainEnd<'_> {
@@ -229,11 +238,7 @@ impl Shared {
                 if let Some(f) = cb.send_result {
                     let info = callback_info.as_deref();
                     with_c_strings([info.unwrap_or(""), &content], |[info_ptr, content]| {
-                        let info_ptr = if info.is_some() {
-                            info_ptr
-                        } else {
-                            std::ptr::null()
-                        };
+                        let info_ptr = present_or_null(&info, info_ptr);
                         // SAFETY: host callback per the table contract; strings live until it returns.
                         unsafe {
                             f(
@@ -259,11 +264,7 @@ impl Shared {
                         refers.unwrap_or(""),
                     ];
                     with_c_strings(parts, |[msg, tel, channel, kind, id, refers_ptr]| {
-                        let refers_ptr = if refers.is_some() {
-                            refers_ptr
-                        } else {
-                            std::ptr::null()
-                        };
+                        let refers_ptr = present_or_null(&refers, refers_ptr);
                         // SAFETY: host callback per the table contract; strings live until it returns.
                         unsafe { f(cb.user_data, msg, tel, channel, kind, id, refers_ptr) };
                     });
@@ -311,16 +312,8 @@ impl Shared {
                     with_c_strings(
                         [&*src, token.unwrap_or(""), error.unwrap_or("")],
                         |[src, token_ptr, error_ptr]| {
-                            let token_ptr = if token.is_some() {
-                                token_ptr
-                            } else {
-                                std::ptr::null()
-                            };
-                            let error_ptr = if error.is_some() {
-                                error_ptr
-                            } else {
-                                std::ptr::null()
-                            };
+                            let token_ptr = present_or_null(&token, token_ptr);
+                            let error_ptr = present_or_null(&error, error_ptr);
                             // SAFETY: host callback per the onboarding table contract; strings live until it returns.
                             unsafe {
                                 f(
