@@ -145,6 +145,11 @@ struct SuccessBody {
     success: bool,
 }
 
+/// Graph's `{"success": true}`.
+pub fn success() -> Reply {
+    Reply::new(200, &SuccessBody { success: true })
+}
+
 #[derive(Serialize)]
 struct SendBody {
     messaging_product: &'static str,
@@ -465,7 +470,8 @@ async fn route_inner(
     }
 }
 
-fn is_graph_id(segment: &str) -> bool {
+/// A Graph object id (all digits), also used for WABA and phone ids and PINs.
+pub fn is_graph_id(segment: &str) -> bool {
     !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -546,7 +552,7 @@ fn post_messages(
                      is outgoing. Please use an incoming message ID."
                 )));
             }
-            Ok(Reply::new(200, &SuccessBody { success: true }))
+            Ok(success())
         }
         ValidBody::Send(send) => accept_send(state, config, phone_number_id, send),
     }

@@ -388,27 +388,20 @@ fn exit_when_stdin_closes() {
 }
 
 /// Makes SIGTERM and SIGINT end the process with status 0 instead of "killed by signal", so test
-/// harnesses and scripts see a clean exit. The project enables no tokio `signal` feature and has
-/// no libc crate here, so the two C functions are declared directly (the C library is linked by
-/// std anyway). Nothing needs flushing: stdout was flushed at startup and the state is in memory.
+/// harnesses and scripts see a clean exit. Nothing needs flushing: stdout was flushed at startup
+/// and the state is in memory.
 #[cfg(unix)]
 fn exit_cleanly_on_termination_signals() {
-    // Same numbers on Linux, the BSDs and macOS.
-    const SIGINT: i32 = 2;
-    const SIGTERM: i32 = 15;
-    extern "C" {
-        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-        fn _exit(status: i32) -> !;
-    }
-    extern "C" fn on_termination_signal(_signum: i32) {
+    extern "C" fn on_termination_signal(_signum: libc::c_int) {
         // SAFETY: `_exit` is async-signal-safe and takes no pointers.
-        unsafe { _exit(0) }
+        unsafe { libc::_exit(0) }
     }
+    let handler = on_termination_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     // SAFETY: installs a handler that only calls an async-signal-safe function; `signal` has no
     // other preconditions.
     unsafe {
-        signal(SIGINT, on_termination_signal);
-        signal(SIGTERM, on_termination_signal);
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
     }
 }
 

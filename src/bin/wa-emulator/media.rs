@@ -45,38 +45,65 @@ pub const RECORDED_BODY_LIMIT: usize = 1024;
 const MIB: u64 = 1024 * 1024;
 const KIB: u64 = 1024;
 
-/// What kind of media a MIME type is and its size limit (cloud-api.md §4.5). "MB" is taken as
-/// MiB. Stickers: webp is only allowed as a sticker; the animated limit (500 KB) is used, as
-/// telling static from animated would mean parsing the file. Parameters such as
-/// `; codecs=opus` are ignored here (the caller passes the essence).
-fn media_kind(essence: &str) -> Option<(&'static str, u64)> {
-    let kind = match essence {
-        "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" => ("audio", 16 * MIB),
-        "text/plain"
-        | "application/pdf"
-        | "application/msword"
-        | "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-        | "application/vnd.ms-excel"
-        | "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        | "application/vnd.ms-powerpoint"
-        | "application/vnd.openxmlformats-officedocument.presentationml.presentation" => {
-            ("document", 100 * MIB)
-        }
-        "image/jpeg" | "image/png" => ("image", 5 * MIB),
-        "image/webp" => ("sticker", 500 * KIB),
-        "video/mp4" | "video/3gpp" => ("video", 16 * MIB),
-        _ => return None,
-    };
-    Some(kind)
+/// The media types Graph accepts: MIME type, kind, size limit and the extension of Meta's default
+/// file name (cloud-api.md §4.5). "MB" is taken as MiB. Stickers: webp is only allowed as a
+/// sticker; the animated limit (500 KB) is used, as telling static from animated would mean
+/// parsing the file.
+const MEDIA_TYPES: &[(&str, &str, u64, &str)] = &[
+    ("audio/aac", "audio", 16 * MIB, "aac"),
+    ("audio/amr", "audio", 16 * MIB, "amr"),
+    ("audio/mpeg", "audio", 16 * MIB, "mp3"),
+    ("audio/mp4", "audio", 16 * MIB, "m4a"),
+    ("audio/ogg", "audio", 16 * MIB, "ogg"),
+    ("text/plain", "document", 100 * MIB, "txt"),
+    ("application/pdf", "document", 100 * MIB, "pdf"),
+    ("application/msword", "document", 100 * MIB, "doc"),
+    (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "document",
+        100 * MIB,
+        "docx",
+    ),
+    ("application/vnd.ms-excel", "document", 100 * MIB, "xls"),
+    (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "document",
+        100 * MIB,
+        "xlsx",
+    ),
+    (
+        "application/vnd.ms-powerpoint",
+        "document",
+        100 * MIB,
+        "ppt",
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "document",
+        100 * MIB,
+        "pptx",
+    ),
+    ("image/jpeg", "image", 5 * MIB, "jpg"),
+    ("image/png", "image", 5 * MIB, "png"),
+    ("image/webp", "sticker", 500 * KIB, "webp"),
+    ("video/mp4", "video", 16 * MIB, "mp4"),
+    ("video/3gpp", "video", 16 * MIB, "3gp"),
+];
+
+fn media_type(essence: &str) -> Option<&'static (&'static str, &'static str, u64, &'static str)> {
+    MEDIA_TYPES.iter().find(|(mime, ..)| *mime == essence)
 }
 
-const SUPPORTED_TYPES: &str = "audio/aac, audio/amr, audio/mpeg, audio/mp4, audio/ogg, \
-     text/plain, application/pdf, application/msword, \
-     application/vnd.openxmlformats-officedocument.wordprocessingml.document, \
-     application/vnd.ms-excel, application/vnd.openxmlformats-officedocument.spreadsheetml.sheet, \
-     application/vnd.ms-powerpoint, \
-     application/vnd.openxmlformats-officedocument.presentationml.presentation, image/jpeg, \
-     image/png, image/webp, video/mp4, video/3gpp";
+/// What kind of media a MIME type is and its size limit. Parameters such as `; codecs=opus`
+/// are ignored here (the caller passes the essence).
+fn media_kind(essence: &str) -> Option<(&'static str, u64)> {
+    media_type(essence).map(|&(_, kind, max, _)| (kind, max))
+}
+
+fn supported_types() -> String {
+    let names: Vec<&str> = MEDIA_TYPES.iter().map(|(mime, ..)| *mime).collect();
+    names.join(", ")
+}
 
 /// `image/png; x=y` → `image/png` (lowercase).
 fn mime_essence(mime_type: &str) -> String {
@@ -90,27 +117,7 @@ fn mime_essence(mime_type: &str) -> String {
 
 /// The file name used when none was given, like Meta's `whatsapp.png`.
 fn default_filename(mime_type: &str) -> String {
-    let extension = match mime_essence(mime_type).as_str() {
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "image/webp" => "webp",
-        "audio/aac" => "aac",
-        "audio/amr" => "amr",
-        "audio/mpeg" => "mp3",
-        "audio/mp4" => "m4a",
-        "audio/ogg" => "ogg",
-        "video/mp4" => "mp4",
-        "video/3gpp" => "3gp",
-        "text/plain" => "txt",
-        "application/pdf" => "pdf",
-        "application/msword" => "doc",
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
-        "application/vnd.ms-excel" => "xls",
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
-        "application/vnd.ms-powerpoint" => "ppt",
-        "application/vnd.openxmlformats-officedocument.presentationml.presentation" => "pptx",
-        _ => "bin",
-    };
+    let extension = media_type(&mime_essence(mime_type)).map_or("bin", |&(.., ext)| ext);
     format!("whatsapp.{extension}")
 }
 
@@ -329,7 +336,8 @@ pub fn upload(
     let essence = mime_essence(&declared);
     let (kind, max_bytes) = media_kind(&essence).ok_or_else(|| {
         GraphError::invalid_parameter(format!(
-            "type: unsupported MIME type '{declared}'; supported: {SUPPORTED_TYPES}"
+            "type: unsupported MIME type '{declared}'; supported: {}",
+            supported_types()
         ))
     })?;
     if let Some(part_type) = &file.content_type {

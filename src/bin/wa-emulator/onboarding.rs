@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::control::{percent_decode, query_param};
-use crate::graph::{self, GraphError, GraphRequest, Reply};
+use crate::graph::{self, is_graph_id as is_digits, success, GraphError, GraphRequest, Reply};
 use crate::state::{AppState, Config};
 use crate::webhook::{self, Verification};
 
@@ -242,19 +242,6 @@ fn random_text(length: usize, alphabet: &[u8]) -> String {
 }
 
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
-fn is_digits(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit())
-}
-
-#[derive(Serialize)]
-struct SuccessBody {
-    success: bool,
-}
-
-fn success() -> Reply {
-    Reply::new(200, &SuccessBody { success: true })
-}
 
 /// Parameters of a request: the query string, overridden by a form-encoded or JSON-object body
 /// (Graph accepts parameters in either place). Values are kept as JSON so a body's types can be
