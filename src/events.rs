@@ -5,6 +5,7 @@
 //! are pending) or through a dispatcher thread owned by the library (thread mode).
 
 use std::collections::VecDeque;
+use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -67,25 +68,229 @@ pub enum Event {
     CloseComplete,
 }
 
-/// Arguments of the seed's `WhatsAppClientRecvMessage(client, msg, tel, channel, type, id, refersToID)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundMessage {
-    pub msg: String,
-    pub tel: String,
-    pub channel: String,
-    pub kind: String,
-    pub id: String,
-    pub refers_to: Option<String>,
+/// Several strings in one allocation, each followed by a NUL, so that an event costs one
+/// allocation on the runtime's thread, one free on the host's, and the dispatcher hands the
+/// strings to C without copying them. A NUL inside a string (JSON allows `\u0000`) is stored
+/// as U+FFFD: C would otherwise see the string cut short.
+#[derive(Clone, PartialEq, Eq)]
+struct PackedStrings<const N: usize> {
+    text: String,
+    /// Where each string ends (its NUL's index).
+    ends: [usize; N],
 }
 
-/// Arguments of the seed's `WhatsAppClientRecvMedia(client, sender, channel, wamid, mediaid, mimeType)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl<const N: usize> PackedStrings<N> {
+    fn get(&self, index: usize) -> &str {
+        &self.text[self.start(index)..self.ends[index]]
+    }
+
+    fn c_str(&self, index: usize) -> &CStr {
+        CStr::from_bytes_with_nul(&self.text.as_bytes()[self.start(index)..=self.ends[index]])
+            .unwrap_or_default()
+    }
+
+    fn start(&self, index: usize) -> usize {
+        match index {
+            0 => 0,
+            i => self.ends[i - 1] + 1,
+        }
+    }
+}
+
+/// Builds a [`PackedStrings`] one string at a time.
+struct Packer<const N: usize> {
+    packed: PackedStrings<N>,
+    count: usize,
+}
+
+impl<const N: usize> Packer<N> {
+    fn with_capacity(bytes: usize) -> Self {
+        Self {
+            packed: PackedStrings {
+                text: String::with_capacity(bytes + N),
+                ends: [0; N],
+            },
+            count: 0,
+        }
+    }
+
+    /// Appends the next string as written by `write` (which may refuse, e.g. a bad escape).
+    fn push_with(&mut self, write: impl FnOnce(&mut String) -> Option<()>) -> Option<()> {
+        let start = self.packed.text.len();
+        write(&mut self.packed.text)?;
+        if self.packed.text.as_bytes()[start..].contains(&0) {
+            let replaced = self.packed.text[start..].replace('\0', "\u{FFFD}");
+            self.packed.text.truncate(start);
+            self.packed.text.push_str(&replaced);
+        }
+        self.packed.ends[self.count] = self.packed.text.len();
+        self.packed.text.push('\0');
+        self.count += 1;
+        Some(())
+    }
+
+    fn push(&mut self, text: &str) {
+        let _ = self.push_with(|out| {
+            out.push_str(text);
+            Some(())
+        });
+    }
+
+    fn finish(self) -> PackedStrings<N> {
+        debug_assert_eq!(self.count, N, "every string given");
+        self.packed
+    }
+}
+
+/// Arguments of the seed's `WhatsAppClientRecvMessage(client, msg, tel, channel, type, id,
+/// refersToID)`, packed into one allocation (see [`InboundMessage::new`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// msg, tel, channel, kind, id, refers_to ("" when absent).
+    parts: PackedStrings<6>,
+    has_refers_to: bool,
+}
+
+impl InboundMessage {
+    pub fn new(
+        msg: &str,
+        tel: &str,
+        channel: &str,
+        kind: &str,
+        id: &str,
+        refers_to: Option<&str>,
+    ) -> Self {
+        let rest = [tel, channel, kind, id];
+        let mut packer = Self::packer(msg.len(), rest, refers_to);
+        packer.push(msg);
+        Self::finish(packer, rest, refers_to)
+    }
+
+    /// Like `new`, with the message text written by `write_msg` straight into the event's
+    /// buffer (`msg_len` is a capacity hint); `None` when `write_msg` refuses.
+    pub(crate) fn build(
+        msg_len: usize,
+        write_msg: impl FnOnce(&mut String) -> Option<()>,
+        rest: [&str; 4],
+        refers_to: Option<&str>,
+    ) -> Option<Self> {
+        let mut packer = Self::packer(msg_len, rest, refers_to);
+        packer.push_with(write_msg)?;
+        Some(Self::finish(packer, rest, refers_to))
+    }
+
+    fn packer(msg_len: usize, rest: [&str; 4], refers_to: Option<&str>) -> Packer<6> {
+        let rest_len: usize = rest.iter().map(|p| p.len()).sum();
+        Packer::with_capacity(msg_len + rest_len + refers_to.map_or(0, str::len))
+    }
+
+    /// The strings after `msg`, which is already in `packer`.
+    fn finish(mut packer: Packer<6>, rest: [&str; 4], refers_to: Option<&str>) -> Self {
+        for part in rest {
+            packer.push(part);
+        }
+        packer.push(refers_to.unwrap_or(""));
+        Self {
+            parts: packer.finish(),
+            has_refers_to: refers_to.is_some(),
+        }
+    }
+
+    pub fn msg(&self) -> &str {
+        self.parts.get(0)
+    }
+    pub fn tel(&self) -> &str {
+        self.parts.get(1)
+    }
+    pub fn channel(&self) -> &str {
+        self.parts.get(2)
+    }
+    /// The seed's `type` argument.
+    pub fn kind(&self) -> &str {
+        self.parts.get(3)
+    }
+    pub fn id(&self) -> &str {
+        self.parts.get(4)
+    }
+    pub fn refers_to(&self) -> Option<&str> {
+        self.has_refers_to.then(|| self.parts.get(5))
+    }
+
+    /// msg, tel, channel, kind, id and refers_to as C strings (refers_to `None` when absent).
+    pub fn c_strs(&self) -> ([&CStr; 5], Option<&CStr>) {
+        let p = &self.parts;
+        (
+            [p.c_str(0), p.c_str(1), p.c_str(2), p.c_str(3), p.c_str(4)],
+            self.has_refers_to.then(|| p.c_str(5)),
+        )
+    }
+}
+
+impl std::fmt::Debug for InboundMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundMessage")
+            .field("msg", &self.msg())
+            .field("tel", &self.tel())
+            .field("channel", &self.channel())
+            .field("kind", &self.kind())
+            .field("id", &self.id())
+            .field("refers_to", &self.refers_to())
+            .finish()
+    }
+}
+
+/// Arguments of the seed's `WhatsAppClientRecvMedia(client, sender, channel, wamid, mediaid,
+/// mimeType)`, packed into one allocation like [`InboundMessage`].
+#[derive(Clone, PartialEq, Eq)]
 pub struct InboundMedia {
-    pub sender: String,
-    pub channel: String,
-    pub wamid: String,
-    pub media_id: String,
-    pub mime_type: String,
+    /// sender, channel, wamid, media_id, mime_type.
+    parts: PackedStrings<5>,
+}
+
+impl InboundMedia {
+    pub fn new(sender: &str, channel: &str, wamid: &str, media_id: &str, mime_type: &str) -> Self {
+        let parts = [sender, channel, wamid, media_id, mime_type];
+        let mut packer = Packer::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
+            packer.push(part);
+        }
+        Self {
+            parts: packer.finish(),
+        }
+    }
+
+    pub fn sender(&self) -> &str {
+        self.parts.get(0)
+    }
+    pub fn channel(&self) -> &str {
+        self.parts.get(1)
+    }
+    pub fn wamid(&self) -> &str {
+        self.parts.get(2)
+    }
+    pub fn media_id(&self) -> &str {
+        self.parts.get(3)
+    }
+    pub fn mime_type(&self) -> &str {
+        self.parts.get(4)
+    }
+
+    /// sender, channel, wamid, media_id and mime_type as C strings.
+    pub fn c_strs(&self) -> [&CStr; 5] {
+        std::array::from_fn(|i| self.parts.c_str(i))
+    }
+}
+
+impl std::fmt::Debug for InboundMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundMedia")
+            .field("sender", &self.sender())
+            .field("channel", &self.channel())
+            .field("wamid", &self.wamid())
+            .field("media_id", &self.media_id())
+            .field("mime_type", &self.mime_type())
+            .finish()
+    }
 }
 
 /// Where the runtime delivers events.
@@ -329,6 +534,42 @@ impl EventQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inbound_strings_are_packed_nul_terminated() {
+        let m = InboundMessage::new("hi\0there", "111", "PN", "text", "wamid.1", None);
+        assert_eq!(
+            (
+                m.msg(),
+                m.tel(),
+                m.channel(),
+                m.kind(),
+                m.id(),
+                m.refers_to()
+            ),
+            ("hi\u{FFFD}there", "111", "PN", "text", "wamid.1", None)
+        );
+        let ([msg, tel, channel, kind, id], refers) = m.c_strs();
+        assert_eq!(msg.to_str(), Ok("hi\u{FFFD}there"));
+        assert_eq!(
+            [tel, channel, kind, id].map(|c| c.to_str().unwrap()),
+            ["111", "PN", "text", "wamid.1"]
+        );
+        assert!(refers.is_none());
+        let empty = InboundMessage::new("", "", "", "", "", Some(""));
+        assert_eq!(empty.refers_to(), Some(""));
+        assert_eq!(empty.c_strs().1.map(CStr::to_bytes), Some(&b""[..]));
+        let media = InboundMedia::new("111", "PN", "wamid.2", "M\0", "image/png");
+        assert_eq!(
+            media.c_strs().map(|c| c.to_str().unwrap()),
+            ["111", "PN", "wamid.2", "M\u{FFFD}", "image/png"]
+        );
+        assert_eq!(
+            format!("{media:?}"),
+            "InboundMedia { sender: \"111\", channel: \"PN\", wamid: \"wamid.2\", \
+             media_id: \"M\u{FFFD}\", mime_type: \"image/png\" }"
+        );
+    }
 
     #[test]
     fn nothing_follows_close_complete() {

@@ -29,11 +29,12 @@ const MEDIA_KINDS: &[&str] = &["image", "audio", "video", "document", "sticker"]
 
 /// What one change of a webhook delivers.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MappedChange {
-    pub field: String,
+pub struct MappedChange<'a> {
+    /// Borrowed from the body unless it had escapes.
+    pub field: Cow<'a, str>,
     /// The change's `value` exactly as received; empty unless `map_payload` was asked to keep it.
     pub value_json: String,
-    pub channel: Option<String>,
+    pub channel: Option<Cow<'a, str>>,
     pub items: Vec<MappedItem>,
 }
 
@@ -68,7 +69,7 @@ fn compact(v: &Value) -> String {
 
 /// Parses a webhook body (already signature-checked) into its changes, in order. `keep_raw`:
 /// also copy each change's `value` text into `value_json` (only the raw-change callback needs it).
-pub fn map_payload(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange>, NotAWebhook> {
+pub fn map_payload(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange<'_>>, NotAWebhook> {
     if !keep_raw {
         if let Some(changes) = fast::map_body(body) {
             return Ok(changes);
@@ -79,7 +80,7 @@ pub fn map_payload(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange>, Not
 
 /// `map_payload` for any body: typed down to each change's `value`, which is kept as the exact
 /// text received and mapped on its own.
-fn map_payload_general(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange>, NotAWebhook> {
+fn map_payload_general(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange<'_>>, NotAWebhook> {
     // Typed down to each change's `value`, which is kept as the exact text received (for the
     // raw-change callback) and parsed only where it is mapped.
     #[derive(Deserialize)]
@@ -118,13 +119,13 @@ fn map_payload_general(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange>,
     for entry in entries {
         for change in entry.changes {
             let raw = change.value.map_or("null", RawValue::get);
-            changes.push(map_change(change.field.into_owned(), raw, keep_raw));
+            changes.push(map_change(change.field, raw, keep_raw));
         }
     }
     Ok(changes)
 }
 
-fn map_change(field: String, raw_value: &str, keep_raw: bool) -> MappedChange {
+fn map_change<'a>(field: Cow<'a, str>, raw_value: &'a str, keep_raw: bool) -> MappedChange<'a> {
     let mut items = Vec::new();
     let mut channel = None;
     if field == "messages" {
@@ -150,7 +151,7 @@ fn map_change(field: String, raw_value: &str, keep_raw: bool) -> MappedChange {
 
 /// The general mapping of a `messages` change's value, through `serde_json::Value`: it takes
 /// any shape. `fast::map_value` handles the common shapes without building a `Value`.
-fn map_value(raw_value: &str) -> (Option<String>, Vec<MappedItem>) {
+fn map_value(raw_value: &str) -> (Option<Cow<'_, str>>, Vec<MappedItem>) {
     let mut items = Vec::new();
     let channel;
     {
@@ -158,7 +159,7 @@ fn map_value(raw_value: &str) -> (Option<String>, Vec<MappedItem>) {
         channel = value
             .pointer("/metadata/phone_number_id")
             .and_then(Value::as_str)
-            .map(str::to_string);
+            .map(|c| Cow::Owned(c.to_string()));
         let channel = channel.as_deref().unwrap_or("");
         let contacts = value.get("contacts").and_then(Value::as_array);
         if let Some(messages) = value.get("messages").and_then(Value::as_array) {
@@ -204,13 +205,13 @@ fn map_message(m: &Value, channel: &str, contacts: Option<&Vec<Value>>) -> Mappe
             reply_to,
         ),
         k if MEDIA_KINDS.contains(&k) => {
-            media = Some(InboundMedia {
-                sender: tel.clone(),
-                channel: channel.to_string(),
-                wamid: id.clone(),
-                media_id: str_at(content, "id").unwrap_or("").to_string(),
-                mime_type: str_at(content, "mime_type").unwrap_or("").to_string(),
-            });
+            media = Some(InboundMedia::new(
+                &tel,
+                channel,
+                &id,
+                str_at(content, "id").unwrap_or(""),
+                str_at(content, "mime_type").unwrap_or(""),
+            ));
             (
                 str_at(content, "caption").unwrap_or("").to_string(),
                 kind.clone(),
@@ -239,14 +240,7 @@ fn map_message(m: &Value, channel: &str, contacts: Option<&Vec<Value>>) -> Mappe
     MappedItem {
         dedupe_key: dedupe_key(&["m:", &id]),
         media,
-        message: InboundMessage {
-            msg,
-            tel,
-            channel: channel.to_string(),
-            kind: out_kind,
-            id,
-            refers_to,
-        },
+        message: InboundMessage::new(&msg, &tel, channel, &out_kind, &id, refers_to.as_deref()),
     }
 }
 
@@ -286,14 +280,14 @@ fn map_status(s: &Value, channel: &str) -> MappedItem {
     MappedItem {
         dedupe_key: dedupe_key(&["s:", &id, ":", &status]),
         media: None,
-        message: InboundMessage {
-            msg,
-            tel,
-            channel: channel.to_string(),
-            kind: "status".to_string(),
-            id,
-            refers_to: str_at(s, "biz_opaque_callback_data").map(str::to_string),
-        },
+        message: InboundMessage::new(
+            &msg,
+            &tel,
+            channel,
+            "status",
+            &id,
+            str_at(s, "biz_opaque_callback_data"),
+        ),
     }
 }
 
@@ -311,20 +305,114 @@ fn error_text(error: &Value) -> String {
     text
 }
 
+/// Appends the text of the JSON string literal `raw` (quotes included, as serde_json validated
+/// it) to `out`, decoded as serde_json decodes it; `None` for a lone surrogate, which
+/// serde_json refuses too. Writing into the caller's buffer spares serde_json's scratch buffer,
+/// which grows by doubling for every escaped string (Meta escapes every `/` and non-ASCII
+/// character).
+fn unescape_into(raw: &str, out: &mut String) -> Option<()> {
+    let mut rest = raw.strip_prefix('"')?.strip_suffix('"')?;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = *rest.as_bytes().get(at + 1)?;
+        rest = &rest[at + 2..];
+        let decoded = match escape {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let (unit, after) = hex4(rest)?;
+                rest = after;
+                if (0xD800..0xDC00).contains(&unit) {
+                    let (low, after) = hex4(rest.strip_prefix("\\u")?)?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    rest = after;
+                    char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))?
+                } else {
+                    // A lone low surrogate is no char: refused.
+                    char::from_u32(unit)?
+                }
+            }
+            _ => return None,
+        };
+        out.push(decoded);
+    }
+    out.push_str(rest);
+    Some(())
+}
+
+/// Four hex digits at the start of `text`, and what follows them.
+fn hex4(text: &str) -> Option<(u32, &str)> {
+    let digits = text.get(..4)?;
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((u32::from_str_radix(digits, 16).ok()?, &text[4..]))
+}
+
 /// The common shapes of a `messages` change (text, media and reaction messages; statuses other
 /// than `failed`) mapped from typed, borrowing structs instead of a `Value` tree: this runs for
-/// every webhook. Anything else, including any field of an unexpected type, returns `None` and
-/// the change goes through the general `map_value`, which gives the same result for what both
-/// accept (tested below).
+/// every webhook. Strings are read as the raw JSON received and decoded straight into the
+/// event's buffer, so a message costs one allocation however many escapes Meta put in it.
+/// Anything else, including any field of an unexpected type, returns `None` and the change goes
+/// through the general `map_value`, which gives the same result for what both accept (tested
+/// below).
 mod fast {
     use std::borrow::Cow;
 
-    use serde::Deserialize;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::value::RawValue;
 
     use super::{dedupe_key, MappedChange, MappedItem, MEDIA_KINDS};
     use crate::events::{InboundMedia, InboundMessage};
 
-    type Text<'a> = Option<Cow<'a, str>>;
+    /// A JSON string exactly as received, quotes and escapes included. Any other JSON type is
+    /// refused, which sends the change to the general path.
+    #[derive(Clone, Copy)]
+    struct RawStr<'a>(&'a str);
+
+    impl<'de: 'a, 'a> Deserialize<'de> for RawStr<'a> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let raw = <&'a RawValue>::deserialize(deserializer)?.get();
+            if raw.len() >= 2 && raw.starts_with('"') {
+                Ok(RawStr(raw))
+            } else {
+                Err(serde::de::Error::custom("not a string"))
+            }
+        }
+    }
+
+    impl<'a> RawStr<'a> {
+        /// The decoded text, borrowed unless it has escapes; `None` for an escape serde_json
+        /// would refuse.
+        fn text(self) -> Option<Cow<'a, str>> {
+            let inner = &self.0[1..self.0.len() - 1];
+            if !inner.contains('\\') {
+                return Some(Cow::Borrowed(inner));
+            }
+            let mut decoded = String::with_capacity(inner.len());
+            super::unescape_into(self.0, &mut decoded)?;
+            Some(Cow::Owned(decoded))
+        }
+    }
+
+    type Text<'a> = Option<RawStr<'a>>;
+
+    /// `Some(None)` when absent, `Some(Some(text))` when present, `None` (decline) when its
+    /// escapes are invalid.
+    fn decode(text: Text<'_>) -> Option<Option<Cow<'_, str>>> {
+        match text {
+            None => Some(None),
+            Some(raw) => raw.text().map(Some),
+        }
+    }
 
     #[derive(Deserialize)]
     struct ChangeValue<'a> {
@@ -387,7 +475,7 @@ mod fast {
     }
 
     /// The fields read from the content object of any of the kinds above.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Default)]
     struct Content<'a> {
         #[serde(borrow)]
         body: Text<'a>,
@@ -417,14 +505,10 @@ mod fast {
         biz_opaque_callback_data: Text<'a>,
     }
 
-    fn owned(text: &Text<'_>) -> String {
-        text.as_deref().unwrap_or("").to_string()
-    }
-
     #[derive(Deserialize)]
     struct Envelope<'a> {
         #[serde(borrow)]
-        object: Option<Cow<'a, str>>,
+        object: Text<'a>,
         #[serde(borrow)]
         entry: Option<Vec<Entry<'a>>>,
     }
@@ -437,28 +521,29 @@ mod fast {
 
     #[derive(Deserialize)]
     struct Change<'a> {
-        #[serde(borrow, default)]
-        field: Cow<'a, str>,
+        #[serde(borrow)]
+        field: Text<'a>,
         #[serde(borrow)]
         value: Option<ChangeValue<'a>>,
     }
 
     /// `super::map_payload` without keeping the raw values, in one pass over the body; `None`
     /// for anything it leaves to the general path (which also words the errors).
-    pub(super) fn map_body(body: &[u8]) -> Option<Vec<MappedChange>> {
+    pub(super) fn map_body(body: &[u8]) -> Option<Vec<MappedChange<'_>>> {
         let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
-        if envelope.object.as_deref() != Some("whatsapp_business_account") {
+        if decode(envelope.object)?.as_deref() != Some("whatsapp_business_account") {
             return None;
         }
         let mut changes = Vec::new();
         for entry in envelope.entry? {
             for change in entry.changes {
-                let (channel, items) = match (change.field.as_ref(), change.value) {
+                let field = decode(change.field)?.unwrap_or_default();
+                let (channel, items) = match (field.as_ref(), change.value) {
                     ("messages", Some(value)) => map_parsed(value)?,
                     _ => (None, Vec::new()),
                 };
                 changes.push(MappedChange {
-                    field: change.field.into_owned(),
+                    field,
                     value_json: String::new(),
                     channel,
                     items,
@@ -469,22 +554,22 @@ mod fast {
     }
 
     /// `(channel, items)` like `super::map_value`, or `None` for a shape it leaves to it.
-    pub(super) fn map_value(raw_value: &str) -> Option<(Option<String>, Vec<MappedItem>)> {
+    pub(super) fn map_value(raw_value: &str) -> Option<(Option<Cow<'_, str>>, Vec<MappedItem>)> {
         map_parsed(serde_json::from_str(raw_value).ok()?)
     }
 
-    fn map_parsed(value: ChangeValue<'_>) -> Option<(Option<String>, Vec<MappedItem>)> {
-        let channel = value
-            .metadata
-            .and_then(|m| m.phone_number_id)
-            .map(Cow::into_owned);
+    fn map_parsed(value: ChangeValue<'_>) -> Option<(Option<Cow<'_, str>>, Vec<MappedItem>)> {
+        let channel = match value.metadata {
+            Some(metadata) => decode(metadata.phone_number_id)?,
+            None => None,
+        };
         let channel_str = channel.as_deref().unwrap_or("");
         let first_contact = value.contacts.as_deref().and_then(<[Contact]>::first);
         let mut items = Vec::new();
         for message in value.messages.into_iter().flatten() {
             items.push(map_message(message, channel_str, first_contact)?);
         }
-        for status in value.statuses.iter().flatten() {
+        for status in value.statuses.into_iter().flatten() {
             items.push(map_status(status, channel_str)?);
         }
         Some((channel, items))
@@ -495,8 +580,8 @@ mod fast {
         channel: &str,
         first_contact: Option<&Contact<'_>>,
     ) -> Option<MappedItem> {
-        let kind = m.kind.as_deref().unwrap_or("unknown");
-        // Moved out, so that a string serde had to unescape (an owned Cow) is not copied again.
+        let kind = decode(m.kind)?;
+        let kind = kind.as_deref().unwrap_or("unknown");
         let content = match kind {
             "text" => m.text,
             "image" => m.image,
@@ -507,78 +592,78 @@ mod fast {
             "reaction" => m.reaction,
             _ => return None,
         }
-        .unwrap_or(Content {
-            body: None,
-            id: None,
-            mime_type: None,
-            caption: None,
-            emoji: None,
-            message_id: None,
-        });
-        let take = |text: Text<'_>| text.map(Cow::into_owned).unwrap_or_default();
-        let id = owned(&m.id);
-        let tel = match (&m.from, &m.from_user_id) {
-            (Some(from), _) if !from.is_empty() => from.to_string(),
-            (_, Some(user)) if !user.is_empty() => user.to_string(),
-            _ => first_contact
-                .and_then(|c| c.wa_id.as_deref().or(c.user_id.as_deref()))
-                .unwrap_or("")
-                .to_string(),
+        .unwrap_or_default();
+        let id = decode(m.id)?;
+        let id = id.as_deref().unwrap_or("");
+        let (from, from_user) = (decode(m.from)?, decode(m.from_user_id)?);
+        let tel = match (from, from_user) {
+            (Some(from), _) if !from.is_empty() => from,
+            (_, Some(user)) if !user.is_empty() => user,
+            _ => match first_contact {
+                Some(c) => match decode(c.wa_id)? {
+                    Some(wa_id) => wa_id,
+                    None => decode(c.user_id)?.unwrap_or_default(),
+                },
+                None => Cow::Borrowed(""),
+            },
         };
-        let reply_to = m.context.and_then(|c| c.id).map(Cow::into_owned);
+        let reply_to = match m.context {
+            Some(context) => decode(context.id)?,
+            None => None,
+        };
         let mut media = None;
         let (msg, refers_to) = match kind {
-            "text" => (take(content.body), reply_to),
-            "reaction" => (take(content.emoji), content.message_id.map(Cow::into_owned)),
+            "text" => (content.body, reply_to),
+            "reaction" => (content.emoji, decode(content.message_id)?),
             _ => {
                 debug_assert!(MEDIA_KINDS.contains(&kind));
-                media = Some(InboundMedia {
-                    sender: tel.clone(),
-                    channel: channel.to_string(),
-                    wamid: id.clone(),
-                    media_id: take(content.id),
-                    mime_type: take(content.mime_type),
-                });
-                (take(content.caption), reply_to)
+                let media_id = decode(content.id)?.unwrap_or_default();
+                let mime_type = decode(content.mime_type)?.unwrap_or_default();
+                media = Some(InboundMedia::new(&tel, channel, id, &media_id, &mime_type));
+                (content.caption, reply_to)
             }
         };
-        Some(MappedItem {
-            dedupe_key: dedupe_key(&["m:", &id]),
-            media,
-            message: InboundMessage {
-                msg,
-                tel,
-                channel: channel.to_string(),
-                kind: kind.to_string(),
-                id,
-                refers_to,
+        let message = InboundMessage::build(
+            msg.map_or(0, |raw| raw.0.len()),
+            |out| match msg {
+                Some(raw) => super::unescape_into(raw.0, out),
+                None => Some(()),
             },
+            [&tel, channel, kind, id],
+            refers_to.as_deref(),
+        )?;
+        Some(MappedItem {
+            dedupe_key: dedupe_key(&["m:", id]),
+            media,
+            message,
         })
     }
 
-    fn map_status(s: &Status<'_>, channel: &str) -> Option<MappedItem> {
-        let status = s.status.as_deref().unwrap_or("unknown");
+    fn map_status(s: Status<'_>, channel: &str) -> Option<MappedItem> {
+        let status = decode(s.status)?;
+        let status = status.as_deref().unwrap_or("unknown");
         // A failure's text comes from its `errors` array: left to the general mapping.
         if status == "failed" {
             return None;
         }
-        let id = owned(&s.id);
+        let id = decode(s.id)?;
+        let id = id.as_deref().unwrap_or("");
+        let tel = match decode(s.recipient_id)? {
+            Some(recipient) => Some(recipient),
+            None => decode(s.recipient_user_id)?,
+        };
+        let callback_data = decode(s.biz_opaque_callback_data)?;
         Some(MappedItem {
-            dedupe_key: dedupe_key(&["s:", &id, ":", status]),
+            dedupe_key: dedupe_key(&["s:", id, ":", status]),
             media: None,
-            message: InboundMessage {
-                msg: status.to_string(),
-                tel: s
-                    .recipient_id
-                    .as_deref()
-                    .or(s.recipient_user_id.as_deref())
-                    .unwrap_or("")
-                    .to_string(),
-                channel: channel.to_string(),
-                kind: "status".to_string(),
+            message: InboundMessage::new(
+                status,
+                tel.as_deref().unwrap_or(""),
+                channel,
+                "status",
                 id,
-                refers_to: s.biz_opaque_callback_data.as_deref().map(str::to_string),
-            },
+                callback_data.as_deref(),
+            ),
         })
     }
 }
@@ -609,14 +694,7 @@ mod tests {
         );
         assert_eq!(
             t.message,
-            InboundMessage {
-                msg: "café".into(),
-                tel: "111".into(),
-                channel: "PN".into(),
-                kind: "text".into(),
-                id: "wamid.T".into(),
-                refers_to: Some("wamid.Q".into())
-            }
+            InboundMessage::new("café", "111", "PN", "text", "wamid.T", Some("wamid.Q"))
         );
         assert_eq!(t.dedupe_key, "m:wamid.T");
         let i = one(
@@ -624,41 +702,29 @@ mod tests {
         );
         assert_eq!(
             i.media.unwrap(),
-            InboundMedia {
-                sender: "111".into(),
-                channel: "PN".into(),
-                wamid: "wamid.I".into(),
-                media_id: "M1".into(),
-                mime_type: "image/jpeg".into()
-            }
+            InboundMedia::new("111", "PN", "wamid.I", "M1", "image/jpeg")
         );
-        assert_eq!(
-            (i.message.kind.as_str(), i.message.msg.as_str()),
-            ("image", "c")
-        );
+        assert_eq!((i.message.kind(), i.message.msg()), ("image", "c"));
         let r = one(
             json!({"from":"111","id":"wamid.R","type":"reaction","reaction":{"message_id":"wamid.X"}}),
         );
         assert_eq!(
-            (r.message.msg.as_str(), r.message.refers_to.as_deref()),
+            (r.message.msg(), r.message.refers_to()),
             ("", Some("wamid.X"))
         );
         let c = one(
             json!({"from":"111","id":"wamid.C","type":"contacts","contacts":[{"name":{"formatted_name":"Z"}}]}),
         );
-        assert_eq!(c.message.kind, "contact");
-        assert_eq!(c.message.msg, r#"[{"name":{"formatted_name":"Z"}}]"#);
+        assert_eq!(c.message.kind(), "contact");
+        assert_eq!(c.message.msg(), r#"[{"name":{"formatted_name":"Z"}}]"#);
         let b = one(
             json!({"from":"111","id":"wamid.B","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"y","title":"Yes"}}}),
         );
-        assert_eq!(b.message.msg, "Yes");
+        assert_eq!(b.message.msg(), "Yes");
         let u =
             one(json!({"from_user_id":"US.1","id":"wamid.U","type":"pool_party","pool_party":{}}));
-        assert_eq!(
-            (u.message.kind.as_str(), u.message.tel.as_str()),
-            ("pool_party", "US.1")
-        );
-        assert!(u.message.msg.contains("pool_party"));
+        assert_eq!((u.message.kind(), u.message.tel()), ("pool_party", "US.1"));
+        assert!(u.message.msg().contains("pool_party"));
     }
 
     #[test]
@@ -666,17 +732,74 @@ mod tests {
         let value = json!({"metadata":{"phone_number_id":"PN"},"statuses":[
             {"id":"wamid.S","status":"delivered","recipient_id":"222","biz_opaque_callback_data":"order-42"},
             {"id":"wamid.S","status":"failed","recipient_id":"222","errors":[{"code":131047,"title":"Re-engagement message","error_data":{"details":"24h"}}]}]});
-        let change = map_payload(&envelope(value), true).unwrap().remove(0);
+        let body = envelope(value);
+        let change = map_payload(&body, true).unwrap().remove(0);
         let [a, b] = [&change.items[0], &change.items[1]];
         assert_eq!(
             (
-                a.message.msg.as_str(),
-                a.message.refers_to.as_deref(),
+                a.message.msg(),
+                a.message.refers_to(),
                 a.dedupe_key.as_str()
             ),
             ("delivered", Some("order-42"), "s:wamid.S:delivered")
         );
-        assert_eq!(b.message.msg, "failed (#131047) Re-engagement message: 24h");
+        assert_eq!(
+            b.message.msg(),
+            "failed (#131047) Re-engagement message: 24h"
+        );
+    }
+
+    /// JSON text escaped as Meta sends it: `\/`, and `\uXXXX` (lowercase) for non-ASCII.
+    fn meta_escaped(json: &str) -> String {
+        let mut out = String::new();
+        for c in json.chars() {
+            match c {
+                '/' => out.push_str("\\/"),
+                c if c.is_ascii() => out.push(c),
+                c => {
+                    for unit in c.encode_utf16(&mut [0; 2]) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn decodes_strings_as_serde_json_does() {
+        let texts = [
+            "",
+            "plain",
+            "caf\u{e9} \u{1F600} \u{0} \"q\" \\ / \n\r\t\u{8}\u{c} \u{1f}",
+        ];
+        for text in texts {
+            for raw in [
+                serde_json::to_string(text).unwrap(),
+                meta_escaped(&serde_json::to_string(text).unwrap()),
+            ] {
+                let mut out = String::from("prefix ");
+                assert_eq!(unescape_into(&raw, &mut out), Some(()), "{raw}");
+                assert_eq!(out, format!("prefix {text}"), "{raw}");
+            }
+        }
+        assert_eq!(
+            unescape_into(r#""\u00E9\u00e9""#, &mut String::new()),
+            Some(())
+        );
+        // What serde_json refuses is refused (and the general path decides).
+        for bad in [
+            r#""\ud83d""#,
+            r#""\ud83d x""#,
+            r#""\ude00""#,
+            r#""\ud83d\u0041""#,
+            r#""\x""#,
+            r#""\u12""#,
+            r#""\u+123""#,
+        ] {
+            assert_eq!(unescape_into(bad, &mut String::new()), None, "{bad}");
+            assert!(serde_json::from_str::<String>(bad).is_err(), "{bad}");
+        }
     }
 
     /// The typed fast path must agree with the general mapping wherever it takes a change.
@@ -687,6 +810,7 @@ mod tests {
             json!(""),
             json!("x"),
             json!("caf\u{e9} \"q\" https://a/b"),
+            json!("emoji \u{1F600} nul \u{0} \n\t\\ \u{7f} \u{2028} end"),
             json!(7),
             json!({"k": 1}),
         ];
@@ -787,9 +911,12 @@ mod tests {
                 }
             }
             let mut raw = serde_json::to_string(&Value::Object(value)).unwrap();
-            if pick(&mut seed, 2) == 0 {
-                // Meta escapes slashes; borrowed and unescaped strings must map alike.
-                raw = raw.replace('/', "\\/");
+            match pick(&mut seed, 3) {
+                // Meta escapes slashes and every non-ASCII character; borrowed and decoded
+                // strings must map alike.
+                0 => raw = meta_escaped(&raw),
+                1 => raw = raw.replace('/', "\\/"),
+                _ => {}
             }
             total += 1;
             if let Some(fast) = fast::map_value(&raw) {

@@ -216,7 +216,9 @@ impl WebhookHandler {
         let mut remembered = Vec::new();
         for change in changes {
             if let Some(channel) = &change.channel {
-                if !self.allowed_channels.is_empty() && !self.allowed_channels.contains(channel) {
+                if !self.allowed_channels.is_empty()
+                    && !self.allowed_channels.contains(channel.as_ref())
+                {
                     tracing::info!(channel = %channel, "webhook change for a phone number not in the allow-list dropped");
                     continue;
                 }
@@ -250,7 +252,7 @@ impl WebhookHandler {
                     events.insert(
                         first_event,
                         Event::RawChange {
-                            field: change.field,
+                            field: change.field.into_owned(),
                             value_json: change.value_json,
                         },
                     );

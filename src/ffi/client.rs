@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -254,29 +254,29 @@ impl Shared {
             }
             Event::RecvMessage(m) => {
                 if let Some(f) = cb.recv_message {
-                    let refers = m.refers_to.as_deref();
-                    let parts = [
-                        &*m.msg,
-                        &m.tel,
-                        &m.channel,
-                        &m.kind,
-                        &m.id,
-                        refers.unwrap_or(""),
-                    ];
-                    with_c_strings(parts, |[msg, tel, channel, kind, id, refers_ptr]| {
-                        let refers_ptr = present_or_null(&refers, refers_ptr);
-                        // SAFETY: host callback per the table contract; strings live until it returns.
-                        unsafe { f(cb.user_data, msg, tel, channel, kind, id, refers_ptr) };
-                    });
+                    let ([msg, tel, channel, kind, id], refers) = m.c_strs();
+                    let refers = refers.map_or(std::ptr::null(), CStr::as_ptr);
+                    // SAFETY: host callback per the table contract; the strings live in `m`
+                    // until it returns.
+                    unsafe {
+                        f(
+                            cb.user_data,
+                            msg.as_ptr(),
+                            tel.as_ptr(),
+                            channel.as_ptr(),
+                            kind.as_ptr(),
+                            id.as_ptr(),
+                            refers,
+                        )
+                    };
                 }
             }
             Event::RecvMedia(m) => {
                 if let Some(f) = cb.recv_media {
-                    let parts = [&*m.sender, &m.channel, &m.wamid, &m.media_id, &m.mime_type];
-                    with_c_strings(parts, |[sender, channel, wamid, media_id, mime]| {
-                        // SAFETY: host callback per the table contract; strings live until it returns.
-                        unsafe { f(cb.user_data, sender, channel, wamid, media_id, mime) };
-                    });
+                    let [sender, channel, wamid, media_id, mime] = m.c_strs().map(CStr::as_ptr);
+                    // SAFETY: host callback per the table contract; the strings live in `m`
+                    // until it returns.
+                    unsafe { f(cb.user_data, sender, channel, wamid, media_id, mime) };
                 }
             }
             Event::RawChange { field, value_json } => {
