@@ -217,6 +217,17 @@ public:
     Options& OutboxCapacity(size_t n) { return Size(&wa_options_set_outbox_capacity, n); }
     Options& WebhookMaxBody(size_t bytes) { return Size(&wa_options_set_webhook_max_body, bytes); }
     Options& DedupeCapacity(size_t n) { return Size(&wa_options_set_dedupe_capacity, n); }
+    // Media: another host allowed to receive the token with a download, the largest transfer,
+    // and the token `GET /client/getMedia` callers must present (at least 8 characters).
+    Options& AllowMediaHost(std::string host) { return Str(&wa_options_add_media_host, std::move(host)); }
+    Options& MediaMaxBytes(uint64_t bytes)
+    {
+        setters_.push_back([bytes](wa_options* o) { return wa_options_set_media_max_bytes(o, bytes); });
+        return *this;
+    }
+    Options& MediaAccessToken(std::string token) { return Str(&wa_options_set_media_access_token, std::move(token)); }
+    // A durable outbox in the SQLite file at `path` (see wa_options_set_outbox_path).
+    Options& OutboxPath(std::string path) { return Str(&wa_options_set_outbox_path, std::move(path)); }
     Options& Retry(uint32_t maxAttempts, uint32_t maxAgeMs, uint32_t backoffInitialMs, uint32_t backoffMaxMs)
     {
         setters_.push_back([=](wa_options* o) {

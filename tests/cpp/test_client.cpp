@@ -5,6 +5,9 @@
 #include "test_support.hpp"
 
 #include <atomic>
+#include <cstdio>
+#include <string>
+#include <unistd.h>
 #include <mutex>
 #include <vector>
 
@@ -416,6 +419,40 @@ int main()
         CHECK(loop.Run([&] { return r.closed.size() == 2; }, 10000));
         CHECK(loop.Size() == 0); // deleted inside CloseComplete: gone from the loop
         CHECK(r.AllOn(std::this_thread::get_id()));
+    });
+
+    test::Run("Options: media settings and the durable outbox reach the library", [&] {
+        Recorder r;
+        std::string store = "wa-cpp-options-" + std::to_string(::getpid()) + ".sqlite";
+        std::remove(store.c_str());
+        wa::Options o = BaseOptions();
+        o.WebhookListen("127.0.0.1:0")
+            .MediaAccessToken("media-secret-1")
+            .AllowMediaHost("media.example.com")
+            .MediaMaxBytes(1 << 20)
+            .OutboxPath(store);
+        IWhatsAppClient* c = Configured(&r, o);
+        CHECK(c != nullptr);
+        if (c != nullptr) {
+            FILE* created = std::fopen(store.c_str(), "rb");
+            CHECK(created != nullptr); // the store exists once the client does
+            if (created != nullptr)
+                std::fclose(created);
+            int port = c->WebhookPort();
+            // Without the token getMedia refuses; with it the request gets as far as its id.
+            CHECK(host::Http("127.0.0.1", port, "GET", "/client/getMedia?id=").status == 401);
+            CHECK(host::Http("127.0.0.1", port, "GET", "/client/getMedia?id=&access_token=media-secret-1").status == 400);
+            CloseAndDelete(c, r);
+        }
+        std::remove(store.c_str());
+        std::remove((store + "-wal").c_str());
+        std::remove((store + "-shm").c_str());
+        // Refused values: Create fails with the setter's reason.
+        CHECK(IWhatsAppClient::Create(wa::Options().MediaAccessToken("short"), &r) == nullptr);
+        CHECK(wa::LastErrorMessage().find("8 characters") != std::string::npos);
+        CHECK(IWhatsAppClient::Create(wa::Options().AllowMediaHost("evil.example/x"), &r) == nullptr);
+        CHECK(IWhatsAppClient::Create(wa::Options().MediaMaxBytes(0), &r) == nullptr);
+        CHECK(IWhatsAppClient::Create(wa::Options().OutboxPath(""), &r) == nullptr);
     });
 
     test::Run("Options overload: version, invalid setting, thread mode", [&] {
