@@ -948,6 +948,70 @@ mod tests {
         );
     }
 
+    /// Mutated Meta-escaped bodies (stray backslashes, quotes, cut escapes): never a panic, and
+    /// wherever the fast path takes a body it agrees with the general one.
+    #[test]
+    fn mutated_bodies_map_alike_or_decline() {
+        let value = json!({"metadata":{"phone_number_id":"PN/1"},
+            "contacts":[{"wa_id":"111","profile":{"name":"Zo\u{eb}"}}],
+            "messages":[{"from":"111","id":"wamid.\u{1F600}/x","type":"text",
+                "text":{"body":"caf\u{e9} \u{1F44D} \"q\" https://a/b\n"},"context":{"id":"wamid.Q"}},
+                {"from":"111","id":"wamid.I","type":"image","image":{"id":"M1","mime_type":"image/jpeg","caption":"\u{e9}"}}],
+            "statuses":[{"id":"wamid.S","status":"read","recipient_id":"222","biz_opaque_callback_data":"ctx/\u{e9}"}]});
+        let seed = meta_escaped(&String::from_utf8(envelope(value)).unwrap()).into_bytes();
+        let mut state = 7u64;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as usize) % n
+        };
+        let mut fast_hits = 0;
+        for _ in 0..5000 {
+            let mut body = seed.clone();
+            for _ in 0..1 + next(3) {
+                let i = next(body.len());
+                match next(4) {
+                    0 => body.insert(i, b'\\'),
+                    1 => body.insert(i, b'"'),
+                    2 => {
+                        body.remove(i);
+                    }
+                    _ => body[i] = b"u0dD8\\/\"x"[next(9)],
+                }
+            }
+            let _ = map_payload(&body, true);
+            if let Some(fast) = fast::map_body(&body) {
+                fast_hits += 1;
+                // Expected through `serde_json::Value` alone: the general path itself tries
+                // the fast mapping per change first, so only its envelope is used here.
+                let expected: Vec<_> = map_payload_general(&body, true)
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| {
+                        let (channel, items) = match c.field.as_ref() {
+                            "messages" => map_value(&c.value_json),
+                            _ => (None, Vec::new()),
+                        };
+                        (c.field.into_owned(), channel.map(Cow::into_owned), items)
+                    })
+                    .collect();
+                let got: Vec<_> = fast
+                    .into_iter()
+                    .map(|c| {
+                        (
+                            c.field.into_owned(),
+                            c.channel.map(Cow::into_owned),
+                            c.items,
+                        )
+                    })
+                    .collect();
+                assert_eq!(got, expected, "{}", String::from_utf8_lossy(&body));
+            }
+        }
+        assert!(fast_hits > 100, "fast path exercised: {fast_hits}");
+    }
+
     #[test]
     fn rejects_what_is_not_a_webhook() {
         assert!(map_payload(b"nope", true).is_err());
