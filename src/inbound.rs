@@ -749,6 +749,14 @@ mod tests {
         );
     }
 
+    /// A deterministic pseudo-random index below `n` (a linear congruential step of `seed`).
+    fn pick(seed: &mut u64, n: usize) -> usize {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 33) as usize) % n
+    }
+
     /// JSON text escaped as Meta sends it: `\/`, and `\uXXXX` (lowercase) for non-ASCII.
     fn meta_escaped(json: &str) -> String {
         let mut out = String::new();
@@ -814,12 +822,6 @@ mod tests {
             json!(7),
             json!({"k": 1}),
         ];
-        let pick = |seed: &mut u64, n: usize| -> usize {
-            *seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((*seed >> 33) as usize) % n
-        };
         let kinds = [
             "text",
             "image",
@@ -960,12 +962,7 @@ mod tests {
             "statuses":[{"id":"wamid.S","status":"read","recipient_id":"222","biz_opaque_callback_data":"ctx/\u{e9}"}]});
         let seed = meta_escaped(&String::from_utf8(envelope(value)).unwrap()).into_bytes();
         let mut state = 7u64;
-        let mut next = |n: usize| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) as usize) % n
-        };
+        let mut next = |n: usize| pick(&mut state, n);
         let mut fast_hits = 0;
         for _ in 0..5000 {
             let mut body = seed.clone();
