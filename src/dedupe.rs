@@ -36,24 +36,32 @@ impl Window {
         (fingerprint as usize) & (self.slots.len() - 1)
     }
 
+    /// Where `fingerprint` is along its probe run, or the empty slot ending the run; and
+    /// whether it was found.
+    fn probe(&self, fingerprint: u128) -> (usize, bool) {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(fingerprint);
+        loop {
+            match self.slots[i] {
+                0 => return (i, false),
+                present if present == fingerprint => return (i, true),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
     /// Inserts `fingerprint`; false if it was present.
     fn insert(&mut self, fingerprint: u128) -> bool {
         if (self.order.len() + 1) * 2 > self.slots.len() {
             self.grow();
         }
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(fingerprint);
-        loop {
-            match self.slots[i] {
-                0 => {
-                    self.slots[i] = fingerprint;
-                    self.order.push_back(fingerprint);
-                    return true;
-                }
-                present if present == fingerprint => return false,
-                _ => i = (i + 1) & mask,
-            }
+        let (slot, present) = self.probe(fingerprint);
+        if present {
+            return false;
         }
+        self.slots[slot] = fingerprint;
+        self.order.push_back(fingerprint);
+        true
     }
 
     /// Removes the oldest fingerprint, closing the gap by shifting later members of its probe
@@ -63,10 +71,7 @@ impl Window {
             return;
         };
         let mask = self.slots.len() - 1;
-        let mut hole = self.home(oldest);
-        while self.slots[hole] != oldest {
-            hole = (hole + 1) & mask;
-        }
+        let (mut hole, _) = self.probe(oldest);
         let mut next = hole;
         loop {
             next = (next + 1) & mask;
@@ -89,13 +94,9 @@ impl Window {
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(Self::FIRST_SIZE);
         let old = std::mem::replace(&mut self.slots, vec![0; size]);
-        let mask = size - 1;
         for fingerprint in old.into_iter().filter(|f| *f != 0) {
-            let mut i = self.home(fingerprint);
-            while self.slots[i] != 0 {
-                i = (i + 1) & mask;
-            }
-            self.slots[i] = fingerprint;
+            let (slot, _) = self.probe(fingerprint);
+            self.slots[slot] = fingerprint;
         }
     }
 }
