@@ -213,6 +213,7 @@ public:
     Options& MaxInFlight(uint32_t n) { return U32(&wa_options_set_max_in_flight, n); }
     Options& WorkerThreads(uint32_t n) { return U32(&wa_options_set_worker_threads, n); }
     Options& DispatchMode(wa_dispatch_mode mode) { return U32(&wa_options_set_dispatch_mode, static_cast<uint32_t>(mode)); }
+    Options& DispatchBatchingUs(uint32_t us) { return U32(&wa_options_set_dispatch_batching_us, us); }
     Options& LogLevel(wa_log_level level) { return U32(&wa_options_set_log_level, static_cast<uint32_t>(level)); }
     Options& OutboxCapacity(size_t n) { return Size(&wa_options_set_outbox_capacity, n); }
     Options& WebhookMaxBody(size_t bytes) { return Size(&wa_options_set_webhook_max_body, bytes); }

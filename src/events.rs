@@ -314,6 +314,9 @@ struct QueueState {
     /// Thread mode: the dispatcher sleeps on the condition variable (a wake-up costs a
     /// syscall, so it is only sent when someone waits).
     consumer_waiting: bool,
+    /// Thread mode: how many pending events wake the waiting dispatcher (more than one while it
+    /// gathers a batch).
+    wake_at: usize,
     /// Poll mode: a dispatch is running and looks at the queue again before returning, so
     /// new events need no signal on the fd.
     draining: bool,
@@ -348,6 +351,7 @@ impl EventQueue {
                 finished: false,
                 stop: false,
                 consumer_waiting: false,
+                wake_at: 1,
                 draining: false,
             }),
             available: Condvar::new(),
@@ -420,19 +424,42 @@ impl EventQueue {
 
     /// Thread mode: blocks until events are pending or `stop` was called. `None` means stop.
     pub fn wait_batch(&self) -> Option<VecDeque<Event>> {
+        self.wait_for(1, None)
+    }
+
+    /// Thread mode: waits until `count` events are pending or `max_wait` passed, then takes
+    /// whatever is pending (possibly nothing). `None` means stop.
+    pub fn gather_batch(&self, count: usize, max_wait: Duration) -> Option<VecDeque<Event>> {
+        self.wait_for(count.max(1), Some(Instant::now() + max_wait))
+    }
+
+    fn wait_for(&self, count: usize, deadline: Option<Instant>) -> Option<VecDeque<Event>> {
         let mut state = self.lock();
         loop {
             if state.stop {
                 return None;
             }
-            if !state.events.is_empty() {
+            let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+            // Close-complete is the last event: nothing more will join its batch.
+            let last = state.finished && !state.events.is_empty();
+            if state.events.len() >= count || last || timed_out {
                 return Some(std::mem::take(&mut state.events));
             }
             state.consumer_waiting = true;
-            state = self
-                .available
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
+            state.wake_at = count;
+            state = match deadline {
+                None => self
+                    .available
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    self.available
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
             state.consumer_waiting = false;
         }
     }
@@ -514,13 +541,17 @@ impl EventQueue {
     /// Queues `events` under one lock, with at most one wake-up of the consumer.
     fn push_all(&self, events: impl IntoIterator<Item = Event>) {
         let mut state = self.lock();
-        let was_empty = state.events.is_empty();
+        let before = state.events.len();
+        let was_finished = state.finished;
         for event in events {
             Self::push_locked(&mut state, event);
         }
-        let arrived = was_empty && !state.events.is_empty();
+        let arrived = before == 0 && !state.events.is_empty();
         let signal_fd = arrived && !state.draining && self.wake_fd.is_some();
-        let notify = arrived && state.consumer_waiting;
+        // One wake-up when the pending events reach what the dispatcher waits for.
+        let notify = state.consumer_waiting
+            && ((before < state.wake_at && state.events.len() >= state.wake_at)
+                || (state.finished && !was_finished));
         drop(state);
         if signal_fd {
             self.signal_fd();
@@ -534,6 +565,7 @@ impl EventQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn inbound_strings_are_packed_nul_terminated() {
@@ -593,5 +625,58 @@ mod tests {
         assert_eq!(q.begin_drain().len(), 1);
         q.end_drain();
         assert!(!q.wait_readable(Some(Duration::from_millis(1))));
+    }
+
+    fn log(text: &str) -> Event {
+        Event::Log {
+            level: LogLevel::Info,
+            text: text.into(),
+        }
+    }
+
+    /// The producer's push that completes the batch wakes the gathering consumer; the pause
+    /// ends there, not at its deadline.
+    #[test]
+    fn a_gathered_batch_is_taken_once_complete() {
+        let q = Arc::new(EventQueue::new(false).unwrap());
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                for i in 0..3 {
+                    std::thread::sleep(Duration::from_millis(20));
+                    q.push(log(&i.to_string()));
+                }
+            })
+        };
+        let start = Instant::now();
+        let batch = q.gather_batch(3, Duration::from_secs(600)).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "woken by the third push"
+        );
+        assert_eq!(batch, VecDeque::from(vec![log("0"), log("1"), log("2")]));
+        producer.join().unwrap();
+    }
+
+    #[test]
+    fn a_gathering_pause_ends_at_its_deadline_or_at_close() {
+        let q = EventQueue::new(false).unwrap();
+        assert_eq!(
+            q.gather_batch(5, Duration::from_millis(10)),
+            Some(VecDeque::new())
+        );
+        q.push(log("a"));
+        q.push(log("b"));
+        let batch = q.gather_batch(5, Duration::from_millis(10)).unwrap();
+        assert_eq!(batch, VecDeque::from(vec![log("a"), log("b")]));
+        // Close-complete is the last event: its batch is not held back.
+        q.push(log("c"));
+        q.push(Event::CloseComplete);
+        let start = Instant::now();
+        let batch = q.gather_batch(5, Duration::from_secs(600)).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(300));
+        assert_eq!(batch, VecDeque::from(vec![log("c"), Event::CloseComplete]));
+        q.stop();
+        assert_eq!(q.gather_batch(5, Duration::from_secs(600)), None);
     }
 }

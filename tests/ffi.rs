@@ -78,6 +78,10 @@ fn null_arguments_are_reported_not_dereferenced() {
         wa_result::WA_ERR_NULL_ARGUMENT
     );
     assert_eq!(
+        wa_options_set_dispatch_batching_us(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
         wa_options_set_dispatch_mode(null_mut(), 0),
         wa_result::WA_ERR_NULL_ARGUMENT
     );
@@ -292,6 +296,12 @@ fn option_setters_validate_their_values() {
     assert_eq!(wa_options_set_max_in_flight(o, 0), WA_ERR_INVALID_ARGUMENT);
     assert_eq!(wa_options_set_worker_threads(o, 0), WA_ERR_INVALID_ARGUMENT);
     assert_eq!(wa_options_set_dispatch_mode(o, 7), WA_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        wa_options_set_dispatch_batching_us(o, 1_000_001),
+        WA_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(wa_options_set_dispatch_batching_us(o, 1_000_000), WA_OK);
+    assert_eq!(wa_options_set_dispatch_batching_us(o, 0), WA_OK);
     assert_eq!(wa_options_set_log_level(o, 99), WA_ERR_INVALID_ARGUMENT);
     let bad = [0xc3u8, 0x28, 0];
     assert_eq!(
@@ -381,12 +391,27 @@ fn poll_mode_runs_callbacks_on_the_dispatching_thread_and_signals_the_fd() {
 
 #[test]
 fn thread_mode_runs_callbacks_on_one_library_thread() {
+    thread_mode_runs_callbacks(None);
+}
+
+#[test]
+fn thread_mode_without_batching_runs_callbacks_on_one_library_thread() {
+    thread_mode_runs_callbacks(Some(0));
+}
+
+fn thread_mode_runs_callbacks(batching_us: Option<u32>) {
     let emu = Emulator::start();
     let opts = Opts::for_emulator(&emu);
     assert_eq!(
         wa_options_set_dispatch_mode(opts.0, wa_dispatch_mode::WA_DISPATCH_THREAD as u32),
         wa_result::WA_OK
     );
+    if let Some(us) = batching_us {
+        assert_eq!(
+            wa_options_set_dispatch_batching_us(opts.0, us),
+            wa_result::WA_OK
+        );
+    }
     let mut host = Host::new(&opts);
     host.set_token(TOKEN);
     let mut fd = 0;

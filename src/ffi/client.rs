@@ -426,17 +426,25 @@ impl Shared {
 }
 
 /// Thread mode: the client's own thread runs the callbacks.
-fn run_dispatcher(shared: Arc<Shared>) {
-    let mut last_wake = std::time::Instant::now() - BUSY_WAKE_INTERVAL;
-    while let Some(events) = shared.events.wait_batch() {
-        // Under a steady stream (webhooks arriving one by one) every wake-up costs the producing
-        // runtime thread a futex call and both threads a context switch: pause a moment so the
-        // next events come as one batch, without a wake-up. At low rates nothing is delayed;
-        // batches so large that the pause would not pay for itself are not paused after.
-        let now = std::time::Instant::now();
-        let busy =
-            events.len() < BUSY_BATCH_LIMIT && now.duration_since(last_wake) < BUSY_WAKE_INTERVAL;
-        last_wake = now;
+fn run_dispatcher(shared: Arc<Shared>, batching: Duration) {
+    // After a batch, the next one gathers for up to `batching` (or until GATHER_COUNT events are
+    // pending): under a steady stream each wake-up of this thread costs the producing thread a
+    // futex call and both a context switch, so one per batch instead of one per event. A window
+    // without events ends the stream, and the next event is delivered as soon as it arrives.
+    let mut streaming = false;
+    loop {
+        let events = if streaming {
+            shared.events.gather_batch(GATHER_COUNT, batching)
+        } else {
+            shared.events.wait_batch()
+        };
+        let Some(events) = events else {
+            break;
+        };
+        streaming = !events.is_empty() && !batching.is_zero();
+        if events.is_empty() {
+            continue;
+        }
         // Held while callbacks run, so that freeing an onboarding from another thread waits
         // for its callback to return.
         let serial = shared.dispatching.lock().unwrap_or_else(|p| p.into_inner());
@@ -447,23 +455,13 @@ fn run_dispatcher(shared: Arc<Shared>) {
             shared.teardown();
             break;
         }
-        if busy {
-            std::thread::sleep(BATCHING_PAUSE);
-        }
     }
 }
 
-/// Wake-ups closer together than this count as a busy stream (a paused dispatcher wakes one
-/// pause after the previous wake-up, plus the batch's callbacks).
-const BUSY_WAKE_INTERVAL: Duration = Duration::from_micros(2 * BATCHING_PAUSE_MICROS + 500);
-/// A batch this large already amortises its wake-up.
-const BUSY_BATCH_LIMIT: usize = 256;
-/// How long a busy dispatcher lets events gather before looking again: the most a callback is
-/// delayed, and only while events stream in. Every wake-up of the dispatcher costs tens of µs
-/// of machine time on a VM (timer, two context switches); on one CPU the webhook bench spent
-/// 0.65x of a bare server's throughput with 200 µs, 0.72x with 1 ms, 0.73x with 2 ms.
-const BATCHING_PAUSE_MICROS: u64 = 1_000;
-const BATCHING_PAUSE: Duration = Duration::from_micros(BATCHING_PAUSE_MICROS);
+/// Pending events that end a gathering pause early: enough to amortise the wake-up (on one CPU
+/// the webhook bench costs the same with 16, 32, 64 or 256; the count only bounds the delay
+/// at high rates).
+const GATHER_COUNT: usize = 32;
 
 /// Borrows the shared state behind a handle.
 pub(crate) fn shared_of(client: *const wa_client) -> Result<Arc<Shared>, wa_result> {
@@ -517,6 +515,7 @@ pub extern "C" fn wa_client_new(
         // Raw changes cost a copy of each change: only produced for a host that wants them.
         config.raw_changes = callbacks.raw_change.is_some();
         let mode = config.dispatch_mode;
+        let batching = config.dispatch_batching;
         let version = CString::new(config.api_version.clone())
             .map_err(|_| fail(wa_result::WA_ERR_INVALID_ARGUMENT, "version contains NUL"))?;
         let events = Arc::new(EventQueue::new(mode == DispatchMode::Poll).map_err(|e| {
@@ -547,7 +546,7 @@ pub extern "C" fn wa_client_new(
             let for_thread = shared.clone();
             let thread = std::thread::Builder::new()
                 .name("wa-dispatch".into())
-                .spawn(move || run_dispatcher(for_thread))
+                .spawn(move || run_dispatcher(for_thread, batching))
                 .map_err(|e| {
                     shared.core.shutdown();
                     fail(

@@ -473,7 +473,8 @@ int main()
 
         Recorder t;
         wa::Options threaded = BaseOptions();
-        threaded.DispatchMode(WA_DISPATCH_THREAD);
+        threaded.DispatchMode(WA_DISPATCH_THREAD).DispatchBatchingUs(0);
+        CHECK(IWhatsAppClient::Create(wa::Options().DispatchBatchingUs(1000001), &r) == nullptr);
         IWhatsAppClient* tc = Configured(&t, threaded);
         CHECK(tc->EventFd() == -1);
         tc->SendMessage(&t, "{\"body\":\"t\"}", kTo, "text", kChannel, "t");
