@@ -70,6 +70,10 @@ fn compact(v: &Value) -> String {
 /// Parses a webhook body (already signature-checked) into its changes, in order. `keep_raw`:
 /// also copy each change's `value` text into `value_json` (only the raw-change callback needs it).
 pub fn map_payload(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange<'_>>, NotAWebhook> {
+    // JSON is UTF-8 (RFC 8259): checked once here, so that the parsers below need not check
+    // each string again (serde_json's byte-slice reader does, its str reader does not).
+    let body = std::str::from_utf8(body)
+        .map_err(|e| NotAWebhook(format!("body is not a webhook envelope: not UTF-8 ({e})")))?;
     if !keep_raw {
         if let Some(changes) = fast::map_body(body) {
             return Ok(changes);
@@ -80,7 +84,7 @@ pub fn map_payload(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange<'_>>,
 
 /// `map_payload` for any body: typed down to each change's `value`, which is kept as the exact
 /// text received and mapped on its own.
-fn map_payload_general(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange<'_>>, NotAWebhook> {
+fn map_payload_general(body: &str, keep_raw: bool) -> Result<Vec<MappedChange<'_>>, NotAWebhook> {
     // Typed down to each change's `value`, which is kept as the exact text received (for the
     // raw-change callback) and parsed only where it is mapped.
     #[derive(Deserialize)]
@@ -102,7 +106,7 @@ fn map_payload_general(body: &[u8], keep_raw: bool) -> Result<Vec<MappedChange<'
         #[serde(borrow)]
         value: Option<&'a RawValue>,
     }
-    let payload: Envelope<'_> = serde_json::from_slice(body)
+    let payload: Envelope<'_> = serde_json::from_str(body)
         .map_err(|e| NotAWebhook(format!("body is not a webhook envelope: {e}")))?;
     match payload.object.as_deref() {
         Some("whatsapp_business_account") => {}
@@ -529,8 +533,8 @@ mod fast {
 
     /// `super::map_payload` without keeping the raw values, in one pass over the body; `None`
     /// for anything it leaves to the general path (which also words the errors).
-    pub(super) fn map_body(body: &[u8]) -> Option<Vec<MappedChange<'_>>> {
-        let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+    pub(super) fn map_body(body: &str) -> Option<Vec<MappedChange<'_>>> {
+        let envelope: Envelope<'_> = serde_json::from_str(body).ok()?;
         if decode(envelope.object)?.as_deref() != Some("whatsapp_business_account") {
             return None;
         }
@@ -934,13 +938,9 @@ mod tests {
             let body = format!(
                 r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"value":{raw},"field":"messages"}},{{"field":"{other}","value":{{"event":"X","phone_number":"1"}}}}]}},{{"id":"2","time":1,"changes":[{{"field":"{other}","value":{raw}}}]}}]}}"#
             );
-            if let Some(fast) = fast::map_body(body.as_bytes()) {
+            if let Some(fast) = fast::map_body(&body) {
                 body_hits += 1;
-                assert_eq!(
-                    Ok(fast),
-                    map_payload_general(body.as_bytes(), false),
-                    "{body}"
-                );
+                assert_eq!(Ok(fast), map_payload_general(&body, false), "{body}");
             }
         }
         assert!(body_hits > total / 20, "{body_hits} of {total}");
@@ -978,6 +978,8 @@ mod tests {
                 }
             }
             let _ = map_payload(&body, true);
+            // Every mutation is ASCII: the bodies stay UTF-8.
+            let body = String::from_utf8(body).unwrap();
             if let Some(fast) = fast::map_body(&body) {
                 fast_hits += 1;
                 // Expected through `serde_json::Value` alone: the general path itself tries
@@ -1003,7 +1005,7 @@ mod tests {
                         )
                     })
                     .collect();
-                assert_eq!(got, expected, "{}", String::from_utf8_lossy(&body));
+                assert_eq!(got, expected, "{body}");
             }
         }
         assert!(fast_hits > 100, "fast path exercised: {fast_hits}");
@@ -1014,6 +1016,17 @@ mod tests {
         assert!(map_payload(b"nope", true).is_err());
         assert!(map_payload(br#"{"object":"page","entry":[]}"#, true).is_err());
         assert!(map_payload(br#"{"object":"whatsapp_business_account"}"#, true).is_err());
+        // Not UTF-8, even where no field is read (here a contact's name): not JSON.
+        let mut latin1 = envelope(json!({"messaging_product": "whatsapp",
+            "contacts": [{"profile": {"name": "Ren~e"}, "wa_id": "1"}],
+            "messages": [{"from": "1", "id": "wamid.L", "type": "text", "text": {"body": "x"}}]}));
+        assert!(map_payload(&latin1, false).is_ok());
+        let tilde = latin1.iter().position(|b| *b == b'~').unwrap();
+        latin1[tilde] = 0xE9;
+        for keep_raw in [false, true] {
+            let error = map_payload(&latin1, keep_raw).unwrap_err();
+            assert!(error.0.contains("not UTF-8"), "{}", error.0);
+        }
         assert_eq!(
             map_payload(
                 br#"{"object":"whatsapp_business_account","entry":[]}"#,

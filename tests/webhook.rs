@@ -489,6 +489,15 @@ fn refused_requests_produce_no_callbacks() {
         let other = br#"{"object":"page","entry":[]}"#.to_vec();
         let r = inbox.request("POST", "/webhook", Some(&sign(APP_SECRET, &other)), &other);
         assert_eq!(r.status, 400, "{way:?}: not a WhatsApp envelope");
+        let latin1 =
+            b"{\"object\":\"whatsapp_business_account\",\"entry\":[],\"x\":\"\xe9\"}".to_vec();
+        let r = inbox.request(
+            "POST",
+            "/webhook",
+            Some(&sign(APP_SECRET, &latin1)),
+            &latin1,
+        );
+        assert_eq!(r.status, 400, "{way:?}: not UTF-8");
         // The parser's detail may quote the body: the answer stays within 200 bytes.
         let quoted = format!("\"{}\"", "x".repeat(5000)).into_bytes();
         let r = inbox.request(
