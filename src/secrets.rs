@@ -3,6 +3,9 @@
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
 /// A secret string: its `Debug` and `Display` never show the value.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(Arc<str>);
@@ -34,10 +37,32 @@ impl fmt::Display for Secret {
     }
 }
 
+/// HMAC-SHA256 keyed with the app secret, as `X-Hub-Signature-256` uses it. Keyed once per
+/// `set_config`: keying hashes two blocks, which every webhook would otherwise repeat.
+#[derive(Clone)]
+pub struct WebhookMac(Hmac<Sha256>);
+
+impl WebhookMac {
+    /// True when `signature` is the MAC of `body`.
+    pub fn verify(self, body: &[u8], signature: &[u8; 32]) -> bool {
+        let mut mac = self.0;
+        mac.update(body);
+        mac.verify_slice(signature).is_ok()
+    }
+}
+
+impl fmt::Debug for WebhookMac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookMac(<redacted>)")
+    }
+}
+
 #[derive(Default, Debug)]
 struct Values {
     token: Secret,
     app_secret: Secret,
+    /// `None` while no app secret is set.
+    webhook_mac: Option<WebhookMac>,
     webhook_token: Secret,
 }
 
@@ -63,6 +88,12 @@ impl Credentials {
         let mut v = self.write();
         v.token = Secret::new(token);
         v.app_secret = Secret::new(app_secret);
+        v.webhook_mac = (!app_secret.is_empty()).then(|| {
+            WebhookMac(
+                Hmac::<Sha256>::new_from_slice(app_secret.as_bytes())
+                    .expect("HMAC takes any key length"),
+            )
+        });
     }
 
     pub fn set_webhook_token(&self, token: &str) {
@@ -75,6 +106,11 @@ impl Credentials {
 
     pub fn app_secret(&self) -> Secret {
         self.read().app_secret.clone()
+    }
+
+    /// The app secret's webhook MAC; `None` while no app secret is set.
+    pub fn webhook_mac(&self) -> Option<WebhookMac> {
+        self.read().webhook_mac.clone()
     }
 
     pub fn webhook_token(&self) -> Secret {
@@ -104,6 +140,7 @@ mod tests {
         let c = Credentials::default();
         c.set_config("EAAtoken123", "appsecret456");
         assert!(!format!("{c:?}").contains("EAAtoken123"));
+        assert!(!format!("{c:?}").contains("appsecret456"));
         assert_eq!(
             c.redact("bad token EAAtoken123 for appsecret456"),
             "bad token [redacted] for [redacted]"

@@ -5,8 +5,6 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::dedupe::Dedupe;
@@ -188,21 +186,16 @@ impl WebhookHandler {
         if body.len() > self.max_body {
             return Reply::text(413, "payload too large");
         }
-        let secret = self.credentials.app_secret();
-        if secret.is_empty() {
+        let Some(mac) = self.credentials.webhook_mac() else {
             // Fail closed: without the app secret nothing can be authenticated. Meta retries
             // non-200 deliveries, so nothing is lost once the secret is configured.
             tracing::warn!("webhook refused: no app secret configured (SetConfig)");
             return Reply::text(503, "no app secret configured");
-        }
+        };
         let Some(signature) = signature else {
             return Reply::text(401, "missing X-Hub-Signature-256");
         };
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-            .expect("HMAC takes any key length");
-        mac.update(body);
-        let valid =
-            signature_bytes(signature).is_some_and(|expected| mac.verify_slice(&expected).is_ok());
+        let valid = signature_bytes(signature).is_some_and(|expected| mac.verify(body, &expected));
         if !valid {
             tracing::warn!("webhook refused: signature does not match");
             return Reply::text(403, "invalid signature");
