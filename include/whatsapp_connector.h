@@ -629,7 +629,7 @@ wa_result wa_options_set_webhook_max_body(wa_options *options,
                                           size_t max_bytes);
 
 // How many inbound message and status ids are remembered to drop Meta's redeliveries
-// (default 100000; 0 disables dedupe).
+// (default 100000, at most 16777215; 0 disables dedupe). Memory: up to about 40 bytes per id.
 wa_result wa_options_set_dedupe_capacity(wa_options *options,
                                          size_t capacity);
 

@@ -297,6 +297,11 @@ fn option_setters_validate_their_values() {
     assert_eq!(wa_options_set_worker_threads(o, 0), WA_ERR_INVALID_ARGUMENT);
     assert_eq!(wa_options_set_dispatch_mode(o, 7), WA_ERR_INVALID_ARGUMENT);
     assert_eq!(
+        wa_options_set_dedupe_capacity(o, 16_777_216),
+        WA_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(wa_options_set_dedupe_capacity(o, 16_777_215), WA_OK);
+    assert_eq!(
         wa_options_set_dispatch_batching_us(o, 1_000_001),
         WA_ERR_INVALID_ARGUMENT
     );

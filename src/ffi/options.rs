@@ -408,13 +408,19 @@ pub extern "C" fn wa_options_set_webhook_max_body(
 }
 
 /// How many inbound message and status ids are remembered to drop Meta's redeliveries
-/// (default 100000; 0 disables dedupe).
+/// (default 100000, at most 16777215; 0 disables dedupe). Memory: up to about 40 bytes per id.
 #[no_mangle]
 pub extern "C" fn wa_options_set_dedupe_capacity(
     options: *mut wa_options,
     capacity: usize,
 ) -> wa_result {
     with_options(options, |o| {
+        if capacity > crate::dedupe::MAX_CAPACITY {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "capacity must be at most 16777215",
+            ));
+        }
         o.dedupe_capacity = Some(capacity);
         Ok(())
     })
