@@ -575,6 +575,53 @@ fn the_listener_serves_only_its_path_and_a_configured_limit() {
     );
 }
 
+/// A body sent in pieces (chunked, with pauses, so the listener reads several frames) is
+/// joined before its signature is checked; the limit counts every piece.
+#[test]
+fn the_listener_joins_a_body_sent_in_pieces() {
+    use std::io::{Read, Write};
+    let inbox = Inbox::with(Way::Listener, |o| {
+        assert_eq!(wa_options_set_webhook_max_body(o.0, 2048), wa_result::WA_OK);
+    });
+    let port = inbox.host.webhook_port();
+    let post_in_pieces = |body: &[u8], signature: &str| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+             X-Hub-Signature-256: {signature}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        for piece in body.chunks(body.len().div_ceil(3)) {
+            // The listener may refuse (413) and close before the last pieces.
+            let _ = write!(stream, "{:x}\r\n", piece.len())
+                .and_then(|_| stream.write_all(piece))
+                .and_then(|_| stream.write_all(b"\r\n"))
+                .and_then(|_| stream.flush());
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let _ = stream.write_all(b"0\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let body = meta_json(&inbound_message(
+        json!({"from":"16505551234","id":"wamid.PIECES","type":"text","text":{"body":"in pieces"}}),
+    ));
+    let answer = post_in_pieces(&body, &sign(APP_SECRET, &body));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mapped = inbox.mapped();
+    assert_eq!(mapped.len(), 1, "{mapped:?}");
+    assert_eq!(
+        mapped[0].args,
+        message("in pieces", "text", "wamid.PIECES", None)
+    );
+    // No Content-Length to refuse early: the pieces together exceed the limit.
+    let big = vec![b' '; 3000];
+    let answer = post_in_pieces(&big, &sign(APP_SECRET, &big));
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
 #[test]
 fn redeliveries_are_suppressed() {
     both_ways(|way| {
