@@ -5,6 +5,8 @@
 //! are pending) or through a dispatcher thread owned by the library (thread mode).
 
 use std::collections::VecDeque;
+use std::ffi::c_char;
+#[cfg(test)]
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -84,9 +86,17 @@ impl<const N: usize> PackedStrings<N> {
         &self.text[self.start(index)..self.ends[index]]
     }
 
+    #[cfg(test)]
     fn c_str(&self, index: usize) -> &CStr {
         CStr::from_bytes_with_nul(&self.text.as_bytes()[self.start(index)..=self.ends[index]])
             .unwrap_or_default()
+    }
+
+    /// Where string `index` starts: a C string, since packing ends each string with a NUL and
+    /// allows none inside it. Valid while `self` lives. (Building a `CStr` would scan the whole
+    /// text again for NULs; message texts are the largest part of an event.)
+    fn c_ptr(&self, index: usize) -> *const c_char {
+        self.text[self.start(index)..].as_ptr().cast()
     }
 
     fn start(&self, index: usize) -> usize {
@@ -216,7 +226,22 @@ impl InboundMessage {
         self.has_refers_to.then(|| self.parts.get(5))
     }
 
+    /// msg, tel, channel, kind, id and refers_to as C strings, valid while `self` lives
+    /// (refers_to NULL when absent).
+    pub fn c_ptrs(&self) -> ([*const c_char; 5], *const c_char) {
+        let p = &self.parts;
+        (
+            std::array::from_fn(|i| p.c_ptr(i)),
+            if self.has_refers_to {
+                p.c_ptr(5)
+            } else {
+                std::ptr::null()
+            },
+        )
+    }
+
     /// msg, tel, channel, kind, id and refers_to as C strings (refers_to `None` when absent).
+    #[cfg(test)]
     pub fn c_strs(&self) -> ([&CStr; 5], Option<&CStr>) {
         let p = &self.parts;
         (
@@ -275,7 +300,13 @@ impl InboundMedia {
         self.parts.get(4)
     }
 
+    /// sender, channel, wamid, media_id and mime_type as C strings, valid while `self` lives.
+    pub fn c_ptrs(&self) -> [*const c_char; 5] {
+        std::array::from_fn(|i| self.parts.c_ptr(i))
+    }
+
     /// sender, channel, wamid, media_id and mime_type as C strings.
+    #[cfg(test)]
     pub fn c_strs(&self) -> [&CStr; 5] {
         std::array::from_fn(|i| self.parts.c_str(i))
     }
@@ -581,6 +612,11 @@ mod tests {
             ),
             ("hi\u{FFFD}there", "111", "PN", "text", "wamid.1", None)
         );
+        // The pointers handed to C are the C strings' (checked whole here).
+        let (pointers, refers_pointer) = m.c_ptrs();
+        let (strs, refers) = m.c_strs();
+        assert_eq!(pointers, strs.map(CStr::as_ptr));
+        assert!(refers_pointer.is_null() && refers.is_none());
         let ([msg, tel, channel, kind, id], refers) = m.c_strs();
         assert_eq!(msg.to_str(), Ok("hi\u{FFFD}there"));
         assert_eq!(
@@ -591,7 +627,9 @@ mod tests {
         let empty = InboundMessage::new("", "", "", "", "", Some(""));
         assert_eq!(empty.refers_to(), Some(""));
         assert_eq!(empty.c_strs().1.map(CStr::to_bytes), Some(&b""[..]));
+        assert_eq!(empty.c_ptrs().1, empty.c_strs().1.unwrap().as_ptr());
         let media = InboundMedia::new("111", "PN", "wamid.2", "M\0", "image/png");
+        assert_eq!(media.c_ptrs(), media.c_strs().map(CStr::as_ptr));
         assert_eq!(
             media.c_strs().map(|c| c.to_str().unwrap()),
             ["111", "PN", "wamid.2", "M\u{FFFD}", "image/png"]

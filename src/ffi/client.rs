@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -254,28 +254,17 @@ impl Shared {
             }
             Event::RecvMessage(m) => {
                 if let Some(f) = cb.recv_message {
-                    let ([msg, tel, channel, kind, id], refers) = m.c_strs();
-                    let refers = refers.map_or(std::ptr::null(), CStr::as_ptr);
-                    // SAFETY: host callback per the table contract; the strings live in `m`
-                    // until it returns.
-                    unsafe {
-                        f(
-                            cb.user_data,
-                            msg.as_ptr(),
-                            tel.as_ptr(),
-                            channel.as_ptr(),
-                            kind.as_ptr(),
-                            id.as_ptr(),
-                            refers,
-                        )
-                    };
+                    let ([msg, tel, channel, kind, id], refers) = m.c_ptrs();
+                    // SAFETY: host callback per the table contract; the pointers are C strings
+                    // in `m`, which lives until it returns.
+                    unsafe { f(cb.user_data, msg, tel, channel, kind, id, refers) };
                 }
             }
             Event::RecvMedia(m) => {
                 if let Some(f) = cb.recv_media {
-                    let [sender, channel, wamid, media_id, mime] = m.c_strs().map(CStr::as_ptr);
-                    // SAFETY: host callback per the table contract; the strings live in `m`
-                    // until it returns.
+                    let [sender, channel, wamid, media_id, mime] = m.c_ptrs();
+                    // SAFETY: host callback per the table contract; the pointers are C strings
+                    // in `m`, which lives until it returns.
                     unsafe { f(cb.user_data, sender, channel, wamid, media_id, mime) };
                 }
             }
