@@ -73,6 +73,11 @@ pub fn start(runtime: &Runtime, address: &str, routes: Routes) -> Result<SocketA
                 let service = service_fn(move |request| serve(request, routes.clone()));
                 let _ = http1::Builder::new()
                     .keep_alive(true)
+                    // Answers are a few bytes: copied behind their headers and sent with one
+                    // write(2) instead of hyper's default queue of buffers for writev(2). About
+                    // 0.2 µs less per webhook in the one-CPU bench; a streamed media body is
+                    // copied once more, which is small beside the download itself.
+                    .writev(false)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
