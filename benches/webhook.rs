@@ -4,7 +4,8 @@
 //! which variant goes first. A second set of rounds pins every thread to one CPU: on a small
 //! shared machine the first set swings with where the scheduler places four busy threads on two
 //! cores (the bare server alone runs at two distinct speeds from round to round), while on one
-//! CPU the ratio is the CPU each variant spends per webhook, stable to a few percent.
+//! CPU the ratio is the CPU each variant spends per webhook, stable to a few percent. Each
+//! thread's share comes from the scheduler's run time per thread (/proc/self/task/*/schedstat).
 //!
 //! Prints a Markdown table on stdout (scripts/bench.sh adds it to BENCHMARKS.md).
 //!
@@ -89,6 +90,7 @@ fn load(runtime: &tokio::runtime::Runtime, url: &str, bodies: &[(Bytes, String)]
 fn bare_server() -> (tokio::runtime::Runtime, String) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("bare-server")
         .enable_all()
         .build()
         .expect("runtime");
@@ -249,17 +251,67 @@ fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
-/// One measured run: (webhooks per second, process CPU µs per webhook). For the library the
-/// clock stops when the last callback ran.
+/// Run time of each thread of the process so far, in ns, by thread name (the scheduler's own
+/// account in /proc, not sampled).
+fn thread_cpu() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let read = |file: &str| std::fs::read_to_string(task.path().join(file)).unwrap_or_default();
+        let ns: u64 = read("schedstat")
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        *by_name.entry(read("comm").trim().to_string()).or_insert(0) += ns;
+    }
+    by_name
+}
+
+/// µs per webhook of each thread that ran during a run, by name.
+fn thread_cpu_since(
+    before: &std::collections::BTreeMap<String, u64>,
+    n: usize,
+) -> Vec<(String, f64)> {
+    thread_cpu()
+        .into_iter()
+        .map(|(name, ns)| {
+            let used = ns.saturating_sub(before.get(&name).copied().unwrap_or(0));
+            // The main thread drives the load generator's requests.
+            let name = if name.starts_with("webhook") {
+                "load-main".into()
+            } else {
+                name
+            };
+            (name, used as f64 / 1e3 / n as f64)
+        })
+        .filter(|(_, us)| *us >= 0.05)
+        .collect()
+}
+
+fn listed_threads(threads: &[(String, f64)]) -> String {
+    threads
+        .iter()
+        .map(|(name, us)| format!("{name} {us:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One measured run: (webhooks per second, process CPU µs per webhook, the CPU per thread).
+/// For the library the clock stops when the last callback ran.
 fn run(
     runtime: &tokio::runtime::Runtime,
     url: &str,
     batch: &[(Bytes, String)],
     library: bool,
-) -> (f64, f64) {
+) -> (f64, f64, Vec<(String, f64)>) {
     let n = batch.len();
     RECEIVED.store(0, Ordering::Release);
     let cpu = process_cpu();
+    let threads = thread_cpu();
     let start = Instant::now();
     assert_eq!(load(runtime, url, batch), n, "every POST answered 200");
     while library && RECEIVED.load(Ordering::Acquire) < n {
@@ -270,7 +322,11 @@ fn run(
         std::thread::yield_now();
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    (rate, (process_cpu() - cpu).as_secs_f64() * 1e6 / n as f64)
+    (
+        rate,
+        (process_cpu() - cpu).as_secs_f64() * 1e6 / n as f64,
+        thread_cpu_since(&threads, n),
+    )
 }
 
 fn main() {
@@ -298,6 +354,7 @@ fn main() {
         .unwrap_or(DEFAULT_MESSAGES);
     let load_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("load-worker")
         .enable_all()
         .build()
         .expect("runtime");
@@ -306,6 +363,11 @@ fn main() {
     let (mut ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
     let mut rates = (Vec::new(), Vec::new());
     let mut cpus = (Vec::new(), Vec::new());
+    // Each thread's CPU per webhook in the one-CPU rounds, (bare, library).
+    let mut by_thread: (
+        std::collections::BTreeMap<String, Vec<f64>>,
+        std::collections::BTreeMap<String, Vec<f64>>,
+    ) = Default::default();
     // Each round uses fresh message ids: the library would rightly drop repeats as duplicates.
     let warmup = bodies(0..2_000);
     load(&load_runtime, &bare_url, &warmup);
@@ -328,12 +390,18 @@ fn main() {
             (run(&load_runtime, &bare_url, batch, false), library)
         };
         eprintln!(
-            "[webhook bench] round {}{}: bare {:.0}/s ({:.1} µs CPU each), library {:.0}/s ({:.1} µs CPU each)",
+            "[webhook bench] round {}{}: bare {:.0}/s ({:.1} µs CPU each: {}), library {:.0}/s ({:.1} µs CPU each: {})",
             round % ROUNDS + 1,
             if pinned { " (one CPU)" } else { "" },
-            bare.0, bare.1, library.0, library.1
+            bare.0, bare.1, listed_threads(&bare.2), library.0, library.1, listed_threads(&library.2)
         );
         if pinned {
+            for (name, us) in bare.2 {
+                by_thread.0.entry(name).or_default().push(us);
+            }
+            for (name, us) in library.2 {
+                by_thread.1.entry(name).or_default().push(us);
+            }
             cpu_ratios.push(bare.1 / library.1);
             cpus.0.push(bare.1);
             cpus.1.push(library.1);
@@ -369,16 +437,28 @@ fn main() {
     );
     println!("| handler alone (signature, parse, mapping, dedupe, queueing; no HTTP) | {handler:.2} µs per webhook | (information) | |");
     println!();
-    println!("| variant | webhooks/s (median, both CPUs) | CPU µs per webhook (median, one CPU) |");
-    println!("|---|---|---|");
+    let per_thread = |threads: std::collections::BTreeMap<String, Vec<f64>>| {
+        // Threads that ran in only some rounds (e.g. the other variant's idle server) are left out.
+        let threads: Vec<(String, f64)> = threads
+            .into_iter()
+            .filter(|(_, v)| v.len() == ROUNDS)
+            .map(|(name, mut v)| (name, median(&mut v)))
+            .filter(|(_, us)| *us >= 0.05)
+            .collect();
+        listed_threads(&threads)
+    };
+    println!("| variant | webhooks/s (median, both CPUs) | CPU µs per webhook (median, one CPU) | of which, by thread (median, one CPU) |");
+    println!("|---|---|---|---|");
     println!(
-        "| bare hyper server (answers 200 after reading the body) | {:.0} | {:.1} |",
+        "| bare hyper server (answers 200 after reading the body) | {:.0} | {:.1} | {} |",
         median(&mut rates.0),
-        median(&mut cpus.0)
+        median(&mut cpus.0),
+        per_thread(by_thread.0)
     );
     println!(
-        "| library listener, until every callback ran | {:.0} | {:.1} |",
+        "| library listener, until every callback ran | {:.0} | {:.1} | {} |",
         median(&mut rates.1),
-        median(&mut cpus.1)
+        median(&mut cpus.1),
+        per_thread(by_thread.1)
     );
 }
