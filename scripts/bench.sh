@@ -67,8 +67,9 @@ rounds swing with where the scheduler places the four busy threads (the bare ser
 at two distinct speeds, about 60k and 90k/s, from round to round), so a whole run's median
 moved between 0.61 and 0.94 minutes apart before the one-CPU set existed; on one CPU the
 ratio is the CPU each variant spends per webhook and stays within a few percent, which is what
-changes to the library are judged by. The progress lines (stderr) give each round's CPU per
-webhook.
+changes to the library are judged by. CPU per thread is the scheduler's own run time per thread
+(/proc/self/task/*/schedstat), also printed for every round on stderr; `load-main` and
+`load-worker` are the load generator.
 
 EOF
     cat "$webhook_table"
@@ -81,8 +82,13 @@ are mostly CPU-bound and the ratio is decided by CPU per message, the client's a
 the emulator's. Not always: when the machine is in a fast phase the raw loop leaves CPU idle
 (CPU busy about 1.6 of 2) because it waits on the emulator with its 64 requests in flight; the
 library, with more CPU per message, then keeps up and the ratio is about 1.0. In CPU-bound full
-runs after this round's changes it was 0.88-0.95 (thread and poll mode): the library now sits
-at the 0.9 target, within this machine's noise of it. `WA_BENCH_ONLY=graph` runs the library's own `GraphClient::send` in the raw loop's
+runs after the previous round's changes it was 0.88-0.95 (thread and poll mode): the library
+sits at the 0.9 target, within this machine's noise of it. In this round (webhook work) the
+thread-mode dispatcher's batching cut thread mode's client CPU by about 1 µs per message;
+eight runs in a fast phase of the machine gave thread mode 0.85-0.95 and poll mode 0.88-0.92.
+Poll mode's client CPU per message is unchanged against the previous commit (16.4-16.6 µs in
+alternating runs of both builds); the raw loop, same source, ran 0.3-0.5 µs faster in this
+build, which is where its ratio went. `WA_BENCH_ONLY=graph` runs the library's own `GraphClient::send` in the raw loop's
 place: it costs the same as the raw loop (within ±1 µs), so the difference is what the library
 does around the request: the host's `wa_client_send_message` (validation and building, about
 0.7 µs), the outbox (per-recipient FIFO, pacing and retry bookkeeping, one boxed attempt per
@@ -97,26 +103,36 @@ request), zero-copy response bodies, one shared `Arc` for the channel. Context s
 not the issue (about 0.05 per message, `getrusage`); earlier notes that blamed them misread
 perf samples of a VM.
 
-**Webhooks.** Where the library's extra CPU goes, measured on one CPU by ending the handler
-early at each stage (experiment builds, not shipped; two alternating runs each, ratio of the
-bare server's CPU per webhook to the library's): listener answering 200 without the handler
-0.97-0.98x; plus the HMAC-SHA256 over the exact body 0.92-0.93x; plus a full JSON scan of the
-body (serde's `IgnoredAny`) 0.89-0.90x; plus the typed mapping into events 0.80-0.83x; plus
-dedupe and queueing, without delivery 0.77-0.78x; everything, callbacks delivered by the
-dispatch thread, 0.72-0.73x. So the listener itself costs next to nothing; the gap to 0.8 is
-the work a webhook needs (authenticate, parse, map, dedupe, hand over), each step a few
-percent of a request that otherwise costs the bare server almost nothing beyond the HTTP
-exchange. The HMAC is already SHA-NI (ring measured no faster), serde_json beat sonic-rs on
-these bodies. Changes in this round: one allocation per event with strings decoded straight
-into it (22 allocations per text webhook before, 8 now; serde_json's scratch buffer no longer
-grows for every escaped text), an open-addressing dedupe window (about two cache misses per new
-key instead of four), and a 1 ms batching pause for the thread-mode dispatcher instead of 200 µs
-(every wake-up costs tens of µs of machine time on this VM; on one CPU 0.65x with 200 µs, 0.72x
-with 1 ms, 0.73x with 2 ms). Earlier rounds: one typed pass over common bodies instead of three
-parses, raw values copied only when the raw-change callback is registered, dedupe by 128-bit
-fingerprints, fixed answers without allocations. Measured and not kept: a second runtime
-worker, yielding before answering, mimalloc as the process allocator (it sped up the bare
-server and the load generator as much as the library: 0.69x to 0.71x).
+**Webhooks.** On one CPU the bare server's whole run costs about 16 µs of CPU per webhook, of
+which the server thread is 3.5 and the load generator (reqwest, two threads) about 12.5. The
+library's runtime thread needs about 6.5 µs, its dispatch thread 0.2, and the same load
+generator runs about 0.4 µs slower against it (the library's larger working set on the same
+core; the answers differ only by a Content-Type header, which measured as nothing). Ending the
+handler early at each stage (experiment builds, not shipped; runtime thread, µs per webhook,
+before this round's last four changes): listener answering at once 3.8 (bare server 3.5);
+plus the HMAC-SHA256 over the exact body 4.7; plus parsing and mapping 6.3; plus dedupe and
+building the events 7.0; queueing and delivery then cost the dispatch thread 0.2 and the load
+generator about 0.3 more. The HMAC is SHA-NI at the hardware's speed (ring measured no faster);
+serde_json beat sonic-rs on these bodies; the rest of the gap is that a webhook must be
+authenticated, parsed and deduplicated while the bare server does nothing with it.
+Changes in this round (one-CPU ratio 0.72 -> 0.80): the dispatch thread gathers a batch until
+32 events or 4 ms, woken by the producer, instead of sleeping 1 ms between batches (timed
+sleeps cost a timer interrupt and two context switches each, about 1 µs per webhook of machine
+time; one CPU: 1 ms 0.74, 2 ms 0.75, 4 ms 0.77, with 16 to 256 events alike); the webhook
+HMAC keyed once per `SetConfig`; a body's UTF-8 checked once instead of per string; a message
+parsed into one content slot instead of a field per kind (an 800-byte struct copied at each
+step of the parse); the dedupe index at 8 bytes per slot over a ring of exact fingerprints
+(the default window's 4 MB table was a cache and TLB miss per new key, about 0.3 µs; a
+prefetch could not hide the TLB walk); one-piece bodies taken without a chunk list; answers
+sent with one write(2) instead of writev(2) (0.2 µs); C strings handed over without a NUL
+scan. Measured and not kept: keeping the first element of each JSON array inline (larger
+structs cost more to move than the allocations they saved), recycling event buffers, omitting
+the Content-Type header, a second runtime worker, yielding before answering, mimalloc as the
+process allocator (it sped up the bare server and the load generator as much as the library).
+On two CPUs the median stays below 0.8 and swings from run to run (0.74-0.79 in five runs of
+the final code): in slow rounds every thread's CPU per webhook grows by a fifth and the load generator's
+worker sleeps two to three times as often (voluntary context switches per webhook), in both
+variants; which rounds are slow is the scheduler's placement of four busy threads on two cores.
 EOF
     cat <<EOF
 
