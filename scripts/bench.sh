@@ -129,8 +129,8 @@ scan. Measured and not kept: keeping the first element of each JSON array inline
 structs cost more to move than the allocations they saved), recycling event buffers, omitting
 the Content-Type header, a second runtime worker, yielding before answering, mimalloc as the
 process allocator (it sped up the bare server and the load generator as much as the library).
-On two CPUs the median stays below 0.8 and swings from run to run (0.74-0.79 in five runs of
-the final code): in slow rounds every thread's CPU per webhook grows by a fifth and the load generator's
+On two CPUs the median mostly stays below 0.8 and swings from run to run (0.74-0.81 in eight
+runs of the final code, typically 0.77): in slow rounds every thread's CPU per webhook grows by a fifth and the load generator's
 worker sleeps two to three times as often (voluntary context switches per webhook), in both
 variants; which rounds are slow is the scheduler's placement of four busy threads on two cores.
 EOF
