@@ -114,8 +114,12 @@ impl Inbox {
 
     /// POSTs a payload serialised and signed exactly like Meta does.
     fn deliver(&self, payload: &Value) -> WebhookReply {
-        let body = meta_json(payload);
-        self.request("POST", "/webhook", Some(&sign(APP_SECRET, &body)), &body)
+        self.post_signed(&meta_json(payload))
+    }
+
+    /// POSTs `body` as it is, signed with the app secret.
+    fn post_signed(&self, body: &[u8]) -> WebhookReply {
+        self.request("POST", "/webhook", Some(&sign(APP_SECRET, body)), body)
     }
 
     /// Inbound callbacks without the raw-change ones.
@@ -484,32 +488,22 @@ fn refused_requests_produce_no_callbacks() {
         );
         assert_eq!(r.status, 403, "{way:?}: bytes differ from what was signed");
         let junk = b"{not json".to_vec();
-        let r = inbox.request("POST", "/webhook", Some(&sign(APP_SECRET, &junk)), &junk);
+        let r = inbox.post_signed(&junk);
         assert_eq!(r.status, 400, "{way:?}: malformed JSON");
         let other = br#"{"object":"page","entry":[]}"#.to_vec();
-        let r = inbox.request("POST", "/webhook", Some(&sign(APP_SECRET, &other)), &other);
+        let r = inbox.post_signed(&other);
         assert_eq!(r.status, 400, "{way:?}: not a WhatsApp envelope");
         let latin1 =
             b"{\"object\":\"whatsapp_business_account\",\"entry\":[],\"x\":\"\xe9\"}".to_vec();
-        let r = inbox.request(
-            "POST",
-            "/webhook",
-            Some(&sign(APP_SECRET, &latin1)),
-            &latin1,
-        );
+        let r = inbox.post_signed(&latin1);
         assert_eq!(r.status, 400, "{way:?}: not UTF-8");
         // The parser's detail may quote the body: the answer stays within 200 bytes.
         let quoted = format!("\"{}\"", "x".repeat(5000)).into_bytes();
-        let r = inbox.request(
-            "POST",
-            "/webhook",
-            Some(&sign(APP_SECRET, &quoted)),
-            &quoted,
-        );
+        let r = inbox.post_signed(&quoted);
         assert_eq!(r.status, 400, "{way:?}: a JSON string");
         assert!(r.body.len() <= 200, "{way:?}: {} bytes", r.body.len());
         let big = vec![b' '; 1024 * 1024 + 1];
-        let r = inbox.request("POST", "/webhook", Some(&sign(APP_SECRET, &big)), &big);
+        let r = inbox.post_signed(&big);
         // 0: the listener refused before the client finished writing (connection reset).
         assert!(
             r.status == 413 || (r.status == 0 && matches!(way, Way::Listener)),
