@@ -447,7 +447,6 @@ mod fast {
     /// A message, with its one content object (`text`, `image`, ... `reaction`) in one slot: a
     /// field per content kind made this struct about 800 bytes, copied at every step of the
     /// parse and allocated four at a time outside the allocator's fast path.
-    #[derive(Default)]
     struct Message<'a> {
         from: Text<'a>,
         from_user_id: Text<'a>,
@@ -478,6 +477,22 @@ mod fast {
         Other,
     }
 
+    impl MessageKey {
+        /// The key of a content object, as the message's type names it.
+        fn content_kind(&self) -> Option<&'static str> {
+            Some(match self {
+                MessageKey::Text => "text",
+                MessageKey::Image => "image",
+                MessageKey::Audio => "audio",
+                MessageKey::Video => "video",
+                MessageKey::Document => "document",
+                MessageKey::Sticker => "sticker",
+                MessageKey::Reaction => "reaction",
+                _ => return None,
+            })
+        }
+    }
+
     impl<'de: 'a, 'a> Deserialize<'de> for Message<'a> {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
             struct Fields<'a>(std::marker::PhantomData<Message<'a>>);
@@ -501,57 +516,39 @@ mod fast {
                             Some(_) => Err(E::custom("repeated message field")),
                         }
                     }
-                    let mut m = Message::default();
                     let (mut from, mut from_user_id, mut id, mut kind) = (None, None, None, None);
+                    let (mut context, mut content) = (None, None);
                     while let Some(key) = map.next_key::<MessageKey>()? {
-                        let content_key = match key {
-                            MessageKey::From => {
-                                once(&mut from, map.next_value::<Text<'a>>()?)?;
-                                continue;
-                            }
-                            MessageKey::FromUserId => {
-                                once(&mut from_user_id, map.next_value::<Text<'a>>()?)?;
-                                continue;
-                            }
-                            MessageKey::Id => {
-                                once(&mut id, map.next_value::<Text<'a>>()?)?;
-                                continue;
-                            }
-                            MessageKey::Type => {
-                                once(&mut kind, map.next_value::<Text<'a>>()?)?;
-                                continue;
-                            }
-                            MessageKey::Context => {
-                                let context = map.next_value::<Option<Context<'a>>>()?;
-                                once(&mut m.context, context.unwrap_or_default())?;
-                                continue;
-                            }
-                            MessageKey::Other => {
-                                map.next_value::<serde::de::IgnoredAny>()?;
-                                continue;
-                            }
-                            MessageKey::Text => "text",
-                            MessageKey::Image => "image",
-                            MessageKey::Audio => "audio",
-                            MessageKey::Video => "video",
-                            MessageKey::Document => "document",
-                            MessageKey::Sticker => "sticker",
-                            MessageKey::Reaction => "reaction",
-                        };
-                        once(&mut m.content, (content_key, map.next_value()?))?;
+                        match key {
+                            MessageKey::From => once(&mut from, map.next_value()?)?,
+                            MessageKey::FromUserId => once(&mut from_user_id, map.next_value()?)?,
+                            MessageKey::Id => once(&mut id, map.next_value()?)?,
+                            MessageKey::Type => once(&mut kind, map.next_value()?)?,
+                            MessageKey::Context => once(&mut context, map.next_value()?)?,
+                            // A content object, or a key the fast path does not read.
+                            other => match other.content_kind() {
+                                Some(kind) => once(&mut content, (kind, map.next_value()?))?,
+                                None => {
+                                    map.next_value::<serde::de::IgnoredAny>()?;
+                                }
+                            },
+                        }
                     }
-                    m.from = from.flatten();
-                    m.from_user_id = from_user_id.flatten();
-                    m.id = id.flatten();
-                    m.kind = kind.flatten();
-                    Ok(m)
+                    Ok(Message {
+                        from: from.flatten(),
+                        from_user_id: from_user_id.flatten(),
+                        id: id.flatten(),
+                        kind: kind.flatten(),
+                        context: context.flatten(),
+                        content,
+                    })
                 }
             }
             deserializer.deserialize_map(Fields(std::marker::PhantomData))
         }
     }
 
-    #[derive(Deserialize, Default)]
+    #[derive(Deserialize)]
     struct Context<'a> {
         #[serde(borrow)]
         id: Text<'a>,
