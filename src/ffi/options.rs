@@ -418,7 +418,7 @@ pub extern "C" fn wa_options_set_dedupe_capacity(
         if capacity > crate::dedupe::MAX_CAPACITY {
             return Err(fail(
                 wa_result::WA_ERR_INVALID_ARGUMENT,
-                "capacity must be at most 16777215",
+                format!("capacity must be at most {}", crate::dedupe::MAX_CAPACITY),
             ));
         }
         o.dedupe_capacity = Some(capacity);
