@@ -128,7 +128,7 @@ impl<const N: usize> Packer<N> {
     fn push_with(&mut self, write: impl FnOnce(&mut String) -> Option<()>) -> Option<()> {
         let start = self.packed.text.len();
         write(&mut self.packed.text)?;
-        if self.packed.text.as_bytes()[start..].contains(&0) {
+        if memchr::memchr(0, &self.packed.text.as_bytes()[start..]).is_some() {
             let replaced = self.packed.text[start..].replace('\0', "\u{FFFD}");
             self.packed.text.truncate(start);
             self.packed.text.push_str(&replaced);

@@ -316,7 +316,7 @@ fn error_text(error: &Value) -> String {
 /// character).
 fn unescape_into(raw: &str, out: &mut String) -> Option<()> {
     let mut rest = raw.strip_prefix('"')?.strip_suffix('"')?;
-    while let Some(at) = rest.find('\\') {
+    while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
         out.push_str(&rest[..at]);
         let escape = *rest.as_bytes().get(at + 1)?;
         rest = &rest[at + 2..];
@@ -361,393 +361,8 @@ fn hex4(text: &str) -> Option<(u32, &str)> {
     Some((u32::from_str_radix(digits, 16).ok()?, &text[4..]))
 }
 
-/// The common shapes of a `messages` change (text, media and reaction messages; statuses other
-/// than `failed`) mapped from typed, borrowing structs instead of a `Value` tree: this runs for
-/// every webhook. Strings are read as the raw JSON received and decoded straight into the
-/// event's buffer, so a message costs one allocation however many escapes Meta put in it.
-/// Anything else, including any field of an unexpected type, returns `None` and the change goes
-/// through the general `map_value`, which gives the same result for what both accept (tested
-/// below).
-mod fast {
-    use std::borrow::Cow;
-
-    use serde::{Deserialize, Deserializer};
-    use serde_json::value::RawValue;
-
-    use super::{dedupe_key, MappedChange, MappedItem, MEDIA_KINDS};
-    use crate::events::{InboundMedia, InboundMessage};
-
-    /// A JSON string exactly as received, quotes and escapes included. Any other JSON type is
-    /// refused, which sends the change to the general path.
-    #[derive(Clone, Copy)]
-    struct RawStr<'a>(&'a str);
-
-    impl<'de: 'a, 'a> Deserialize<'de> for RawStr<'a> {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            let raw = <&'a RawValue>::deserialize(deserializer)?.get();
-            if raw.len() >= 2 && raw.starts_with('"') {
-                Ok(RawStr(raw))
-            } else {
-                Err(serde::de::Error::custom("not a string"))
-            }
-        }
-    }
-
-    impl<'a> RawStr<'a> {
-        /// The decoded text, borrowed unless it has escapes; `None` for an escape serde_json
-        /// would refuse.
-        fn text(self) -> Option<Cow<'a, str>> {
-            let inner = &self.0[1..self.0.len() - 1];
-            if !inner.contains('\\') {
-                return Some(Cow::Borrowed(inner));
-            }
-            let mut decoded = String::with_capacity(inner.len());
-            super::unescape_into(self.0, &mut decoded)?;
-            Some(Cow::Owned(decoded))
-        }
-    }
-
-    type Text<'a> = Option<RawStr<'a>>;
-
-    /// `Some(None)` when absent, `Some(Some(text))` when present, `None` (decline) when its
-    /// escapes are invalid.
-    fn decode(text: Text<'_>) -> Option<Option<Cow<'_, str>>> {
-        match text {
-            None => Some(None),
-            Some(raw) => raw.text().map(Some),
-        }
-    }
-
-    #[derive(Deserialize)]
-    struct ChangeValue<'a> {
-        #[serde(borrow)]
-        metadata: Option<Metadata<'a>>,
-        #[serde(borrow)]
-        contacts: Option<Vec<Contact<'a>>>,
-        #[serde(borrow)]
-        messages: Option<Vec<Message<'a>>>,
-        #[serde(borrow)]
-        statuses: Option<Vec<Status<'a>>>,
-    }
-
-    #[derive(Deserialize)]
-    struct Metadata<'a> {
-        #[serde(borrow)]
-        phone_number_id: Text<'a>,
-    }
-
-    #[derive(Deserialize)]
-    struct Contact<'a> {
-        #[serde(borrow)]
-        wa_id: Text<'a>,
-        #[serde(borrow)]
-        user_id: Text<'a>,
-    }
-
-    /// A message, with its one content object (`text`, `image`, ... `reaction`) in one slot: a
-    /// field per content kind made this struct about 800 bytes, copied at every step of the
-    /// parse and allocated four at a time outside the allocator's fast path.
-    struct Message<'a> {
-        from: Text<'a>,
-        from_user_id: Text<'a>,
-        id: Text<'a>,
-        kind: Text<'a>,
-        context: Option<Context<'a>>,
-        /// The content object's key and value (`None` when JSON null).
-        content: Option<(&'static str, Option<Content<'a>>)>,
-    }
-
-    /// The keys of `Message`; any other key is skipped.
-    #[derive(Deserialize)]
-    #[serde(field_identifier, rename_all = "snake_case")]
-    enum MessageKey {
-        From,
-        FromUserId,
-        Id,
-        Type,
-        Context,
-        Text,
-        Image,
-        Audio,
-        Video,
-        Document,
-        Sticker,
-        Reaction,
-        #[serde(other)]
-        Other,
-    }
-
-    impl MessageKey {
-        /// The key of a content object, as the message's type names it.
-        fn content_kind(&self) -> Option<&'static str> {
-            Some(match self {
-                MessageKey::Text => "text",
-                MessageKey::Image => "image",
-                MessageKey::Audio => "audio",
-                MessageKey::Video => "video",
-                MessageKey::Document => "document",
-                MessageKey::Sticker => "sticker",
-                MessageKey::Reaction => "reaction",
-                _ => return None,
-            })
-        }
-    }
-
-    impl<'de: 'a, 'a> Deserialize<'de> for Message<'a> {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            struct Fields<'a>(std::marker::PhantomData<Message<'a>>);
-            impl<'de: 'a, 'a> serde::de::Visitor<'de> for Fields<'a> {
-                type Value = Message<'a>;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("a message object")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(
-                    self,
-                    mut map: A,
-                ) -> Result<Message<'a>, A::Error> {
-                    // A repeated key or a second content object: declined, like serde's derive
-                    // does for repeated fields (the general path decides).
-                    fn once<T, E: serde::de::Error>(
-                        slot: &mut Option<T>,
-                        value: T,
-                    ) -> Result<(), E> {
-                        match slot.replace(value) {
-                            None => Ok(()),
-                            Some(_) => Err(E::custom("repeated message field")),
-                        }
-                    }
-                    let (mut from, mut from_user_id, mut id, mut kind) = (None, None, None, None);
-                    let (mut context, mut content) = (None, None);
-                    while let Some(key) = map.next_key::<MessageKey>()? {
-                        match key {
-                            MessageKey::From => once(&mut from, map.next_value()?)?,
-                            MessageKey::FromUserId => once(&mut from_user_id, map.next_value()?)?,
-                            MessageKey::Id => once(&mut id, map.next_value()?)?,
-                            MessageKey::Type => once(&mut kind, map.next_value()?)?,
-                            MessageKey::Context => once(&mut context, map.next_value()?)?,
-                            // A content object, or a key the fast path does not read.
-                            other => match other.content_kind() {
-                                Some(kind) => once(&mut content, (kind, map.next_value()?))?,
-                                None => {
-                                    map.next_value::<serde::de::IgnoredAny>()?;
-                                }
-                            },
-                        }
-                    }
-                    Ok(Message {
-                        from: from.flatten(),
-                        from_user_id: from_user_id.flatten(),
-                        id: id.flatten(),
-                        kind: kind.flatten(),
-                        context: context.flatten(),
-                        content,
-                    })
-                }
-            }
-            deserializer.deserialize_map(Fields(std::marker::PhantomData))
-        }
-    }
-
-    #[derive(Deserialize)]
-    struct Context<'a> {
-        #[serde(borrow)]
-        id: Text<'a>,
-    }
-
-    /// The fields read from the content object of any of the kinds above.
-    #[derive(Deserialize, Default)]
-    struct Content<'a> {
-        #[serde(borrow)]
-        body: Text<'a>,
-        #[serde(borrow)]
-        id: Text<'a>,
-        #[serde(borrow)]
-        mime_type: Text<'a>,
-        #[serde(borrow)]
-        caption: Text<'a>,
-        #[serde(borrow)]
-        emoji: Text<'a>,
-        #[serde(borrow)]
-        message_id: Text<'a>,
-    }
-
-    #[derive(Deserialize)]
-    struct Status<'a> {
-        #[serde(borrow)]
-        id: Text<'a>,
-        #[serde(borrow)]
-        status: Text<'a>,
-        #[serde(borrow)]
-        recipient_id: Text<'a>,
-        #[serde(borrow)]
-        recipient_user_id: Text<'a>,
-        #[serde(borrow)]
-        biz_opaque_callback_data: Text<'a>,
-    }
-
-    #[derive(Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        object: Text<'a>,
-        #[serde(borrow)]
-        entry: Option<Vec<Entry<'a>>>,
-    }
-
-    #[derive(Deserialize)]
-    struct Entry<'a> {
-        #[serde(borrow, default)]
-        changes: Vec<Change<'a>>,
-    }
-
-    #[derive(Deserialize)]
-    struct Change<'a> {
-        #[serde(borrow)]
-        field: Text<'a>,
-        #[serde(borrow)]
-        value: Option<ChangeValue<'a>>,
-    }
-
-    /// `super::map_payload` without keeping the raw values, in one pass over the body; `None`
-    /// for anything it leaves to the general path (which also words the errors).
-    pub(super) fn map_body(body: &str) -> Option<Vec<MappedChange<'_>>> {
-        let envelope: Envelope<'_> = serde_json::from_str(body).ok()?;
-        if decode(envelope.object)?.as_deref() != Some("whatsapp_business_account") {
-            return None;
-        }
-        let mut changes = Vec::new();
-        for entry in envelope.entry? {
-            for change in entry.changes {
-                let field = decode(change.field)?.unwrap_or_default();
-                let (channel, items) = match (field.as_ref(), change.value) {
-                    ("messages", Some(value)) => map_parsed(value)?,
-                    _ => (None, Vec::new()),
-                };
-                changes.push(MappedChange {
-                    field,
-                    value_json: String::new(),
-                    channel,
-                    items,
-                });
-            }
-        }
-        Some(changes)
-    }
-
-    /// `(channel, items)` like `super::map_value`, or `None` for a shape it leaves to it.
-    pub(super) fn map_value(raw_value: &str) -> Option<(Option<Cow<'_, str>>, Vec<MappedItem>)> {
-        map_parsed(serde_json::from_str(raw_value).ok()?)
-    }
-
-    fn map_parsed(value: ChangeValue<'_>) -> Option<(Option<Cow<'_, str>>, Vec<MappedItem>)> {
-        let channel = match value.metadata {
-            Some(metadata) => decode(metadata.phone_number_id)?,
-            None => None,
-        };
-        let channel_str = channel.as_deref().unwrap_or("");
-        let first_contact = value.contacts.as_deref().and_then(<[Contact]>::first);
-        let mut items = Vec::new();
-        for message in value.messages.into_iter().flatten() {
-            items.push(map_message(message, channel_str, first_contact)?);
-        }
-        for status in value.statuses.into_iter().flatten() {
-            items.push(map_status(status, channel_str)?);
-        }
-        Some((channel, items))
-    }
-
-    fn map_message(
-        m: Message<'_>,
-        channel: &str,
-        first_contact: Option<&Contact<'_>>,
-    ) -> Option<MappedItem> {
-        let kind = decode(m.kind)?;
-        let kind = kind.as_deref().unwrap_or("unknown");
-        if !matches!(
-            kind,
-            "text" | "image" | "audio" | "video" | "document" | "sticker" | "reaction"
-        ) {
-            return None;
-        }
-        // The object named by the type; another kind's object is not this message's content.
-        let content = match m.content {
-            Some((key, content)) if key == kind => content,
-            _ => None,
-        }
-        .unwrap_or_default();
-        let id = decode(m.id)?;
-        let id = id.as_deref().unwrap_or("");
-        let (from, from_user) = (decode(m.from)?, decode(m.from_user_id)?);
-        let tel = match (from, from_user) {
-            (Some(from), _) if !from.is_empty() => from,
-            (_, Some(user)) if !user.is_empty() => user,
-            _ => match first_contact {
-                Some(c) => match decode(c.wa_id)? {
-                    Some(wa_id) => wa_id,
-                    None => decode(c.user_id)?.unwrap_or_default(),
-                },
-                None => Cow::Borrowed(""),
-            },
-        };
-        let reply_to = match m.context {
-            Some(context) => decode(context.id)?,
-            None => None,
-        };
-        let mut media = None;
-        let (msg, refers_to) = match kind {
-            "text" => (content.body, reply_to),
-            "reaction" => (content.emoji, decode(content.message_id)?),
-            _ => {
-                debug_assert!(MEDIA_KINDS.contains(&kind));
-                let media_id = decode(content.id)?.unwrap_or_default();
-                let mime_type = decode(content.mime_type)?.unwrap_or_default();
-                media = Some(InboundMedia::new(&tel, channel, id, &media_id, &mime_type));
-                (content.caption, reply_to)
-            }
-        };
-        let message = InboundMessage::build(
-            msg.map_or(0, |raw| raw.0.len()),
-            |out| match msg {
-                Some(raw) => super::unescape_into(raw.0, out),
-                None => Some(()),
-            },
-            [&tel, channel, kind, id],
-            refers_to.as_deref(),
-        )?;
-        Some(MappedItem {
-            dedupe_key: dedupe_key(&["m:", id]),
-            media,
-            message,
-        })
-    }
-
-    fn map_status(s: Status<'_>, channel: &str) -> Option<MappedItem> {
-        let status = decode(s.status)?;
-        let status = status.as_deref().unwrap_or("unknown");
-        // A failure's text comes from its `errors` array: left to the general mapping.
-        if status == "failed" {
-            return None;
-        }
-        let id = decode(s.id)?;
-        let id = id.as_deref().unwrap_or("");
-        let tel = match decode(s.recipient_id)? {
-            Some(recipient) => Some(recipient),
-            None => decode(s.recipient_user_id)?,
-        };
-        let callback_data = decode(s.biz_opaque_callback_data)?;
-        Some(MappedItem {
-            dedupe_key: dedupe_key(&["s:", id, ":", status]),
-            media: None,
-            message: InboundMessage::new(
-                status,
-                tel.as_deref().unwrap_or(""),
-                channel,
-                "status",
-                id,
-                callback_data.as_deref(),
-            ),
-        })
-    }
-}
+mod fast;
+mod scan;
 
 #[cfg(test)]
 mod tests {
@@ -1118,6 +733,38 @@ mod tests {
             }
         }
         assert!(fast_hits > 100, "fast path exercised: {fast_hits}");
+    }
+
+    /// What serde_json takes but reads otherwise than the scanner would is left to the general
+    /// path, whose answer stands.
+    #[test]
+    fn fast_path_leaves_edge_cases_to_the_general_one() {
+        let message = |extra: &str| {
+            format!(
+                r#"{{"metadata":{{"phone_number_id":"PN"}},"messages":[{{"from":"1","id":"w1","type":"text","text":{{"body":"hi"}}{extra}}}]}}"#
+            )
+        };
+        // A number beyond f64 (the general path's `Value` refuses it and maps nothing), a lone
+        // surrogate (refused where serde_json decodes), an escaped key (needs decoding).
+        for extra in [
+            r#","timestamp":1e400"#,
+            r#","timestamp":2E3"#,
+            r#","note":"\ud800""#,
+            r#","t\u0069mestamp":"1""#,
+        ] {
+            let raw = message(extra);
+            assert!(fast::map_value(&raw).is_none(), "{raw}");
+            let body = format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"changes":[{{"field":"messages","value":{raw}}}]}}]}}"#
+            );
+            assert!(fast::map_body(&body).is_none(), "{body}");
+        }
+        assert!(fast::map_value(&message("")).is_some());
+        assert!(map_value(&message(r#","timestamp":1e400"#)).1.is_empty());
+        // A null field is no change: refused (400) by the general path's typed envelope.
+        let null_field = br#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":null,"value":null}]}]}"#;
+        assert!(fast::map_body(std::str::from_utf8(null_field).unwrap()).is_none());
+        assert!(map_payload(null_field, false).is_err());
     }
 
     #[test]
