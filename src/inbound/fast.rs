@@ -45,6 +45,12 @@ fn text_once<'a>(scanner: &mut Scanner<'a>, slot: &mut Option<Text<'a>>) -> Opti
     once(slot, text)
 }
 
+/// A string field (null declines) read into `slot` once.
+fn string_once<'a>(scanner: &mut Scanner<'a>, slot: &mut Option<RawStr<'a>>) -> Option<()> {
+    let text = scanner.string()?;
+    once(slot, text)
+}
+
 /// Walks an object whose members are all string-or-null fields named in `names`, other keys
 /// skipped; each named field at most once.
 fn text_fields<'a, const N: usize>(
@@ -171,15 +177,12 @@ fn change_value<'a>(scanner: &mut Scanner<'a>) -> Option<(Option<Cow<'a, str>>, 
         "contacts" => {
             // Only the first contact is read (the sender when a message names none).
             let mut first = None;
-            let mut index = 0;
             array_or_null(scanner, |scanner| {
-                index += 1;
-                if index == 1 {
-                    first = Some(text_fields(scanner, ["wa_id", "user_id"])?);
-                    Some(())
-                } else {
-                    scanner.skip_value()
+                if first.is_some() {
+                    return scanner.skip_value();
                 }
+                first = Some(text_fields(scanner, ["wa_id", "user_id"])?);
+                Some(())
             })?;
             once(&mut contacts, first)
         }
@@ -220,10 +223,7 @@ pub(super) fn map_body(body: &str) -> Option<Vec<MappedChange<'_>>> {
     let mut scanner = Scanner::new(body);
     let (mut object, mut entries) = (None, None);
     scanner.object(|scanner, key| match key {
-        "object" => {
-            let object_text = scanner.string()?;
-            once(&mut object, object_text)
-        }
+        "object" => string_once(scanner, &mut object),
         "entry" => {
             let mut changes = Vec::new();
             scanner.array(|scanner| entry(scanner, &mut changes))?;
@@ -239,13 +239,10 @@ pub(super) fn map_body(body: &str) -> Option<Vec<MappedChange<'_>>> {
 
 /// One `entry[]` object: its changes appended to `changes`.
 fn entry<'a>(scanner: &mut Scanner<'a>, changes: &mut Vec<MappedChange<'a>>) -> Option<()> {
-    let mut seen_changes = false;
+    let mut seen_changes = None;
     scanner.object(|scanner, key| match key {
         "changes" => {
-            // A repeated key declines, as for every field read.
-            if std::mem::replace(&mut seen_changes, true) {
-                return None;
-            }
+            once(&mut seen_changes, ())?;
             scanner.array(|scanner| {
                 changes.push(change(scanner)?);
                 Some(())
@@ -271,10 +268,7 @@ fn change<'a>(scanner: &mut Scanner<'a>) -> Option<MappedChange<'a>> {
     let (mut field, mut value) = (None, None);
     scanner.object(|scanner, key| match key {
         // Absent is "", null is refused (as the general path's typed field does).
-        "field" => {
-            let field_text = scanner.string()?;
-            once(&mut field, field_text)
-        }
+        "field" => string_once(scanner, &mut field),
         "value" => {
             let mapped = match scanner.peek()? {
                 Kind::Null => scanner.null().map(|()| ChangeValue::Nothing)?,

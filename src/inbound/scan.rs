@@ -227,59 +227,48 @@ impl<'a> Scanner<'a> {
         &mut self,
         mut value: impl FnMut(&mut Self, &'a str) -> Option<()>,
     ) -> Option<()> {
-        self.expect(b'{')?;
-        self.enter()?;
-        self.skip_whitespace();
-        if self.byte(self.pos)? == b'}' {
-            self.pos += 1;
-            self.depth -= 1;
-            return Some(());
-        }
-        loop {
-            let key = self.string()?;
+        self.container(b'{', b'}', |scanner| {
+            let key = scanner.string()?;
             if key.escaped {
                 return None;
             }
-            self.expect(b':')?;
-            value(self, key.inner())?;
-            self.skip_whitespace();
-            match self.byte(self.pos)? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    self.depth -= 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+            scanner.expect(b':')?;
+            value(scanner, key.inner())
+        })
     }
 
     /// Walks an array, calling `item` when the scanner stands before each element; `item`
     /// must consume exactly that element.
     #[inline]
-    pub(super) fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.expect(b'[')?;
+    pub(super) fn array(&mut self, item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.container(b'[', b']', item)
+    }
+
+    /// `open`, then elements read by `element` separated by commas, then `close`.
+    #[inline]
+    fn container(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut element: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.expect(open)?;
         self.enter()?;
         self.skip_whitespace();
-        if self.byte(self.pos)? == b']' {
-            self.pos += 1;
-            self.depth -= 1;
-            return Some(());
-        }
-        loop {
-            item(self)?;
-            self.skip_whitespace();
-            match self.byte(self.pos)? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    self.depth -= 1;
-                    return Some(());
+        if self.byte(self.pos)? != close {
+            loop {
+                element(self)?;
+                self.skip_whitespace();
+                match self.byte(self.pos)? {
+                    b',' => self.pos += 1,
+                    byte if byte == close => break,
+                    _ => return None,
                 }
-                _ => return None,
             }
         }
+        self.pos += 1;
+        self.depth -= 1;
+        Some(())
     }
 
     /// Validates and passes over one value of any type, without recursion: containers open
