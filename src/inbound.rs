@@ -159,7 +159,7 @@ fn map_value(raw_value: &str) -> (Option<Cow<'_, str>>, Vec<MappedItem>) {
     let mut items = Vec::new();
     let channel;
     {
-        let value: Value = serde_json::from_str(raw_value).unwrap_or(Value::Null);
+        let value = parse_value(raw_value);
         channel = value
             .pointer("/metadata/phone_number_id")
             .and_then(Value::as_str)
@@ -174,6 +174,90 @@ fn map_value(raw_value: &str) -> (Option<Cow<'_, str>>, Vec<MappedItem>) {
         }
     }
     (channel, items)
+}
+
+/// A change's `value` as a `Value`. The envelope's parse only checked its grammar, and
+/// `serde_json::Value` refuses three things the grammar allows: a lone surrogate escape (a
+/// client that cut an emoji in half), a number beyond f64, nesting deeper than 128. The first
+/// two are repaired (U+FFFD, `null`) so that the change is still delivered; what cannot be read
+/// is logged, since the POST is answered 200 and Meta will not send it again.
+fn parse_value(raw_value: &str) -> Value {
+    let error = match serde_json::from_str(raw_value) {
+        Ok(value) => return value,
+        Err(error) => error,
+    };
+    match repaired(raw_value).and_then(|text| serde_json::from_str(&text).ok()) {
+        Some(value) => {
+            tracing::warn!("webhook change read after repair ({error}): lone surrogates became U+FFFD, out-of-range numbers null");
+            value
+        }
+        None => {
+            tracing::warn!(
+                "webhook change could not be read ({error}); no callback but the raw-change one"
+            );
+            Value::Null
+        }
+    }
+}
+
+/// `raw` (grammatical JSON) with each lone surrogate escape replaced by `\ufffd` and each number
+/// beyond f64 by `null`; `None` when there is neither.
+fn repaired(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let (mut copied, mut at, mut changed) = (0, 0, false);
+    let mut replace = |out: &mut String, copied: &mut usize, from: usize, to: usize, with: &str| {
+        out.push_str(&raw[*copied..from]);
+        out.push_str(with);
+        *copied = to;
+        changed = true;
+    };
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                at += 1;
+                while at < bytes.len() && bytes[at] != b'"' {
+                    if bytes[at] != b'\\' {
+                        at += 1;
+                        continue;
+                    }
+                    if bytes.get(at + 1) != Some(&b'u') {
+                        at += 2;
+                        continue;
+                    }
+                    let unit = hex4(&raw[at + 2..]).map_or(0, |(unit, _)| unit);
+                    let low = raw
+                        .get(at + 6..)
+                        .and_then(|rest| hex4(rest.strip_prefix("\\u")?))
+                        .map_or(0, |(unit, _)| unit);
+                    if (0xD800..0xDC00).contains(&unit) && (0xDC00..0xE000).contains(&low) {
+                        at += 12;
+                    } else if (0xD800..0xE000).contains(&unit) {
+                        replace(&mut out, &mut copied, at, at + 6, "\\ufffd");
+                        at += 6;
+                    } else {
+                        at += 6;
+                    }
+                }
+                at += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = bytes[at..]
+                    .iter()
+                    .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    .map_or(bytes.len(), |n| at + n);
+                if raw[at..end].parse::<f64>().is_ok_and(f64::is_infinite) {
+                    replace(&mut out, &mut copied, at, end, "null");
+                }
+                at = end;
+            }
+            _ => at += 1,
+        }
+    }
+    changed.then(|| {
+        out.push_str(&raw[copied..]);
+        out
+    })
 }
 
 /// The sender: the phone number, else the business-scoped user id (2026 payloads may omit the
@@ -760,11 +844,54 @@ mod tests {
             assert!(fast::map_body(&body).is_none(), "{body}");
         }
         assert!(fast::map_value(&message("")).is_some());
-        assert!(map_value(&message(r#","timestamp":1e400"#)).1.is_empty());
         // A null field is no change: refused (400) by the general path's typed envelope.
         let null_field = br#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":null,"value":null}]}]}"#;
         assert!(fast::map_body(std::str::from_utf8(null_field).unwrap()).is_none());
         assert!(map_payload(null_field, false).is_err());
+    }
+
+    /// What `serde_json::Value` refuses in a change whose grammar the envelope accepted is
+    /// repaired, and the message still delivered (the POST is answered 200: never dropped).
+    #[test]
+    fn repairs_what_serde_json_values_refuse() {
+        let change = |body: &str, extra: &str| {
+            format!(
+                r#"{{"metadata":{{"phone_number_id":"PN"}},"messages":[{{"from":"1","id":"w1","type":"text","text":{{"body":"{body}"}}{extra}}}]}}"#
+            )
+        };
+        for (body, extra, expected) in [
+            (r"a\ud83d", "", "a\u{FFFD}"),
+            (r"\ude00b", "", "\u{FFFD}b"),
+            (r"\ud83d\u0041", "", "\u{FFFD}A"),
+            (r"\ud83d\ud83d\ude00", "", "\u{FFFD}\u{1F600}"),
+            (r"\\ud83d", r#","timestamp":1e400"#, r"\ud83d"),
+            (r"x", r#","n":[-1e999,1e308,"1e999"]"#, "x"),
+        ] {
+            let raw = change(body, extra);
+            let (channel, items) = map_value(&raw);
+            assert_eq!(channel.as_deref(), Some("PN"), "{raw}");
+            assert_eq!(items.len(), 1, "{raw}");
+            assert_eq!(items[0].message.msg(), expected, "{raw}");
+            let body = format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"changes":[{{"value":{raw},"field":"messages"}}]}}]}}"#
+            );
+            for keep_raw in [false, true] {
+                let changes = map_payload(body.as_bytes(), keep_raw).unwrap();
+                assert_eq!(changes[0].items, items, "{body}");
+            }
+        }
+        assert_eq!(
+            repaired(r#"{"a":[1e400,-2E+999,0.5e-999,"\ud800",{"\udfff":12}]}"#).as_deref(),
+            Some(r#"{"a":[null,null,0.5e-999,"\ufffd",{"\ufffd":12}]}"#)
+        );
+        assert_eq!(repaired(r#"{"a":"\\ud800\"\ud83d\ude00","b":1e30}"#), None);
+        // Deeper than serde_json's limit: nothing to map, and no panic.
+        let deep = format!(
+            r#"{{"metadata":{{"phone_number_id":"PN"}},"messages":[],"x":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(map_value(&deep), (None, vec![]));
     }
 
     #[test]

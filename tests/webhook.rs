@@ -407,6 +407,36 @@ fn unknown_and_unsupported_types_arrive_as_raw_json() {
     );
 }
 
+/// JSON that serde_json's `Value` refuses but whose grammar is fine (a text cut in the middle
+/// of an emoji, a number beyond f64) is answered 200, so it must still be delivered.
+#[test]
+fn a_cut_emoji_or_an_overflowing_number_is_still_delivered() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let payload = inbound_message(
+            json!({"from":"16505551234","id":"wamid.CUT","timestamp":"TS","type":"text","text":{"body":"so \u{1F600}"}}),
+        );
+        let text = String::from_utf8(meta_json(&payload)).unwrap();
+        // Meta escapes the emoji as a surrogate pair; a client cut it after the first half.
+        let cut = text.replace(r"\ud83d\ude00", r"\ud83d");
+        assert_ne!(cut, text);
+        assert_eq!(inbox.post_signed(cut.as_bytes()).status, 200);
+        let overflowing = text
+            .replace("wamid.CUT", "wamid.BIG")
+            .replace(r#""TS""#, "1e999");
+        assert_eq!(inbox.post_signed(overflowing.as_bytes()).status, 200);
+        let got: Vec<_> = inbox.mapped().into_iter().map(|i| i.args).collect();
+        assert_eq!(
+            got,
+            vec![
+                message("so \u{FFFD}", "text", "wamid.CUT", None),
+                message("so \u{1F600}", "text", "wamid.BIG", None)
+            ],
+            "{way:?}"
+        );
+    });
+}
+
 #[test]
 fn statuses_are_mapped_with_callback_data_and_errors() {
     both_ways(|way| {
