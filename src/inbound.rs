@@ -885,6 +885,23 @@ mod tests {
             Some(r#"{"a":[null,null,0.5e-999,"\ufffd",{"\ufffd":12}]}"#)
         );
         assert_eq!(repaired(r#"{"a":"\\ud800\"\ud83d\ude00","b":1e30}"#), None);
+        // Any text at all, grammatical or not: no panic, and what comes back is the input with
+        // only whole escapes or numbers replaced.
+        let alphabet = [
+            "\\", "u", "d", "8", "3", "D", "c", "0", "\"", "-", "1e999", "é", "😀", "e", ".",
+        ];
+        let mut seed = 7_u64;
+        for _ in 0..20_000 {
+            let text: String = (0..12)
+                .map(|_| alphabet[pick(&mut seed, alphabet.len())])
+                .collect();
+            if let Some(fixed) = repaired(&text) {
+                assert!(
+                    fixed.contains("\\ufffd") || fixed.contains("null"),
+                    "{text:?} → {fixed:?}"
+                );
+            }
+        }
         // Deeper than serde_json's limit: nothing to map, and no panic.
         let deep = format!(
             r#"{{"metadata":{{"phone_number_id":"PN"}},"messages":[],"x":{}1{}}}"#,
