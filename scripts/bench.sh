@@ -58,18 +58,25 @@ EOF
 ## Webhook ingest
 
 `benches/webhook.rs`: distinct signed ~1 KB message webhooks (Meta-shaped, `\/`-escaped)
-POSTed with 32 keep-alive connections to the library's built-in listener, timed until every
-`recv_message` callback ran (thread mode), against a bare hyper server on a one-worker runtime
-that reads each body and answers 200, with the same load generator in the same process. Eleven
-rounds on both CPUs (the target's figure), then eleven with every thread of the process pinned
-to one CPU; rounds alternate which variant goes first; medians. On this 2-core VM the two-CPU
-rounds swing with where the scheduler places the four busy threads (the bare server alone runs
-at two distinct speeds, about 60k and 90k/s, from round to round), so a whole run's median
-moved between 0.61 and 0.94 minutes apart before the one-CPU set existed; on one CPU the
-ratio is the CPU each variant spends per webhook and stays within a few percent, which is what
-changes to the library are judged by. CPU per thread is the scheduler's own run time per thread
-(/proc/self/task/*/schedstat), also printed for every round on stderr; `load-main` and
-`load-worker` are the load generator.
+POSTed with 32 keep-alive connections (open from run to run) to the library's built-in
+listener, timed until every `recv_message` callback ran (thread mode), against a bare hyper
+server on a one-worker runtime that reads each body and answers 200, with the same load
+generator in the same process. Three sets of eleven rounds, each alternating which side goes
+first; medians: whole runs of 20 000 webhooks on both CPUs (the target's figure); the same in
+four parts of 5 000, each sent to both sides in turn (the library's last part timed to its last
+callback, the earlier ones to their last answer, so that each round pays the dispatch thread's
+final gathering pause once, as a whole run does); whole runs with every thread of the process
+pinned to one CPU. On this 2-core VM the two-CPU figures swing with where the scheduler places
+the four busy threads, a placement that lasts seconds (successive rounds are not independent)
+and that shorter runs change: the bare server alone runs at about 60k or 90k/s, and a whole
+run's median moved between 0.68 and 0.82 with identical code, the interleaved set's between
+0.78 and 1.03. On one CPU the ratio is the CPU each variant spends per webhook and stays
+within a few percent, which is what changes to the library are judged by. CPU per thread is
+the scheduler's own run time per thread (/proc/self/task/*/schedstat), also printed for every
+round on stderr; `load-main` and `load-worker` are the load generator. The run waits for the
+last callbacks asleep (the last callback wakes it): an earlier version yielded in a loop, and
+on one CPU that busy wait, up to the dispatch thread's 4 ms pause per run, was charged to the
+library (the load generator seemed 0.5-0.9 µs slower against it).
 
 EOF
     cat "$webhook_table"
@@ -104,50 +111,53 @@ not the issue (about 0.05 per message, `getrusage`); earlier notes that blamed t
 perf samples of a VM.
 
 **Webhooks.** On one CPU the bare server's whole run costs about 16 µs of CPU per webhook, of
-which the server thread is 3.5 and the load generator (reqwest, two threads) about 12.5. The
-library's runtime thread needs about 6.1 µs, its dispatch thread 0.2, and the same load
-generator runs about 0.5-0.9 µs slower against it in the bench's per-thread figures (the
-library's larger working set on the same core; the answers differ only by a Content-Type
-header, which measured as nothing; a perf profile split by round found no difference, so part
-of it may be accounting). What the runtime thread spends beyond the bare server's 3.5 µs, from
-a perf profile of the bench (frame pointers; shares of the runtime thread's samples): the
-HMAC-SHA256 over the exact body about 0.6 µs (SHA-NI at the hardware's speed; ring measured no
-faster), parsing and mapping about 0.75, dedupe about 0.35 (two cache misses per new key in a
-window far larger than the cache: its slot and the evicted key's), the handler's glue
-(signature decoding, constant-time compare, UTF-8 check, answer headers) about 0.25, extra
-allocations about 0.15 and waking the dispatch thread once per 32 events about 0.1. The rest
-of the gap is that a webhook must be authenticated, parsed and deduplicated while the bare
-server does nothing with it.
+which the server thread is 3.6 and the load generator (reqwest, two threads) about 12.5. The
+library's runtime thread needs about 6.1 µs and its dispatch thread 0.2; the same load
+generator runs about 0.3-0.5 µs slower against it (a spinning stand-in server with the runtime
+thread's CPU cost slows it about as much: fewer answers per wake-up). What the runtime thread
+spends beyond the bare server's 3.6 µs, from a perf profile of the bench (frame pointers;
+shares of the runtime thread's samples): the HMAC-SHA256 over the exact body about 0.65 µs
+(SHA-NI at the hardware's speed; ring measured 13% slower), parsing and mapping about 0.5-0.75,
+dedupe about 0.35-0.4 (a random slot in a window far larger than the cache for the new key,
+another for the forgotten one; with dedupe off the one-CPU ratio is about 0.03 higher), the
+handler's glue (signature decoding, constant-time compare, UTF-8 check, answer headers) about
+0.25, extra allocations about 0.15 and waking the dispatch thread once per 32 events about
+0.1. The rest of the gap is that a webhook must be authenticated, parsed and deduplicated while
+the bare server does nothing with it: a listener that answers before the handler runs costs
+the same as the bare server (ratio 0.99-1.00).
 
-Changes in the latest round (one-CPU ratio 0.80 -> 0.82, runtime thread 6.6 -> 6.1 µs): the
-fast path no longer parses into serde's typed structs (every string through `RawValue`, every
-array into a `Vec`, the message text scanned again for escapes) but walks the body once with a
-small validating scanner that hands out raw strings with an "escaped" flag (parse and map
-alone: 1.21 -> about 0.75 µs per webhook); long strings are searched with `memchr2`
-(vectorised) and the text copied into the event is searched for `\` and NUL with `memchr`.
-The scanner accepts a subset of serde_json's grammar (tested against it) and leaves anything
-else to the general path. The round before (one-CPU ratio 0.72 -> 0.80): the dispatch thread
-gathers a batch until 32 events or 4 ms, woken by the producer, instead of sleeping 1 ms
-between batches; the webhook HMAC keyed once per `SetConfig`; a body's UTF-8 checked once; the
-dedupe index at 8 bytes per slot over a ring of exact fingerprints; one-piece bodies taken
-without a chunk list; answers sent with one write(2) instead of writev(2); C strings handed
-over without a NUL scan. Measured and not kept: sonic-rs (slower than serde_json on these
-bodies), keeping the first element of each JSON array inline, recycling event buffers,
-omitting the Content-Type header, a second runtime worker, yielding before answering, mimalloc
-as the process allocator (it sped up the bare server and the load generator as much as the
-library), a software prefetch of the dedupe slot (it blocks on the TLB walk), gather counts
-from 16 to 256 events.
+Changes in the latest round: the bench's harness (the sleeping wait above: one-CPU ratio 0.80
+-> 0.83 with the same library; connections kept from run to run; the interleaved set). Measured
+and not kept: a gathering pause that follows the stream's rate (twice the time the last 32
+events took) ends a burst sooner but on one CPU, where events arrive in scheduler-sized bursts,
+it tripled the dispatch thread's wake-ups (0.2 -> 0.7 µs per webhook); forgetting dedupe keys
+64 at a time with their slots loaded together (no faster in a cache-polluted micro-benchmark);
+prefetching the next forgotten key's slot before the HMAC (no measurable change); a
+current-thread runtime (the bare server measured 3.6 against 3.7 µs). Earlier rounds (one-CPU
+ratio 0.72 -> 0.80 -> 0.82 in the old harness): the fast path walks the body once with a small
+validating scanner that hands out raw strings with an "escaped" flag instead of parsing into
+serde's typed structs (parse and map alone 1.21 -> about 0.75 µs); long strings searched with
+`memchr2`; the dispatch thread gathers a batch until 32 events or 4 ms, woken by the producer;
+the webhook HMAC keyed once per `SetConfig`; a body's UTF-8 checked once; the dedupe index at
+8 bytes per slot over a ring of exact fingerprints; one-piece bodies taken without a chunk
+list; answers sent with one write(2); C strings handed over without a NUL scan. Measured and
+not kept then: sonic-rs, keeping the first element of each JSON array inline, recycling event
+buffers, omitting the Content-Type header, a second runtime worker (for the library alone, or
+for both sides), yielding before answering, mimalloc (it sped up the bare server and the load
+generator as much as the library), gather counts from 16 to 256 events.
 
 On two CPUs the ratio is decided by where the scheduler puts four busy threads on two cores,
-and it is bimodal. In a "fast" round the load generator's worker and the server thread share a
-core (wake-ups stay on one CPU): the bare server does about 88k/s and the library about 72k/s
-(0.82, the same as on one CPU). In a "slow" round they sit on different cores and every
-request and answer costs a cross-CPU wake-up: both threads' CPU per webhook grows by about
-1.8 µs, in both variants (bare server 3.9 -> 6.7 µs, library runtime 6.5 -> 8.3). The library's
-busier runtime thread leaves the pairing less balanced (load-worker + runtime about 13 µs per
-webhook against load-main's 9), and it lands in slow rounds more often (5 of 11 against 2 of 11
-in one run), so a whole run's median moves between about 0.68 and 0.82 with identical code.
-The one-CPU ratio is what changes to the library are judged by.
+and it is bimodal. In a "fast" placement the load generator's worker and the server thread
+share a core (their wake-ups stay on one CPU) and the load generator's main thread has the
+other: the bare server does about 88-95k/s and the library about 68-74k/s (0.77-0.80), because
+the shared core carries the worker plus the server (bare about 10.7 µs per webhook, library
+about 14) while the other core idles a third of the time. In a "slow" placement they sit on
+different cores and every request and answer costs a cross-CPU wake-up: both threads' CPU per
+webhook grows by about 2-3 µs, in both variants (bare server 4.0 -> 7.0 µs, library runtime
+6.8 -> 9.0), and the ratio is about 0.9. Placements last seconds, and the library's less
+balanced pairing is moved by the load balancer more often, so medians over eleven rounds land
+anywhere between about 0.7 and 1.0. The one-CPU ratio is what changes to the library are
+judged by.
 EOF
     cat <<EOF
 
