@@ -70,7 +70,7 @@ pinned to one CPU. On this 2-core VM the two-CPU figures swing with where the sc
 the four busy threads, a placement that lasts seconds (successive rounds are not independent)
 and that shorter runs change: the bare server alone runs at about 60k or 90k/s, and a whole
 run's median moved between 0.68 and 0.82 with identical code, the interleaved set's between
-0.78 and 1.03. On one CPU the ratio is the CPU each variant spends per webhook and stays
+0.75 and 1.03. On one CPU the ratio is the CPU each variant spends per webhook and stays
 within a few percent, which is what changes to the library are judged by. CPU per thread is
 the scheduler's own run time per thread (/proc/self/task/*/schedstat), also printed for every
 round on stderr; `load-main` and `load-worker` are the load generator. The run waits for the
