@@ -62,6 +62,8 @@
  *                             refers_to_id = biz_opaque_callback_data (the send's callback_info)
  *   tel = the sender's phone number, else its business-scoped user id; channel = the phone
  *   number id. raw_change receives every change as received, before its mapped callbacks.
+ *   Errors of a whole change (value-level "errors": account or app problems such as a rate
+ *   limit, tied to no message) are logged as warnings and reach raw_change only.
  *
  * ONBOARDING: a wa_onboarding belongs to a client; its callbacks come through the client's
  *   event fd / dispatch thread like the client's own. Free onboardings before their client

@@ -68,6 +68,9 @@ pub struct Client {
     /// from one or a few phone numbers, so this saves an allocation (and a cold cache line
     /// on the runtime thread) per message.
     last_channel: Mutex<Option<Arc<str>>>,
+    /// This client's log lines, for work done on a host's thread (the runtime threads have it
+    /// installed already).
+    log_dispatch: tracing::Dispatch,
 }
 
 impl Client {
@@ -76,6 +79,8 @@ impl Client {
         let config = Arc::new(config);
         let dispatch = tracing::Dispatch::new(LogForwarder::new(config.log_level, sink.clone()));
         let start_dispatch = dispatch.clone();
+        // Lines logged while starting (e.g. resuming a durable outbox) run on the host's thread.
+        let _log_scope = tracing::dispatcher::set_default(&dispatch);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads)
             .max_blocking_threads(4)
@@ -162,8 +167,8 @@ impl Client {
                 seq: Some(stored.seq),
             }));
         }
-        drop(dispatch);
         Ok(Self {
+            log_dispatch: dispatch,
             config,
             credentials,
             commands,
@@ -209,6 +214,20 @@ impl Client {
     /// The webhook endpoint's logic, for hosts that run their own web server.
     pub fn webhook(&self) -> &WebhookHandler {
         &self.webhook
+    }
+
+    /// A webhook request passed in by the host (on its thread), with this client's log lines
+    /// going to this client's log callback as they do from the built-in listener.
+    pub fn handle_webhook(
+        &self,
+        method: &str,
+        query: &str,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> crate::webhook::Reply {
+        tracing::dispatcher::with_default(&self.log_dispatch, || {
+            self.webhook.handle(method, query, signature, body)
+        })
     }
 
     /// Where the built-in webhook listener is bound, if one was configured.

@@ -172,6 +172,20 @@ fn map_value(raw_value: &str) -> (Option<Cow<'_, str>>, Vec<MappedItem>) {
         if let Some(statuses) = value.get("statuses").and_then(Value::as_array) {
             items.extend(statuses.iter().map(|s| map_status(s, channel)));
         }
+        // Value-level errors concern the phone number, app or account (a rate limit, an
+        // unsupported payload), not one message: no callback of the seed's fits them, so they
+        // are logged here and reach the raw-change callback whole.
+        for error in value
+            .get("errors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            tracing::warn!(
+                "webhook reports an error for phone number {channel}: {}",
+                error_text(error)
+            );
+        }
     }
     (channel, items)
 }
@@ -844,6 +858,16 @@ mod tests {
             assert!(fast::map_body(&body).is_none(), "{body}");
         }
         assert!(fast::map_value(&message("")).is_some());
+        // Value-level errors are logged by the general path; the message beside them is
+        // delivered all the same.
+        let with_errors = message("").replace(
+            r#""messages":"#,
+            r#""errors":[{"code":131000,"title":"Something went wrong"}],"messages":"#,
+        );
+        assert!(fast::map_value(&with_errors).is_none());
+        let (channel, items) = map_value(&with_errors);
+        assert_eq!((channel.as_deref(), items.len()), (Some("PN"), 1));
+        assert_eq!(items[0].message.msg(), "hi");
         // A null field is no change: refused (400) by the general path's typed envelope.
         let null_field = br#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":null,"value":null}]}]}"#;
         assert!(fast::map_body(std::str::from_utf8(null_field).unwrap()).is_none());

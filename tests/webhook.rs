@@ -434,6 +434,14 @@ fn a_cut_emoji_or_an_overflowing_number_is_still_delivered() {
             ],
             "{way:?}"
         );
+        let warnings = warnings(&inbox);
+        assert_eq!(warnings.len(), 2, "{way:?}: {warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .all(|w| w.starts_with("webhook change read after repair")),
+            "{warnings:?}"
+        );
     });
 }
 
@@ -735,6 +743,72 @@ fn the_allow_list_drops_other_phone_numbers() {
         "{got:?}"
     );
     assert_eq!(got.iter().filter(|i| i.kind == "message").count(), 1);
+}
+
+/// Warnings of this client's webhook handling, as its log callback received them.
+fn warnings(inbox: &Inbox) -> Vec<String> {
+    inbox
+        .host
+        .seen()
+        .logs
+        .iter()
+        .filter(|(level, _)| *level == wa_log_level::WA_LOG_WARN as u32)
+        .map(|(_, line)| line.clone())
+        .collect()
+}
+
+/// Errors of the account or app at the level of a change's value (cloud-api.md §5.8) belong to
+/// no message: logged as a warning, and whole in the raw-change callback.
+#[test]
+fn value_level_errors_are_logged_and_reach_the_raw_change_callback() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let value = json!({"messaging_product":"whatsapp",
+            "metadata":{"display_phone_number":"15550783881","phone_number_id":PHONE_ID},
+            "errors":[{"code":130429,"title":"Rate limit hit","message":"Rate limit hit",
+                "error_data":{"details":"Too many messages sent from this phone number"}}]});
+        let payload = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[
+            {"value":value,"field":"messages"}]}]});
+        assert_eq!(inbox.deliver(&payload).status, 200);
+        let got = inbox.host.drain_inbound(SETTLE);
+        assert_eq!(got.len(), 1, "{way:?}: {got:?}");
+        assert_eq!(got[0].kind, "raw");
+        let raw: Value = serde_json::from_str(got[0].args[1].as_deref().unwrap()).unwrap();
+        assert_eq!(raw, value);
+        let expected = format!(
+            "webhook reports an error for phone number {PHONE_ID}: (#130429) Rate limit hit: Too many messages sent from this phone number"
+        );
+        assert_eq!(warnings(&inbox), vec![expected], "{way:?}");
+    });
+}
+
+/// A webhook passed in by the host runs on the host's thread: its log lines still go to the
+/// client's log callback, as the built-in listener's do.
+#[test]
+fn webhook_log_lines_reach_the_client_either_way() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let body = meta_json(&inbound_message(
+            json!({"from":"16505551234","id":"wamid.LOG","type":"text","text":{"body":"hi"}}),
+        ));
+        assert_eq!(
+            inbox
+                .request(
+                    "POST",
+                    "/webhook",
+                    Some(&sign("wrong-secret", &body)),
+                    &body
+                )
+                .status,
+            403
+        );
+        assert!(inbox.host.drain_inbound(SETTLE).is_empty());
+        assert_eq!(
+            warnings(&inbox),
+            vec!["webhook refused: signature does not match".to_string()],
+            "{way:?}"
+        );
+    });
 }
 
 #[test]

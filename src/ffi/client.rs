@@ -853,7 +853,7 @@ pub extern "C" fn wa_client_webhook_request(
             unsafe { std::slice::from_raw_parts(body, body_len) }
         };
         let query = target.split_once('?').map_or("", |(_, q)| q);
-        let reply = shared.core.webhook().handle(method, query, signature, body);
+        let reply = shared.core.handle_webhook(method, query, signature, body);
         let needed = reply.body.len();
         if needed + 1 > out_body_cap || out_body.is_null() {
             if !out_body_len.is_null() {

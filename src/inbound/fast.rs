@@ -202,6 +202,9 @@ fn change_value<'a>(scanner: &mut Scanner<'a>) -> Option<(Option<Cow<'a, str>>, 
             })?;
             once(&mut statuses, list)
         }
+        // Errors of the account or app, not tied to a message: rare, and logged by the
+        // general path.
+        "errors" => None,
         _ => scanner.skip_value(),
     })?;
     let channel = decode_field(metadata.flatten())?;
