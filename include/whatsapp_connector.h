@@ -630,6 +630,15 @@ wa_result wa_options_set_webhook_path(wa_options *options,
 wa_result wa_options_set_webhook_max_body(wa_options *options,
                                           size_t max_bytes);
 
+// The built-in listener closes a connection that moved no byte either way for `timeout_ms`
+// (checked once per period, so after one to two periods): peers that vanished, idle
+// kept-alive connections, stalled requests, answers nobody reads. Default 75000 (longer than
+// the 60 s idle timeouts of common reverse proxies, which should close first); 0 never
+// closes; at most 86400000 (a day). A webhook's body must also arrive within this time of its
+// head, and always within 30 s (408 otherwise).
+wa_result wa_options_set_webhook_idle_timeout_ms(wa_options *options,
+                                                 uint32_t timeout_ms);
+
 // How many inbound message and status ids are remembered to drop Meta's redeliveries
 // (default 100000, at most 16777215; 0 disables dedupe). Memory: up to about 40 bytes per id.
 wa_result wa_options_set_dedupe_capacity(wa_options *options,

@@ -217,6 +217,7 @@ public:
     Options& LogLevel(wa_log_level level) { return U32(&wa_options_set_log_level, static_cast<uint32_t>(level)); }
     Options& OutboxCapacity(size_t n) { return Size(&wa_options_set_outbox_capacity, n); }
     Options& WebhookMaxBody(size_t bytes) { return Size(&wa_options_set_webhook_max_body, bytes); }
+    Options& WebhookIdleTimeoutMs(uint32_t ms) { return U32(&wa_options_set_webhook_idle_timeout_ms, ms); }
     Options& DedupeCapacity(size_t n) { return Size(&wa_options_set_dedupe_capacity, n); }
     // Media: another host allowed to receive the token with a download, the largest transfer,
     // and the token `GET /client/getMedia` callers must present (at least 8 characters).

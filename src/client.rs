@@ -132,6 +132,7 @@ impl Client {
                     media: media.clone(),
                     credentials: credentials.clone(),
                     media_access_token: config.media_access_token.clone(),
+                    idle_timeout: config.webhook_idle_timeout,
                 },
             )?),
             None => None,

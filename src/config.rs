@@ -41,6 +41,9 @@ pub struct ClientConfig {
     pub webhook_path: String,
     /// Largest webhook body accepted (Meta's payloads are at most 3 MB; most are tiny).
     pub webhook_max_body: usize,
+    /// The built-in listener closes a connection that moved no byte for this long; `None`
+    /// never.
+    pub webhook_idle_timeout: Option<Duration>,
     /// Message and status ids remembered to drop redeliveries; 0 disables dedupe.
     pub dedupe_capacity: usize,
     /// Phone number ids whose webhook changes are delivered; empty = all.
@@ -92,6 +95,7 @@ impl Default for ClientConfig {
             webhook_listen: None,
             webhook_path: crate::webhook::DEFAULT_PATH.to_string(),
             webhook_max_body: crate::webhook::DEFAULT_MAX_BODY,
+            webhook_idle_timeout: Some(crate::listener::DEFAULT_IDLE_TIMEOUT),
             dedupe_capacity: crate::webhook::DEFAULT_DEDUPE_CAPACITY,
             allowed_channels: Vec::new(),
             raw_changes: true,
@@ -128,6 +132,8 @@ pub struct Options {
     pub webhook_listen: Option<String>,
     pub webhook_path: Option<String>,
     pub webhook_max_body: Option<usize>,
+    /// `Some(None)`: never close idle connections.
+    pub webhook_idle_timeout: Option<Option<Duration>>,
     pub dedupe_capacity: Option<usize>,
     pub allowed_channels: Vec<String>,
     pub extra_media_hosts: Vec<String>,
@@ -218,6 +224,7 @@ impl Options {
                 .or_else(|| from_env("WA_WEBHOOK_LISTEN")),
             webhook_path: self.webhook_path.clone().unwrap_or(d.webhook_path),
             webhook_max_body: self.webhook_max_body.unwrap_or(d.webhook_max_body),
+            webhook_idle_timeout: self.webhook_idle_timeout.unwrap_or(d.webhook_idle_timeout),
             dedupe_capacity: self.dedupe_capacity.unwrap_or(d.dedupe_capacity),
             allowed_channels: self.allowed_channels.clone(),
             raw_changes: d.raw_changes,

@@ -5,10 +5,14 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::TryStreamExt;
+use futures_util::{FutureExt, TryStreamExt};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Either, Full, StreamBody};
 use hyper::body::{Body as _, Frame, Incoming};
@@ -18,6 +22,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::runtime::Runtime;
 
 use crate::error::DeliveryError;
@@ -38,6 +43,8 @@ pub struct Routes {
     pub credentials: Arc<Credentials>,
     /// Required by `/client/getMedia` (Bearer header or `access_token` query); `None` refuses all.
     pub media_access_token: Option<crate::secrets::Secret>,
+    /// See `DEFAULT_IDLE_TIMEOUT`; `None` keeps connections however long they idle.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Binds `address` now (so that errors surface at client creation) and serves on the runtime.
@@ -69,21 +76,128 @@ pub fn start(runtime: &Runtime, address: &str, routes: Routes) -> Result<SocketA
             };
             let _ = stream.set_nodelay(true);
             let routes = routes.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| serve(request, routes.clone()));
-                let _ = http1::Builder::new()
-                    .keep_alive(true)
-                    // Answers are a few bytes: copied behind their headers and sent with one
-                    // write(2) instead of hyper's default queue of buffers for writev(2). About
-                    // 0.2 µs less per webhook in the one-CPU bench; a streamed media body is
-                    // copied once more, which is small beside the download itself.
-                    .writev(false)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+            tokio::spawn(serve_connection(stream, routes.clone()));
         }
     });
     Ok(local)
+}
+
+/// By default a connection that moves no byte either way for this long is closed: a peer that
+/// vanished, an idle kept-alive connection, a request head or body that stalled, an answer
+/// nobody reads. Longer than the idle timeouts of common reverse proxies (nginx's upstream
+/// keep-alive and AWS load balancers: 60 s), so that they close first and never send a request
+/// on a connection this end is closing. Checked once per period: a connection goes after one
+/// to two periods without progress.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// Serves one connection until it ends or stops making progress. Hyper's own header timeout
+/// would need a timer armed for every request (about 0.4 µs per webhook); this is one per
+/// period per connection.
+async fn serve_connection(stream: tokio::net::TcpStream, routes: Arc<Routes>) {
+    let progress = Arc::new(AtomicU64::new(0));
+    let io = TokioIo::new(Watched {
+        stream,
+        progress: progress.clone(),
+    });
+    let idle_timeout = routes.idle_timeout;
+    let service = service_fn(move |request| serve(request, routes.clone()));
+    let connection = http1::Builder::new()
+        .keep_alive(true)
+        // Answers are a few bytes: copied behind their headers and sent with one write(2)
+        // instead of hyper's default queue of buffers for writev(2). About 0.2 µs less per
+        // webhook in the one-CPU bench; a streamed media body is copied once more, which is
+        // small beside the download itself.
+        .writev(false)
+        .serve_connection(io, service);
+    let Some(idle_timeout) = idle_timeout else {
+        let _ = connection.await;
+        return;
+    };
+    tokio::pin!(connection);
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut connection => return,
+            () = tokio::time::sleep(idle_timeout) => {
+                let now = progress.load(Ordering::Relaxed);
+                if now == seen {
+                    tracing::debug!("closing a webhook listener connection without progress");
+                    // Dropping the connection closes the socket.
+                    return;
+                }
+                seen = now;
+            }
+        }
+    }
+}
+
+/// A connection's socket that counts the reads and writes that moved bytes.
+struct Watched {
+    stream: tokio::net::TcpStream,
+    progress: Arc<AtomicU64>,
+}
+
+impl Watched {
+    fn moved(&self, bytes: usize) {
+        if bytes > 0 {
+            self.progress.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
+        this.moved(buf.filled().len() - before);
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = result {
+            this.moved(n);
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, data);
+        if let Poll::Ready(Ok(n)) = result {
+            this.moved(n);
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 fn response(reply: Reply) -> Response<Body> {
@@ -111,7 +225,11 @@ async fn serve(
 ) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path();
     if path == routes.webhook_path {
-        return Ok(webhook(request, &routes.webhook).await);
+        // A body may take 30 s, or the idle timeout if that is shorter.
+        let body_timeout = routes
+            .idle_timeout
+            .map_or(REQUEST_BODY_TIMEOUT, |idle| idle.min(REQUEST_BODY_TIMEOUT));
+        return Ok(webhook(request, &routes.webhook, body_timeout).await);
     }
     if path == GET_MEDIA_PATH {
         return Ok(get_media(request, &routes).await);
@@ -122,7 +240,11 @@ async fn serve(
 /// Meta's signature header, named once (looking it up by a string parses the name each time).
 const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-hub-signature-256");
 
-async fn webhook(request: Request<Incoming>, handler: &WebhookHandler) -> Response<Body> {
+async fn webhook(
+    request: Request<Incoming>,
+    handler: &WebhookHandler,
+    body_timeout: Duration,
+) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let signature = parts
         .headers
@@ -133,13 +255,36 @@ async fn webhook(request: Request<Incoming>, handler: &WebhookHandler) -> Respon
     if body.size_hint().lower() > max as u64 {
         return plain(413, "payload too large");
     }
-    let body = match read_body(body, max).await {
+    let reading = read_body(body, max);
+    tokio::pin!(reading);
+    // Nearly every webhook's body came with its head: taken at once, without arming a timer.
+    let read = match (&mut reading).now_or_never() {
+        Some(read) => read,
+        None => match tokio::time::timeout(body_timeout, reading).await {
+            Ok(read) => read,
+            Err(_) => return timed_out(),
+        },
+    };
+    let body = match read {
         Ok(body) => body,
         Err(BodyError::TooLarge) => return plain(413, "payload too large"),
         Err(BodyError::Broken) => return plain(400, "could not read the body"),
     };
     let query = parts.uri.query().unwrap_or("");
     response(handler.handle(parts.method.as_str(), query, signature, &body))
+}
+
+/// How long a webhook's whole body may take once its head arrived (or the idle timeout, if
+/// shorter): a body trickled in slowly enough to keep the connection alive is cut off here.
+const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// 408, and the connection closed: the rest of a body that was too slow may still arrive.
+fn timed_out() -> Response<Body> {
+    let mut response = plain(408, "request body not received in time");
+    response
+        .headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 enum BodyError {

@@ -654,6 +654,128 @@ fn the_listener_joins_a_body_sent_in_pieces() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
 
+/// A raw connection to the listener, with a bound on every read.
+fn connect(inbox: &Inbox) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", inbox.host.webhook_port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// Reads until the listener closes the connection; what it sent, and how long that took.
+fn until_closed(stream: &mut std::net::TcpStream) -> (String, Duration) {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    let mut received = Vec::new();
+    stream
+        .read_to_end(&mut received)
+        .expect("closed by the listener before the read timeout");
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        start.elapsed(),
+    )
+}
+
+/// A signed webhook POST as raw HTTP/1.1, head and body.
+fn raw_post(body: &[u8]) -> (String, Vec<u8>) {
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\n\r\n",
+        sign(APP_SECRET, body),
+        body.len()
+    );
+    (head, body.to_vec())
+}
+
+/// Connections that move no byte for the idle timeout are closed, however they stalled; a body
+/// trickled in is cut off with 408; a connection in use stays open.
+#[test]
+fn idle_and_stalled_listener_connections_are_closed() {
+    use std::io::Write;
+    const IDLE_MS: u32 = 300;
+    let inbox = Inbox::with(Way::Listener, |opts| {
+        assert_eq!(
+            wa_options_set_webhook_idle_timeout_ms(opts.0, IDLE_MS),
+            wa_result::WA_OK
+        );
+    });
+    // Closed after one to two periods without progress (with slack for a loaded machine).
+    let closes_in_time = |took: Duration| {
+        took >= Duration::from_millis(u64::from(IDLE_MS)) && took < Duration::from_secs(5)
+    };
+    // Nothing sent at all.
+    let mut silent = connect(&inbox);
+    let (sent, took) = until_closed(&mut silent);
+    assert!(sent.is_empty() && closes_in_time(took), "{sent:?} {took:?}");
+    // Half a request head.
+    let mut half_head = connect(&inbox);
+    half_head
+        .write_all(b"POST /webhook HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let (sent, took) = until_closed(&mut half_head);
+    assert!(sent.is_empty() && closes_in_time(took), "{sent:?} {took:?}");
+    // A whole request, then silence: answered, then closed.
+    let body = meta_json(&inbound_message(
+        json!({"from":"16505551234","id":"wamid.IDLE","type":"text","text":{"body":"hi"}}),
+    ));
+    let (head, whole_body) = raw_post(&body);
+    let mut answered = connect(&inbox);
+    answered.write_all(head.as_bytes()).unwrap();
+    answered.write_all(&whole_body).unwrap();
+    let (sent, took) = until_closed(&mut answered);
+    assert!(sent.starts_with("HTTP/1.1 200 OK\r\n"), "{sent:?}");
+    assert!(closes_in_time(took), "{took:?}");
+    // A body trickled in, a byte every 50 ms: progress, but not in time for the body deadline.
+    let body = meta_json(&inbound_message(
+        json!({"from":"16505551234","id":"wamid.SLOW","type":"text","text":{"body":"hi"}}),
+    ));
+    let (head, slow_body) = raw_post(&body);
+    let mut trickle = connect(&inbox);
+    trickle.write_all(head.as_bytes()).unwrap();
+    let writer = trickle.try_clone().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let mut writer = writer;
+        for byte in slow_body {
+            if writer.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let (sent, _) = until_closed(&mut trickle);
+    assert!(
+        sent.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{sent:?}"
+    );
+    assert!(sent.contains("connection: close\r\n"), "{sent:?}");
+    feeder.join().unwrap();
+    // A request every 100 ms for several idle periods: all answered on one open connection.
+    let mut busy = connect(&inbox);
+    for i in 0..15 {
+        let body = meta_json(&inbound_message(
+            json!({"from":"16505551234","id":format!("wamid.BUSY{i}"),"type":"text","text":{"body":"hi"}}),
+        ));
+        let (head, body) = raw_post(&body);
+        busy.write_all(head.as_bytes()).unwrap();
+        busy.write_all(&body).unwrap();
+        let mut answer = [0u8; 512];
+        let n = std::io::Read::read(&mut busy, &mut answer).unwrap();
+        assert!(
+            answer[..n].starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "request {i}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let delivered: Vec<_> = inbox
+        .mapped()
+        .into_iter()
+        .map(|i| i.args[4].clone().unwrap())
+        .collect();
+    let mut expected = vec!["wamid.IDLE".to_string()];
+    expected.extend((0..15).map(|i| format!("wamid.BUSY{i}")));
+    assert_eq!(delivered, expected, "the trickled body was never delivered");
+}
+
 #[test]
 fn redeliveries_are_suppressed() {
     both_ways(|way| {

@@ -407,6 +407,30 @@ pub extern "C" fn wa_options_set_webhook_max_body(
     })
 }
 
+/// The built-in listener closes a connection that moved no byte either way for `timeout_ms`
+/// (checked once per period, so after one to two periods): peers that vanished, idle
+/// kept-alive connections, stalled requests, answers nobody reads. Default 75000 (longer than
+/// the 60 s idle timeouts of common reverse proxies, which should close first); 0 never
+/// closes; at most 86400000 (a day). A webhook's body must also arrive within this time of its
+/// head, and always within 30 s (408 otherwise).
+#[no_mangle]
+pub extern "C" fn wa_options_set_webhook_idle_timeout_ms(
+    options: *mut wa_options,
+    timeout_ms: u32,
+) -> wa_result {
+    with_options(options, |o| {
+        if timeout_ms > 86_400_000 {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                "timeout_ms must be at most 86400000",
+            ));
+        }
+        o.webhook_idle_timeout =
+            Some((timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms))));
+        Ok(())
+    })
+}
+
 /// How many inbound message and status ids are remembered to drop Meta's redeliveries
 /// (default 100000, at most 16777215; 0 disables dedupe). Memory: up to about 40 bytes per id.
 #[no_mangle]
