@@ -448,7 +448,9 @@ impl Client {
     /// crash resends those messages (at-least-once) rather than losing their results.
     pub fn acknowledge(&self, stored: &[u64]) {
         if let Some(durable) = &self.durable {
-            durable.remove(stored);
+            // Called where callbacks run (the host's thread or the dispatch thread): a store
+            // error is logged to this client, not to whatever subscriber that thread has.
+            tracing::dispatcher::with_default(&self.log_dispatch, || durable.remove(stored));
         }
     }
 
