@@ -116,6 +116,8 @@ struct Report {
     failed_but_sent: usize,
     /// HTTP status (or "dropped") of every send request, counted.
     statuses: HashMap<String, usize>,
+    /// The first few failures as "message i: error: text", so that a failed case says why.
+    failure_texts: Vec<String>,
     elapsed: Duration,
 }
 
@@ -212,6 +214,12 @@ fn verify(
                 .failed
                 .entry(format!("{:?}", result.error))
                 .or_default() += 1;
+            if report.failure_texts.len() < 5 {
+                report.failure_texts.push(format!(
+                    "message {i}: {:?}: {}",
+                    result.error, result.content
+                ));
+            }
             if issued.is_some() {
                 report.failed_but_sent += 1;
                 assert!(
@@ -386,21 +394,26 @@ fn pair_rate_131056_is_outlived() {
     );
 }
 
+/// Two windows of consecutive dropped connections. Messages to one recipient go one at a time,
+/// so a window is shared by the 20 recipients' first messages, each retrying into it: with 100
+/// drops per window some recipient now and then took 10 of them and ran out of its 10 attempts
+/// (about one run in fifteen); 50 keep every message well inside its budget.
 #[test]
 fn connection_resets_are_retried() {
+    const DROPS: usize = 50;
     let emu = Emulator::start();
-    emu.fault(json!({"times": 100, "action": {"drop": true}}));
+    emu.fault(json!({"times": DROPS, "action": {"drop": true}}));
     let mut burst = Burst::new("reset", emu, |_| {});
     burst.send_all();
     burst.wait(500);
     burst
         .emu
-        .fault(json!({"times": 100, "action": {"drop": true}}));
+        .fault(json!({"times": DROPS, "action": {"drop": true}}));
     let results = burst.finish();
     let report = verify(&burst, &results, &burst.emu.sends(), false);
     all_ok(&report, burst.tag);
-    assert_eq!(status_count(&report, "dropped"), 200);
-    assert_eq!(report.requests, MESSAGES + 200);
+    assert_eq!(status_count(&report, "dropped"), 2 * DROPS);
+    assert_eq!(report.requests, MESSAGES + 2 * DROPS);
 }
 
 /// Requests delayed past the client's timeout are still processed by the emulator (as Graph
