@@ -75,7 +75,6 @@ pub fn start(runtime: &Runtime, address: &str, routes: Routes) -> Result<SocketA
                 }
             };
             let _ = stream.set_nodelay(true);
-            let routes = routes.clone();
             tokio::spawn(serve_connection(stream, routes.clone()));
         }
     });
@@ -144,6 +143,14 @@ impl Watched {
             self.progress.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// `written` (a write's outcome), counted.
+    fn wrote(&self, written: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = written {
+            self.moved(n);
+        }
+        written
+    }
 }
 
 impl AsyncRead for Watched {
@@ -167,11 +174,8 @@ impl AsyncWrite for Watched {
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = result {
-            this.moved(n);
-        }
-        result
+        let written = Pin::new(&mut this.stream).poll_write(cx, data);
+        this.wrote(written)
     }
 
     fn poll_write_vectored(
@@ -180,11 +184,8 @@ impl AsyncWrite for Watched {
         data: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, data);
-        if let Poll::Ready(Ok(n)) = result {
-            this.moved(n);
-        }
-        result
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, data);
+        this.wrote(written)
     }
 
     fn is_write_vectored(&self) -> bool {
