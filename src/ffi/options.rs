@@ -90,6 +90,26 @@ fn set_nonzero<T: Copy + PartialEq + Default>(
     })
 }
 
+/// Like `set_nonzero`, for a value with an upper bound (0 allowed).
+fn set_at_most<T: Copy + PartialOrd + std::fmt::Display>(
+    options: *mut wa_options,
+    value: T,
+    max: T,
+    name: &str,
+    apply: impl FnOnce(&mut Options, T),
+) -> wa_result {
+    with_options(options, |o| {
+        if value > max {
+            return Err(fail(
+                wa_result::WA_ERR_INVALID_ARGUMENT,
+                format!("{name} must be at most {max}"),
+            ));
+        }
+        apply(o, value);
+        Ok(())
+    })
+}
+
 fn ms(value: u32) -> Duration {
     Duration::from_millis(u64::from(value))
 }
@@ -341,15 +361,8 @@ pub extern "C" fn wa_options_set_dispatch_batching_us(
     options: *mut wa_options,
     batching_us: u32,
 ) -> wa_result {
-    with_options(options, |o| {
-        if batching_us > 1_000_000 {
-            return Err(fail(
-                wa_result::WA_ERR_INVALID_ARGUMENT,
-                "batching_us must be at most 1000000",
-            ));
-        }
-        o.dispatch_batching = Some(Duration::from_micros(u64::from(batching_us)));
-        Ok(())
+    set_at_most(options, batching_us, 1_000_000, "batching_us", |o, us| {
+        o.dispatch_batching = Some(Duration::from_micros(u64::from(us)));
     })
 }
 
@@ -418,17 +431,15 @@ pub extern "C" fn wa_options_set_webhook_idle_timeout_ms(
     options: *mut wa_options,
     timeout_ms: u32,
 ) -> wa_result {
-    with_options(options, |o| {
-        if timeout_ms > 86_400_000 {
-            return Err(fail(
-                wa_result::WA_ERR_INVALID_ARGUMENT,
-                "timeout_ms must be at most 86400000",
-            ));
-        }
-        o.webhook_idle_timeout =
-            Some((timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms))));
-        Ok(())
-    })
+    set_at_most(
+        options,
+        timeout_ms,
+        86_400_000,
+        "timeout_ms",
+        |o, timeout| {
+            o.webhook_idle_timeout = Some((timeout > 0).then(|| ms(timeout)));
+        },
+    )
 }
 
 /// How many inbound message and status ids are remembered to drop Meta's redeliveries
@@ -438,16 +449,13 @@ pub extern "C" fn wa_options_set_dedupe_capacity(
     options: *mut wa_options,
     capacity: usize,
 ) -> wa_result {
-    with_options(options, |o| {
-        if capacity > crate::dedupe::MAX_CAPACITY {
-            return Err(fail(
-                wa_result::WA_ERR_INVALID_ARGUMENT,
-                format!("capacity must be at most {}", crate::dedupe::MAX_CAPACITY),
-            ));
-        }
-        o.dedupe_capacity = Some(capacity);
-        Ok(())
-    })
+    set_at_most(
+        options,
+        capacity,
+        crate::dedupe::MAX_CAPACITY,
+        "capacity",
+        |o, capacity| o.dedupe_capacity = Some(capacity),
+    )
 }
 
 /// Adds a phone number id to the webhook allow-list. With a non-empty list, changes for other
