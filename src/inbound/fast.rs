@@ -165,6 +165,19 @@ fn array_or_null<'a>(
     }
 }
 
+/// An array field read into a list by `element`; null is an empty list.
+fn list_or_null<'a, T>(
+    scanner: &mut Scanner<'a>,
+    mut element: impl FnMut(&mut Scanner<'a>) -> Option<T>,
+) -> Option<Vec<T>> {
+    let mut list = Vec::new();
+    array_or_null(scanner, |scanner| {
+        list.push(element(scanner)?);
+        Some(())
+    })?;
+    Some(list)
+}
+
 /// The value of a `messages` change, mapped: `(channel, items)`.
 fn change_value<'a>(scanner: &mut Scanner<'a>) -> Option<(Option<Cow<'a, str>>, Vec<MappedItem>)> {
     let (mut metadata, mut contacts) = (None, None);
@@ -187,19 +200,11 @@ fn change_value<'a>(scanner: &mut Scanner<'a>) -> Option<(Option<Cow<'a, str>>, 
             once(&mut contacts, first)
         }
         "messages" => {
-            let mut list = Vec::new();
-            array_or_null(scanner, |scanner| {
-                list.push(message(scanner)?);
-                Some(())
-            })?;
+            let list = list_or_null(scanner, message)?;
             once(&mut messages, list)
         }
         "statuses" => {
-            let mut list = Vec::new();
-            array_or_null(scanner, |scanner| {
-                list.push(text_fields(scanner, STATUS_FIELDS)?);
-                Some(())
-            })?;
+            let list = list_or_null(scanner, |scanner| text_fields(scanner, STATUS_FIELDS))?;
             once(&mut statuses, list)
         }
         // Errors of the account or app, not tied to a message: rare, and logged by the
