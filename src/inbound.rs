@@ -239,11 +239,11 @@ fn repaired(raw: &str) -> Option<String> {
                         at += 2;
                         continue;
                     }
-                    let unit = hex4(&raw[at + 2..]).map_or(0, |(unit, _)| unit);
-                    let low = raw
-                        .get(at + 6..)
-                        .and_then(|rest| hex4(rest.strip_prefix("\\u")?))
-                        .map_or(0, |(unit, _)| unit);
+                    let unit = scan::hex4(bytes, at + 2).unwrap_or(0);
+                    let low = (bytes.get(at + 6..at + 8) == Some(b"\\u"))
+                        .then(|| scan::hex4(bytes, at + 8))
+                        .flatten()
+                        .unwrap_or(0);
                     if (0xD800..0xDC00).contains(&unit) && (0xDC00..0xE000).contains(&low) {
                         at += 12;
                     } else if (0xD800..0xE000).contains(&unit) {
@@ -452,11 +452,8 @@ fn unescape_into(raw: &str, out: &mut String) -> Option<()> {
 
 /// Four hex digits at the start of `text`, and what follows them.
 fn hex4(text: &str) -> Option<(u32, &str)> {
-    let digits = text.get(..4)?;
-    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    Some((u32::from_str_radix(digits, 16).ok()?, &text[4..]))
+    // Four ASCII digits: `text[4..]` starts at a character.
+    scan::hex4(text.as_bytes(), 0).map(|unit| (unit, &text[4..]))
 }
 
 mod fast;

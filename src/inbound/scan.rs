@@ -365,7 +365,8 @@ fn next_special(bytes: &[u8], mut at: usize) -> Option<usize> {
     (!control).then_some(at + offset)
 }
 
-fn hex4(bytes: &[u8], at: usize) -> Option<u32> {
+/// The four hex digits at `at`, as a number.
+pub(super) fn hex4(bytes: &[u8], at: usize) -> Option<u32> {
     bytes
         .get(at..at + 4)?
         .iter()
