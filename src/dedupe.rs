@@ -58,6 +58,16 @@ impl Window {
         ((tagged >> INDEX_BITS) as usize) & (self.slots.len() - 1)
     }
 
+    /// The first empty slot of the probe run that starts at `home`.
+    fn empty_slot_from(&self, home: usize) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = home;
+        while self.slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        i
+    }
+
     /// Inserts `fingerprint` unless present; false if it was.
     fn insert(&mut self, fingerprint: u128) -> bool {
         if (self.len + 1) * 2 > self.slots.len() {
@@ -81,10 +91,7 @@ impl Window {
         if self.len == self.capacity {
             self.evict_oldest();
             // The eviction may have shifted this probe run: look for the empty slot again.
-            i = self.home(tag);
-            while self.slots[i] != 0 {
-                i = (i + 1) & mask;
-            }
+            i = self.empty_slot_from(self.home(tag));
         }
         let mut position = self.head + self.len;
         if position >= self.capacity {
@@ -101,8 +108,8 @@ impl Window {
     }
 
     /// Forgets the oldest fingerprint, closing the gap by shifting later members of its probe
-    /// run back (no tombstones, so lookups stay short). Slots carry their home in their tag, so
-    /// nothing is read from the ring.
+    /// run back (no tombstones, so lookups stay short). The ring is read once, for the oldest
+    /// key's home; the slots that move carry theirs in their tag.
     fn evict_oldest(&mut self) {
         if self.len == 0 {
             return;
@@ -140,12 +147,8 @@ impl Window {
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(Self::FIRST_SIZE);
         let old = std::mem::replace(&mut self.slots, vec![0; size]);
-        let mask = size - 1;
         for slot in old.into_iter().filter(|s| *s != 0) {
-            let mut i = self.home(slot);
-            while self.slots[i] != 0 {
-                i = (i + 1) & mask;
-            }
+            let i = self.empty_slot_from(self.home(slot));
             self.slots[i] = slot;
         }
     }
