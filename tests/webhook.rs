@@ -615,9 +615,8 @@ fn the_listener_joins_a_body_sent_in_pieces() {
     let inbox = Inbox::with(Way::Listener, |o| {
         assert_eq!(wa_options_set_webhook_max_body(o.0, 2048), wa_result::WA_OK);
     });
-    let port = inbox.host.webhook_port();
     let post_in_pieces = |body: &[u8], signature: &str| {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut stream = connect(&inbox);
         write!(
             stream,
             "POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
@@ -677,14 +676,20 @@ fn until_closed(stream: &mut std::net::TcpStream) -> (String, Duration) {
     )
 }
 
-/// A signed webhook POST as raw HTTP/1.1, head and body.
-fn raw_post(body: &[u8]) -> (String, Vec<u8>) {
-    let head = format!(
+/// The raw HTTP/1.1 head of a signed webhook POST of `body`.
+fn raw_post_head(body: &[u8]) -> String {
+    format!(
         "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\n\r\n",
         sign(APP_SECRET, body),
         body.len()
-    );
-    (head, body.to_vec())
+    )
+}
+
+/// A Meta-shaped webhook body: a text "hi" from the usual sender, with message id `id`.
+fn hi_with_id(id: &str) -> Vec<u8> {
+    meta_json(&inbound_message(
+        json!({"from":"16505551234","id":id,"type":"text","text":{"body":"hi"}}),
+    ))
 }
 
 /// Connections that move no byte for the idle timeout are closed, however they stalled; a body
@@ -715,23 +720,19 @@ fn idle_and_stalled_listener_connections_are_closed() {
     let (sent, took) = until_closed(&mut half_head);
     assert!(sent.is_empty() && closes_in_time(took), "{sent:?} {took:?}");
     // A whole request, then silence: answered, then closed.
-    let body = meta_json(&inbound_message(
-        json!({"from":"16505551234","id":"wamid.IDLE","type":"text","text":{"body":"hi"}}),
-    ));
-    let (head, whole_body) = raw_post(&body);
+    let body = hi_with_id("wamid.IDLE");
     let mut answered = connect(&inbox);
-    answered.write_all(head.as_bytes()).unwrap();
-    answered.write_all(&whole_body).unwrap();
+    answered.write_all(raw_post_head(&body).as_bytes()).unwrap();
+    answered.write_all(&body).unwrap();
     let (sent, took) = until_closed(&mut answered);
     assert!(sent.starts_with("HTTP/1.1 200 OK\r\n"), "{sent:?}");
     assert!(closes_in_time(took), "{took:?}");
     // A body trickled in, a byte every 50 ms: progress, but not in time for the body deadline.
-    let body = meta_json(&inbound_message(
-        json!({"from":"16505551234","id":"wamid.SLOW","type":"text","text":{"body":"hi"}}),
-    ));
-    let (head, slow_body) = raw_post(&body);
+    let slow_body = hi_with_id("wamid.SLOW");
     let mut trickle = connect(&inbox);
-    trickle.write_all(head.as_bytes()).unwrap();
+    trickle
+        .write_all(raw_post_head(&slow_body).as_bytes())
+        .unwrap();
     let writer = trickle.try_clone().unwrap();
     let feeder = std::thread::spawn(move || {
         let mut writer = writer;
@@ -752,11 +753,8 @@ fn idle_and_stalled_listener_connections_are_closed() {
     // A request every 100 ms for several idle periods: all answered on one open connection.
     let mut busy = connect(&inbox);
     for i in 0..15 {
-        let body = meta_json(&inbound_message(
-            json!({"from":"16505551234","id":format!("wamid.BUSY{i}"),"type":"text","text":{"body":"hi"}}),
-        ));
-        let (head, body) = raw_post(&body);
-        busy.write_all(head.as_bytes()).unwrap();
+        let body = hi_with_id(&format!("wamid.BUSY{i}"));
+        busy.write_all(raw_post_head(&body).as_bytes()).unwrap();
         busy.write_all(&body).unwrap();
         let mut answer = [0u8; 512];
         let n = std::io::Read::read(&mut busy, &mut answer).unwrap();
@@ -910,9 +908,7 @@ fn value_level_errors_are_logged_and_reach_the_raw_change_callback() {
 fn webhook_log_lines_reach_the_client_either_way() {
     both_ways(|way| {
         let inbox = Inbox::new(way);
-        let body = meta_json(&inbound_message(
-            json!({"from":"16505551234","id":"wamid.LOG","type":"text","text":{"body":"hi"}}),
-        ));
+        let body = hi_with_id("wamid.LOG");
         assert_eq!(
             inbox
                 .request(
