@@ -26,6 +26,10 @@ if ! command -v cmake >/dev/null 2>&1; then
     command -v cmake >/dev/null 2>&1 || python3 -m pip install --quiet cmake
 fi
 
+# A clone is built once: incremental state would only take disk (0.8 GB), never time.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+echo "== disk free before the build: $(df -h --output=avail . | tail -1 | tr -d ' ')"
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy (all targets, benches included: they are run by scripts/bench.sh)"
@@ -45,3 +49,4 @@ echo "== ctest under AddressSanitizer + UBSan"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DWA_SANITIZE=ON -DWA_CARGO_TARGET_DIR="$PWD/build/cargo" >/dev/null
 cmake --build build/asan -j2
 (cd build/asan && ctest --output-on-failure -L cpp -E find_package)
+echo "== disk used by this run's builds: $(du -sh target build 2>/dev/null | awk '{print $2 " " $1}' | paste -sd ' ')"
