@@ -218,6 +218,7 @@ public:
     Options& OutboxCapacity(size_t n) { return Size(&wa_options_set_outbox_capacity, n); }
     Options& WebhookMaxBody(size_t bytes) { return Size(&wa_options_set_webhook_max_body, bytes); }
     Options& WebhookIdleTimeoutMs(uint32_t ms) { return U32(&wa_options_set_webhook_idle_timeout_ms, ms); }
+    Options& WebhookMaxConnections(uint32_t max) { return U32(&wa_options_set_webhook_max_connections, max); }
     Options& DedupeCapacity(size_t n) { return Size(&wa_options_set_dedupe_capacity, n); }
     // Media: another host allowed to receive the token with a download, the largest transfer,
     // and the token `GET /client/getMedia` callers must present (at least 8 characters).

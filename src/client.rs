@@ -133,6 +133,7 @@ impl Client {
                     credentials: credentials.clone(),
                     media_access_token: config.media_access_token.clone(),
                     idle_timeout: config.webhook_idle_timeout,
+                    max_connections: config.webhook_max_connections,
                 },
             )?),
             None => None,

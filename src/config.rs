@@ -44,6 +44,8 @@ pub struct ClientConfig {
     /// The built-in listener closes a connection that moved no byte for this long; `None`
     /// never.
     pub webhook_idle_timeout: Option<Duration>,
+    /// The most connections the built-in listener holds at once; `None` = no limit.
+    pub webhook_max_connections: Option<usize>,
     /// Message and status ids remembered to drop redeliveries; 0 disables dedupe.
     pub dedupe_capacity: usize,
     /// Phone number ids whose webhook changes are delivered; empty = all.
@@ -96,6 +98,7 @@ impl Default for ClientConfig {
             webhook_path: crate::webhook::DEFAULT_PATH.to_string(),
             webhook_max_body: crate::webhook::DEFAULT_MAX_BODY,
             webhook_idle_timeout: Some(crate::listener::DEFAULT_IDLE_TIMEOUT),
+            webhook_max_connections: Some(crate::listener::DEFAULT_MAX_CONNECTIONS),
             dedupe_capacity: crate::webhook::DEFAULT_DEDUPE_CAPACITY,
             allowed_channels: Vec::new(),
             raw_changes: true,
@@ -134,6 +137,8 @@ pub struct Options {
     pub webhook_max_body: Option<usize>,
     /// `Some(None)`: never close idle connections.
     pub webhook_idle_timeout: Option<Option<Duration>>,
+    /// `Some(None)`: no limit.
+    pub webhook_max_connections: Option<Option<usize>>,
     pub dedupe_capacity: Option<usize>,
     pub allowed_channels: Vec<String>,
     pub extra_media_hosts: Vec<String>,
@@ -225,6 +230,9 @@ impl Options {
             webhook_path: self.webhook_path.clone().unwrap_or(d.webhook_path),
             webhook_max_body: self.webhook_max_body.unwrap_or(d.webhook_max_body),
             webhook_idle_timeout: self.webhook_idle_timeout.unwrap_or(d.webhook_idle_timeout),
+            webhook_max_connections: self
+                .webhook_max_connections
+                .unwrap_or(d.webhook_max_connections),
             dedupe_capacity: self.dedupe_capacity.unwrap_or(d.dedupe_capacity),
             allowed_channels: self.allowed_channels.clone(),
             raw_changes: d.raw_changes,

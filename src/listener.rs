@@ -24,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::runtime::Runtime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::DeliveryError;
 use crate::media::MediaClient;
@@ -45,7 +46,16 @@ pub struct Routes {
     pub media_access_token: Option<crate::secrets::Secret>,
     /// See `DEFAULT_IDLE_TIMEOUT`; `None` keeps connections however long they idle.
     pub idle_timeout: Option<Duration>,
+    /// See `DEFAULT_MAX_CONNECTIONS`; `None` accepts without limit.
+    pub max_connections: Option<usize>,
 }
+
+/// By default the listener holds at most this many connections at once; further ones wait in
+/// the kernel's accept queue until one closes. The listener shares the host process's
+/// descriptors (often a soft limit of 1024): without a bound, a flood of connections would
+/// leave the host's own sockets and files failing with EMFILE. Far above what Meta or a
+/// reverse proxy's connection pool opens.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// Binds `address` now (so that errors surface at client creation) and serves on the runtime.
 /// Returns the bound address (useful with port 0).
@@ -62,9 +72,18 @@ pub fn start(runtime: &Runtime, address: &str, routes: Routes) -> Result<SocketA
             .map_err(|e| format!("cannot listen on {address}: {e}"))?
     };
     let routes = Arc::new(routes);
+    let limit = routes.max_connections.map(|max| {
+        let slots = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
+        (slots, max)
+    });
     runtime.spawn(async move {
         tracing::info!(address = %local, path = %routes.webhook_path, "webhook listener started");
+        let mut last_warned = None;
         loop {
+            let slot = match &limit {
+                Some((slots, max)) => Some(connection_slot(slots, *max, &mut last_warned).await),
+                None => None,
+            };
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -75,11 +94,41 @@ pub fn start(runtime: &Runtime, address: &str, routes: Routes) -> Result<SocketA
                 }
             };
             let _ = stream.set_nodelay(true);
-            tokio::spawn(serve_connection(stream, routes.clone()));
+            let routes = routes.clone();
+            tokio::spawn(async move {
+                serve_connection(stream, routes).await;
+                drop(slot);
+            });
         }
     });
     Ok(local)
 }
+
+/// Waits for a free connection slot. A full listener is logged at most once a minute: under a
+/// flood it fills again with every connection that closes.
+async fn connection_slot(
+    slots: &Arc<Semaphore>,
+    max: usize,
+    last_warned: &mut Option<std::time::Instant>,
+) -> OwnedSemaphorePermit {
+    if let Ok(slot) = slots.clone().try_acquire_owned() {
+        return slot;
+    }
+    if last_warned.is_none_or(|at| at.elapsed() >= FULL_WARNING_INTERVAL) {
+        *last_warned = Some(std::time::Instant::now());
+        tracing::warn!(
+            "webhook listener holds its limit of {max} connections: new ones wait until one \
+             closes (wa_options_set_webhook_max_connections)"
+        );
+    }
+    slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the listener's semaphore is never closed")
+}
+
+const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// By default a connection that moves no byte either way for this long is closed: a peer that
 /// vanished, an idle kept-alive connection, a request head or body that stalled, an answer

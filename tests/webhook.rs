@@ -774,6 +774,64 @@ fn idle_and_stalled_listener_connections_are_closed() {
     assert_eq!(delivered, expected, "the trickled body was never delivered");
 }
 
+/// Beyond its connection limit the listener leaves new connections in the kernel's queue,
+/// says so once, and serves them as soon as a connection closes.
+#[test]
+fn the_listener_holds_at_most_its_connection_limit() {
+    use std::io::{Read, Write};
+    let inbox = Inbox::with(Way::Listener, |opts| {
+        assert_eq!(
+            wa_options_set_webhook_max_connections(opts.0, 2),
+            wa_result::WA_OK
+        );
+    });
+    let post = |stream: &mut std::net::TcpStream, id: &str| {
+        let body = hi_with_id(id);
+        stream.write_all(raw_post_head(&body).as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+    };
+    let answer = |stream: &mut std::net::TcpStream| {
+        let mut answer = [0u8; 512];
+        let n = stream.read(&mut answer)?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer[..n]).into_owned())
+    };
+    let mut held: Vec<_> = ["wamid.CAP1", "wamid.CAP2"]
+        .iter()
+        .map(|id| {
+            let mut stream = connect(&inbox);
+            post(&mut stream, id);
+            assert!(answer(&mut stream)
+                .unwrap()
+                .starts_with("HTTP/1.1 200 OK\r\n"));
+            stream
+        })
+        .collect();
+    let mut waiting = connect(&inbox);
+    post(&mut waiting, "wamid.CAP3");
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let early = answer(&mut waiting);
+    assert!(early.is_err(), "served beyond the limit: {early:?}");
+    drop(held.remove(0));
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(answer(&mut waiting)
+        .unwrap()
+        .starts_with("HTTP/1.1 200 OK\r\n"));
+    let delivered: Vec<_> = inbox
+        .mapped()
+        .into_iter()
+        .map(|i| i.args[4].clone().unwrap())
+        .collect();
+    assert_eq!(delivered, ["wamid.CAP1", "wamid.CAP2", "wamid.CAP3"]);
+    assert_eq!(
+        warnings(&inbox),
+        ["webhook listener holds its limit of 2 connections: new ones wait until one closes (wa_options_set_webhook_max_connections)"]
+    );
+}
+
 #[test]
 fn redeliveries_are_suppressed() {
     both_ways(|way| {

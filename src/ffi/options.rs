@@ -442,6 +442,24 @@ pub extern "C" fn wa_options_set_webhook_idle_timeout_ms(
     )
 }
 
+/// The most connections the built-in listener holds at once (default 256; 0 = no limit; at
+/// most 1000000). Further connections wait in the kernel's accept queue until one closes, and a
+/// warning is logged each time the limit is reached. The listener shares the process's file
+/// descriptors: the limit keeps a flood of connections from exhausting the host's.
+#[no_mangle]
+pub extern "C" fn wa_options_set_webhook_max_connections(
+    options: *mut wa_options,
+    max_connections: u32,
+) -> wa_result {
+    set_at_most(
+        options,
+        max_connections,
+        1_000_000,
+        "max_connections",
+        |o, max| o.webhook_max_connections = Some((max > 0).then_some(max as usize)),
+    )
+}
+
 /// How many inbound message and status ids are remembered to drop Meta's redeliveries
 /// (default 100000, at most 16777215; 0 disables dedupe). Memory: up to about 40 bytes per id.
 #[no_mangle]
