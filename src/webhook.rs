@@ -217,6 +217,14 @@ impl WebhookHandler {
                 }
             }
             let had_items = !change.items.is_empty();
+            if !had_items && !self.raw_changes && change.field != "messages" {
+                // Documented as raw-change only; a line lets a host see what it is missing.
+                tracing::debug!(
+                    "webhook change of field {} not delivered: only the raw-change callback \
+                     receives it",
+                    change.field
+                );
+            }
             let first_event = events.len();
             let mut any_fresh = false;
             for item in change.items {

@@ -1001,6 +1001,35 @@ fn other_fields_reach_the_raw_change_callback() {
     assert_eq!(value["event"], "PARTNER_ADDED");
 }
 
+/// Without a raw-change callback such a change reaches no callback: a debug line says so.
+#[test]
+fn other_fields_without_a_raw_change_callback_are_logged() {
+    let emu = Emulator::start();
+    let host = Host::with_callbacks(&Opts::for_emulator(&emu), |callbacks| {
+        callbacks.raw_change = None;
+    });
+    host.set_token(TOKEN);
+    let payload = json!({"object":"whatsapp_business_account","entry":[{"id":"35602","changes":[
+        {"value":{"event":"PARTNER_ADDED"},"field":"account_update"}]}]});
+    let body = meta_json(&payload);
+    let reply = host.webhook("POST", "/webhook", Some(&sign(APP_SECRET, &body)), &body);
+    assert_eq!(reply.status, 200);
+    assert!(host.drain_inbound(SETTLE).is_empty());
+    let debug_lines: Vec<_> = host
+        .seen()
+        .logs
+        .iter()
+        .filter(|(level, line)| {
+            *level == wa_log_level::WA_LOG_DEBUG as u32 && line.starts_with("webhook change")
+        })
+        .map(|(_, line)| line.clone())
+        .collect();
+    assert_eq!(
+        debug_lines,
+        ["webhook change of field account_update not delivered: only the raw-change callback receives it"]
+    );
+}
+
 #[test]
 fn arbitrary_bytes_never_crash_the_handler() {
     let inbox = Inbox::new(Way::HostFed);

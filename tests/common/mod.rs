@@ -318,6 +318,11 @@ unsafe impl Sync for Host {}
 
 impl Host {
     pub fn new(opts: &Opts) -> Self {
+        Self::with_callbacks(opts, |_| {})
+    }
+
+    /// `new` with the callback table adjusted first (e.g. a callback left out).
+    pub fn with_callbacks(opts: &Opts, adjust: impl FnOnce(&mut wa_client_callbacks)) -> Self {
         let state = Arc::new(HostState {
             seen: Mutex::new(Seen::default()),
             changed: Condvar::new(),
@@ -334,6 +339,8 @@ impl Host {
             log: Some(on_log),
             destroy: Some(on_destroy),
         };
+        let mut callbacks = callbacks;
+        adjust(&mut callbacks);
         let mut client = std::ptr::null_mut();
         let r = wa_client_new(opts.0, &callbacks, &mut client);
         assert_eq!(r, wa_result::WA_OK);
