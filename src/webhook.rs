@@ -85,17 +85,14 @@ fn decode_component(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
+            // Two hex digits exactly: `from_str_radix` would also take a sign ("%+1").
+            b'%' if i + 2 < bytes.len()
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit() =>
+            {
+                let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(digit(bytes[i + 1]) << 4 | digit(bytes[i + 2]));
+                i += 2;
             }
             b => out.push(b),
         }
@@ -268,5 +265,60 @@ impl WebhookHandler {
             self.sink.push_batch(events);
         }
         Reply::text(200, "OK")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_and_plus_decoded() {
+        let query = "hub.mode=subscribe&hub.challenge=a+b%20c%2F%e2%9c%93&hub.verify_token=t";
+        assert_eq!(
+            query_param(query, "hub.challenge").unwrap(),
+            "a b c/\u{2713}"
+        );
+        assert_eq!(query_param(query, "hub.verify_token").unwrap(), "t");
+        assert_eq!(query_param(query, "hub.missing"), None);
+        assert_eq!(query_param("flag", "flag").unwrap(), "");
+        // Not two hex digits: kept as they are (a sign is not a digit).
+        for (raw, decoded) in [
+            ("%+1", "% 1"),
+            ("%-1", "%-1"),
+            ("%4", "%4"),
+            ("%", "%"),
+            ("%zz", "%zz"),
+            ("%4G", "%4G"),
+            ("100%25", "100%"),
+        ] {
+            assert_eq!(
+                query_param(&format!("v={raw}"), "v").unwrap(),
+                decoded,
+                "{raw}"
+            );
+        }
+        // Invalid UTF-8 after decoding: replaced, never a panic.
+        assert_eq!(query_param("v=%ff", "v").unwrap(), "\u{fffd}");
+    }
+
+    #[test]
+    fn signatures_are_64_hex_digits_after_the_prefix() {
+        let hex = "0f".repeat(32);
+        assert_eq!(signature_bytes(&format!("sha256={hex}")), Some([0x0f; 32]));
+        assert_eq!(
+            signature_bytes(&format!("sha256={}", hex.to_uppercase())),
+            Some([0x0f; 32])
+        );
+        for bad in [
+            hex.clone(),
+            format!("sha1={hex}"),
+            format!("sha256={}", &hex[1..]),
+            format!("sha256={hex}0"),
+            format!("sha256=+f{}", &hex[2..]),
+            format!("sha256={}é", &hex[..62]),
+        ] {
+            assert_eq!(signature_bytes(&bad), None, "{bad}");
+        }
     }
 }
