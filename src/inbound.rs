@@ -92,12 +92,12 @@ fn map_payload_general(body: &str, keep_raw: bool) -> Result<Vec<MappedChange<'_
         #[serde(borrow)]
         object: Option<Cow<'a, str>>,
         #[serde(borrow)]
-        entry: Option<Vec<Entry<'a>>>,
+        entry: Option<Vec<Object<Entry<'a>>>>,
     }
     #[derive(Deserialize)]
     struct Entry<'a> {
         #[serde(borrow, default)]
-        changes: Vec<Change<'a>>,
+        changes: Vec<Object<Change<'a>>>,
     }
     #[derive(Deserialize)]
     struct Change<'a> {
@@ -106,7 +106,7 @@ fn map_payload_general(body: &str, keep_raw: bool) -> Result<Vec<MappedChange<'_
         #[serde(borrow)]
         value: Option<&'a RawValue>,
     }
-    let payload: Envelope<'_> = serde_json::from_str(body)
+    let Object(payload): Object<Envelope<'_>> = serde_json::from_str(body)
         .map_err(|e| NotAWebhook(format!("body is not a webhook envelope: {e}")))?;
     match payload.object.as_deref() {
         Some("whatsapp_business_account") => {}
@@ -120,13 +120,35 @@ fn map_payload_general(body: &str, keep_raw: bool) -> Result<Vec<MappedChange<'_
         .entry
         .ok_or_else(|| NotAWebhook("no entry array".into()))?;
     let mut changes = Vec::new();
-    for entry in entries {
-        for change in entry.changes {
+    for Object(entry) in entries {
+        for Object(change) in entry.changes {
             let raw = change.value.map_or("null", RawValue::get);
             changes.push(map_change(change.field, raw, keep_raw));
         }
     }
     Ok(changes)
+}
+
+/// A JSON object, and only that: a derived struct would also take an array of its fields in
+/// order (`["whatsapp_business_account",[]]`), which is no webhook.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Fields(std::marker::PhantomData))
+            .map(Object)
+    }
 }
 
 fn map_change<'a>(field: Cow<'a, str>, raw_value: &'a str, keep_raw: bool) -> MappedChange<'a> {
@@ -981,5 +1003,40 @@ mod tests {
             .unwrap(),
             vec![]
         );
+        // Arrays in place of the envelope, an entry or a change: the fields in order, which a
+        // derived struct would take.
+        let text =
+            r#"{"messages":[{"from":"1","id":"wamid.A","type":"text","text":{"body":"x"}}]}"#;
+        let well_formed = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"changes":[{{"field":"messages","value":{text}}}]}}]}}"#
+        );
+        for keep_raw in [false, true] {
+            assert_eq!(
+                map_payload(well_formed.as_bytes(), keep_raw).unwrap()[0]
+                    .items
+                    .len(),
+                1
+            );
+        }
+        for body in [
+            format!(
+                r#"["whatsapp_business_account",[{{"changes":[{{"field":"messages","value":{text}}}]}}]]"#
+            ),
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[[[{{"field":"messages","value":{text}}}]]]}}"#
+            ),
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"changes":[["messages",{text}]]}}]}}"#
+            ),
+        ] {
+            for keep_raw in [false, true] {
+                let error = map_payload(body.as_bytes(), keep_raw).unwrap_err();
+                assert!(
+                    error.0.contains("expected a JSON object"),
+                    "{body}: {}",
+                    error.0
+                );
+            }
+        }
     }
 }
