@@ -9,8 +9,20 @@ use whatsapp_connector::message::MessageInput;
 
 /// The seed's types and aliases, and one that is none of them.
 const TYPES: &[&str] = &[
-    "text", "image", "audio", "video", "document", "sticker", "media", "location", "contact",
-    "contacts", "interactive", "template", "reaction", "nonsense",
+    "text",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "media",
+    "location",
+    "contact",
+    "contacts",
+    "interactive",
+    "template",
+    "reaction",
+    "nonsense",
 ];
 
 fuzz_target!(|data: &[u8]| {
