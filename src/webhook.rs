@@ -70,12 +70,16 @@ pub(crate) fn decode_hex_sha256(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 {
         return None;
     }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut bytes = [0u8; 32];
     for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
-        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+        *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
     }
     Some(bytes)
+}
+
+/// One hex digit (either case); `None` for anything else, a sign included.
+fn hex_digit(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 fn decode_component(s: &str) -> String {
@@ -86,14 +90,14 @@ fn decode_component(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             // Two hex digits exactly: `from_str_radix` would also take a sign ("%+1").
-            b'%' if i + 2 < bytes.len()
-                && bytes[i + 1].is_ascii_hexdigit()
-                && bytes[i + 2].is_ascii_hexdigit() =>
+            b'%' if i + 2 < bytes.len() => match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
             {
-                let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-                out.push(digit(bytes[i + 1]) << 4 | digit(bytes[i + 2]));
-                i += 2;
-            }
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;

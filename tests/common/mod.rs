@@ -329,7 +329,7 @@ impl Host {
             on_result: Mutex::new(None),
             on_close: Mutex::new(None),
         });
-        let callbacks = wa_client_callbacks {
+        let mut callbacks = wa_client_callbacks {
             user_data: Arc::into_raw(state.clone()) as *mut c_void,
             close_complete: Some(on_close_complete),
             send_result: Some(on_send_result),
@@ -339,7 +339,6 @@ impl Host {
             log: Some(on_log),
             destroy: Some(on_destroy),
         };
-        let mut callbacks = callbacks;
         adjust(&mut callbacks);
         let mut client = std::ptr::null_mut();
         let r = wa_client_new(opts.0, &callbacks, &mut client);
