@@ -443,9 +443,10 @@ pub extern "C" fn wa_options_set_webhook_idle_timeout_ms(
 }
 
 /// The most connections the built-in listener holds at once (default 256; 0 = no limit; at
-/// most 1000000). Further connections wait in the kernel's accept queue until one closes, and a
-/// warning is logged each time the limit is reached. The listener shares the process's file
-/// descriptors: the limit keeps a flood of connections from exhausting the host's.
+/// most 1000000). Further connections wait in the kernel's accept queue until one closes; a
+/// warning says the limit was reached (at most one a minute). The listener shares the
+/// process's file descriptors: the limit keeps a flood of connections from exhausting the
+/// host's.
 #[no_mangle]
 pub extern "C" fn wa_options_set_webhook_max_connections(
     options: *mut wa_options,
