@@ -685,6 +685,13 @@ fn raw_post_head(body: &[u8]) -> String {
     )
 }
 
+/// Writes a signed webhook POST of `body`, head and body, on a raw connection.
+fn write_signed_post(stream: &mut std::net::TcpStream, body: &[u8]) {
+    use std::io::Write;
+    stream.write_all(raw_post_head(body).as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+}
+
 /// A Meta-shaped webhook body: a text "hi" from the usual sender, with message id `id`.
 fn hi_with_id(id: &str) -> Vec<u8> {
     meta_json(&inbound_message(
@@ -722,8 +729,7 @@ fn idle_and_stalled_listener_connections_are_closed() {
     // A whole request, then silence: answered, then closed.
     let body = hi_with_id("wamid.IDLE");
     let mut answered = connect(&inbox);
-    answered.write_all(raw_post_head(&body).as_bytes()).unwrap();
-    answered.write_all(&body).unwrap();
+    write_signed_post(&mut answered, &body);
     let (sent, took) = until_closed(&mut answered);
     assert!(sent.starts_with("HTTP/1.1 200 OK\r\n"), "{sent:?}");
     assert!(closes_in_time(took), "{took:?}");
@@ -754,8 +760,7 @@ fn idle_and_stalled_listener_connections_are_closed() {
     let mut busy = connect(&inbox);
     for i in 0..15 {
         let body = hi_with_id(&format!("wamid.BUSY{i}"));
-        busy.write_all(raw_post_head(&body).as_bytes()).unwrap();
-        busy.write_all(&body).unwrap();
+        write_signed_post(&mut busy, &body);
         let mut answer = [0u8; 512];
         let n = std::io::Read::read(&mut busy, &mut answer).unwrap();
         assert!(
@@ -778,18 +783,15 @@ fn idle_and_stalled_listener_connections_are_closed() {
 /// says so once, and serves them as soon as a connection closes.
 #[test]
 fn the_listener_holds_at_most_its_connection_limit() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let inbox = Inbox::with(Way::Listener, |opts| {
         assert_eq!(
             wa_options_set_webhook_max_connections(opts.0, 2),
             wa_result::WA_OK
         );
     });
-    let post = |stream: &mut std::net::TcpStream, id: &str| {
-        let body = hi_with_id(id);
-        stream.write_all(raw_post_head(&body).as_bytes()).unwrap();
-        stream.write_all(&body).unwrap();
-    };
+    let post =
+        |stream: &mut std::net::TcpStream, id: &str| write_signed_post(stream, &hi_with_id(id));
     let answer = |stream: &mut std::net::TcpStream| {
         let mut answer = [0u8; 512];
         let n = stream.read(&mut answer)?;
@@ -923,16 +925,19 @@ fn the_allow_list_drops_other_phone_numbers() {
     assert_eq!(got.iter().filter(|i| i.kind == "message").count(), 1);
 }
 
-/// Warnings of this client's webhook handling, as its log callback received them.
-fn warnings(inbox: &Inbox) -> Vec<String> {
-    inbox
-        .host
-        .seen()
+/// The lines of one level that this client's log callback received, in order.
+fn logged(host: &Host, level: wa_log_level) -> Vec<String> {
+    host.seen()
         .logs
         .iter()
-        .filter(|(level, _)| *level == wa_log_level::WA_LOG_WARN as u32)
+        .filter(|(logged_level, _)| *logged_level == level as u32)
         .map(|(_, line)| line.clone())
         .collect()
+}
+
+/// Warnings of this client's webhook handling, as its log callback received them.
+fn warnings(inbox: &Inbox) -> Vec<String> {
+    logged(&inbox.host, wa_log_level::WA_LOG_WARN)
 }
 
 /// Errors of the account or app at the level of a change's value (cloud-api.md §5.8) belong to
@@ -1015,14 +1020,9 @@ fn other_fields_without_a_raw_change_callback_are_logged() {
     let reply = host.webhook("POST", "/webhook", Some(&sign(APP_SECRET, &body)), &body);
     assert_eq!(reply.status, 200);
     assert!(host.drain_inbound(SETTLE).is_empty());
-    let debug_lines: Vec<_> = host
-        .seen()
-        .logs
-        .iter()
-        .filter(|(level, line)| {
-            *level == wa_log_level::WA_LOG_DEBUG as u32 && line.starts_with("webhook change")
-        })
-        .map(|(_, line)| line.clone())
+    let debug_lines: Vec<_> = logged(&host, wa_log_level::WA_LOG_DEBUG)
+        .into_iter()
+        .filter(|line| line.starts_with("webhook change"))
         .collect();
     assert_eq!(
         debug_lines,
