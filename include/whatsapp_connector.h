@@ -55,15 +55,24 @@
  *   contacts                  JSON of the contacts array    "contact"      context.id
  *   interactive button/list   the reply's title             "interactive"  context.id
  *   interactive nfm_reply     the Flow's response_json      "interactive"  context.id
+ *   interactive, other type   JSON of the interactive object "interactive" context.id
  *   button (template reply)   the button text               "button"       context.id
  *   anything else             JSON of the whole message     as Meta names it
+ *     (also an interactive message without its object)   refers_to_id: context.id, or the
+ *                                                        original message id (edit, revoke)
  *   status                    sent|delivered|read|played, or "failed (#code) title: details";
- *                             type "status", id = the sent message's wamid, tel = recipient,
- *                             refers_to_id = biz_opaque_callback_data (the send's callback_info)
+ *                             type "status", id = the sent message's wamid, tel = recipient
+ *                             (for a message sent to a group: the participant whose receipt
+ *                             it is), refers_to_id = biz_opaque_callback_data (the send's
+ *                             callback_info)
  *   tel = the sender's phone number, else its business-scoped user id; channel = the phone
  *   number id. raw_change receives every change as received, before its mapped callbacks.
  *   Errors of a whole change (value-level "errors": account or app problems such as a rate
  *   limit, tied to no message) are logged as warnings and reach raw_change only.
+ *   Repeats (Meta delivers at least once) are dropped: messages by id, statuses by id, status
+ *   and participant, other changes by their account, time and content; a message without an
+ *   id is always delivered. After wa_client_close() POSTs are answered 503 without callbacks
+ *   (Meta delivers them again later).
  *
  * ONBOARDING: a wa_onboarding belongs to a client; its callbacks come through the client's
  *   event fd / dispatch thread like the client's own. Free onboardings before their client
@@ -432,9 +441,9 @@ wa_result wa_client_webhook_port(const wa_client *client,
 // be NULL when `body_len` is 0). On WA_OK, `*out_status` is the HTTP status to answer,
 // `*out_content_type` (may be NULL) a static content type, and the body is copied into
 // `out_body` (`out_body_cap` bytes, NUL-terminated) with its length in `*out_body_len` (may be
-// NULL). `WA_ERR_BUFFER_TOO_SMALL` when the body does not fit (`*out_body_len` then says how
-// much is needed; nothing else is written, but a POST was processed: calling again answers it
-// as a redelivery). 256 bytes always suffice except for the echo of a verification challenge,
+// NULL). `WA_ERR_BUFFER_TOO_SMALL` when the body does not fit (`*out_body_len` then holds the
+// body's length, so `out_body_cap` must be at least that plus one for the NUL; nothing else is
+// written, but a POST was processed: calling again answers it as a redelivery). 256 bytes always suffice except for the echo of a verification challenge,
 // which is as long as the challenge Meta sent.
 wa_result wa_client_webhook_request(wa_client *client,
                                     const char *method,

@@ -462,6 +462,7 @@ impl Client {
         for onboarding in open {
             self.close_onboarding(onboarding, false);
         }
+        self.webhook.refuse_deliveries();
         if !self.closed.swap(true, Ordering::AcqRel) {
             let _ = self.commands.send(Command::Close);
         }
@@ -480,6 +481,7 @@ impl Client {
     /// the close to finish (bounded by the drain time); without one it aborts at once.
     /// Must not be called from a runtime thread.
     pub fn shutdown(&self) {
+        self.webhook.refuse_deliveries();
         if !self.closed.swap(true, Ordering::AcqRel) {
             let _ = self.commands.send(Command::Abort);
         }

@@ -10,9 +10,10 @@
 //! | contacts | `contact` | JSON of the contacts array | `context.id` | |
 //! | interactive button_reply / list_reply | `interactive` | the reply's title | `context.id` | |
 //! | interactive nfm_reply (Flow) | `interactive` | the Flow's `response_json` | `context.id` | |
+//! | interactive of another type | `interactive` | JSON of the interactive object | `context.id` | |
 //! | button (template quick reply) | `button` | the button text | `context.id` | |
-//! | anything else (order, system, edit, revoke, unsupported, future types) | as given | JSON of the whole message | `context.id`, or the original message id for edit/revoke | |
-//! | status | `status` | sent, delivered, read, played; `failed (#code) title: details` | `biz_opaque_callback_data` | id = the status's message id, tel = recipient |
+//! | anything else (order, system, edit, revoke, unsupported, future types; interactive without its object) | as given | JSON of the whole message | `context.id`, or the original message id for edit/revoke | |
+//! | status | `status` | sent, delivered, read, played; `failed (#code) title: details` | `biz_opaque_callback_data` | id = the status's message id, tel = recipient (a group participant's receipt: the participant) |
 //!
 //! `tel` is the sender's `from`, or the business-scoped user id when the payload carries no phone
 //! number; `channel` is `metadata.phone_number_id`.
@@ -36,6 +37,11 @@ pub struct MappedChange<'a> {
     pub value_json: String,
     pub channel: Option<Cow<'a, str>>,
     pub items: Vec<MappedItem>,
+    /// The entry's `id` (the account) and `time` as received, one per line; empty unless
+    /// `map_payload` was asked to keep the raw values. A change without messages or statuses
+    /// is told apart from a redelivery by these: its value alone (a template status, an
+    /// account update) may repeat with a new meaning.
+    pub entry_key: String,
 }
 
 /// One message or status of a change, with the key that identifies it for dedupe.
@@ -51,7 +57,12 @@ pub struct MappedItem {
 pub struct NotAWebhook(pub String);
 
 /// `m:<wamid>` or `s:<wamid>:<status>`, built without the formatting machinery (every webhook).
-fn dedupe_key(parts: &[&str]) -> String {
+/// Empty when the message has no id: nothing identifies a repeat of it, and a shared key would
+/// hide every later id-less message as a duplicate of the first.
+fn dedupe_key(id: &str, parts: &[&str]) -> String {
+    if id.is_empty() {
+        return String::new();
+    }
     let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum());
     for part in parts {
         key.push_str(part);
@@ -98,6 +109,10 @@ fn map_payload_general(body: &str, keep_raw: bool) -> Result<Vec<MappedChange<'_
     struct Entry<'a> {
         #[serde(borrow, default)]
         changes: Vec<Object<Change<'a>>>,
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+        #[serde(borrow)]
+        time: Option<&'a RawValue>,
     }
     #[derive(Deserialize)]
     struct Change<'a> {
@@ -121,9 +136,20 @@ fn map_payload_general(body: &str, keep_raw: bool) -> Result<Vec<MappedChange<'_
         .ok_or_else(|| NotAWebhook("no entry array".into()))?;
     let mut changes = Vec::new();
     for Object(entry) in entries {
+        let entry_key = if keep_raw {
+            format!(
+                "{}\n{}",
+                entry.id.map_or("", RawValue::get),
+                entry.time.map_or("", RawValue::get)
+            )
+        } else {
+            String::new()
+        };
         for Object(change) in entry.changes {
             let raw = change.value.map_or("null", RawValue::get);
-            changes.push(map_change(change.field, raw, keep_raw));
+            let mut change = map_change(change.field, raw, keep_raw);
+            change.entry_key.clone_from(&entry_key);
+            changes.push(change);
         }
     }
     Ok(changes)
@@ -162,6 +188,9 @@ fn map_change<'a>(field: Cow<'a, str>, raw_value: &'a str, keep_raw: bool) -> Ma
             }
             None => (channel, items) = map_value(raw_value),
         }
+    } else if keep_raw {
+        // Other fields reach the raw-change callback only: the allow-list needs their number.
+        channel = phone_number_id(raw_value);
     }
     MappedChange {
         field,
@@ -172,7 +201,27 @@ fn map_change<'a>(field: Cow<'a, str>, raw_value: &'a str, keep_raw: bool) -> Ma
         },
         channel,
         items,
+        entry_key: String::new(),
     }
+}
+
+/// `metadata.phone_number_id` of any change's value, when it has one (account-level changes,
+/// such as template status updates, have none).
+fn phone_number_id(raw_value: &str) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct AnyValue<'a> {
+        #[serde(borrow)]
+        metadata: Option<Metadata<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Metadata<'a> {
+        #[serde(borrow)]
+        phone_number_id: Option<Cow<'a, str>>,
+    }
+    serde_json::from_str::<AnyValue<'_>>(raw_value)
+        .ok()?
+        .metadata?
+        .phone_number_id
 }
 
 /// The general mapping of a `messages` change's value, through `serde_json::Value`: it takes
@@ -350,7 +399,9 @@ fn map_message(m: &Value, channel: &str, contacts: Option<&Vec<Value>>) -> Mappe
         ),
         "location" => (compact(content), kind.clone(), reply_to),
         "contacts" => (compact(content), "contact".to_string(), reply_to),
-        "interactive" => (interactive_text(content), kind.clone(), reply_to),
+        // Without its object (an interactive message Meta could not read, with `errors`), the
+        // whole message is what there is to deliver, as for unknown types.
+        "interactive" if content.is_object() => (interactive_text(content), kind.clone(), reply_to),
         "button" => {
             let text = str_at(content, "text").or_else(|| str_at(content, "payload"));
             (text.unwrap_or("").to_string(), kind.clone(), reply_to)
@@ -362,7 +413,7 @@ fn map_message(m: &Value, channel: &str, contacts: Option<&Vec<Value>>) -> Mappe
         _ => (compact(m), kind.clone(), reply_to),
     };
     MappedItem {
-        dedupe_key: dedupe_key(&["m:", &id]),
+        dedupe_key: dedupe_key(&id, &["m:", &id]),
         media,
         message: InboundMessage::new(&msg, &tel, channel, &out_kind, &id, refers_to.as_deref()),
     }
@@ -385,7 +436,13 @@ fn interactive_text(content: &Value) -> String {
 fn map_status(s: &Value, channel: &str) -> MappedItem {
     let id = str_at(s, "id").unwrap_or("").to_string();
     let status = str_at(s, "status").unwrap_or("unknown").to_string();
-    let tel = str_at(s, "recipient_id")
+    // A message sent to a group gets a receipt from each participant: the participant is the
+    // recipient that tells them apart (the group is known by the message id).
+    let participant = str_at(s, "recipient_participant_id")
+        .filter(|p| !p.is_empty())
+        .or_else(|| str_at(s, "recipient_participant_user_id").filter(|p| !p.is_empty()));
+    let tel = participant
+        .or_else(|| str_at(s, "recipient_id"))
         .or_else(|| str_at(s, "recipient_user_id"))
         .unwrap_or("")
         .to_string();
@@ -402,7 +459,10 @@ fn map_status(s: &Value, channel: &str) -> MappedItem {
         status.clone()
     };
     MappedItem {
-        dedupe_key: dedupe_key(&["s:", &id, ":", &status]),
+        dedupe_key: match participant {
+            Some(participant) => dedupe_key(&id, &["s:", &id, ":", &status, ":", participant]),
+            None => dedupe_key(&id, &["s:", &id, ":", &status]),
+        },
         media: None,
         message: InboundMessage::new(
             &msg,

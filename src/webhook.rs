@@ -3,6 +3,7 @@
 //! allow-list, and queueing the mapped callbacks (never awaited before answering).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
@@ -50,13 +51,16 @@ pub struct WebhookHandler {
     sink: Arc<dyn EventSink>,
     dedupe: Dedupe,
     /// Changes without message or status ids (account updates, template updates...) are
-    /// recognised by a hash of their content.
+    /// recognised by their entry's account and time and their content.
     raw_dedupe: Dedupe,
     max_body: usize,
     allowed_channels: HashSet<String>,
     raw_changes: bool,
     /// The durable store keeps the dedupe window across restarts.
     durable: Option<Arc<Durable>>,
+    /// Set when the client closes: no callback may follow its close-complete, so deliveries
+    /// are refused (Meta retries them, to the next client).
+    closed: AtomicBool,
 }
 
 /// Decodes `sha256=<hex>`; `None` when malformed.
@@ -150,7 +154,13 @@ impl WebhookHandler {
             allowed_channels: settings.allowed_channels,
             raw_changes: settings.raw_changes,
             durable,
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// From now on POSTs are answered 503 without callbacks (the client is closing).
+    pub fn refuse_deliveries(&self) {
+        self.closed.store(true, Ordering::Release);
     }
 
     pub fn max_body(&self) -> usize {
@@ -184,6 +194,9 @@ impl WebhookHandler {
     }
 
     fn receive(&self, signature: Option<&str>, body: &[u8]) -> Reply {
+        if self.closed.load(Ordering::Acquire) {
+            return Reply::text(503, "client closed");
+        }
         if body.len() > self.max_body {
             return Reply::text(413, "payload too large");
         }
@@ -209,12 +222,20 @@ impl WebhookHandler {
         let mut events = Vec::new();
         let mut remembered = Vec::new();
         for change in changes {
-            if let Some(channel) = &change.channel {
-                if !self.allowed_channels.is_empty()
-                    && !self.allowed_channels.contains(channel.as_ref())
-                {
-                    tracing::info!(channel = %channel, "webhook change for a phone number not in the allow-list dropped");
-                    continue;
+            if !self.allowed_channels.is_empty() {
+                match &change.channel {
+                    Some(channel) if !self.allowed_channels.contains(channel.as_ref()) => {
+                        tracing::info!(channel = %channel, "webhook change for a phone number not in the allow-list dropped");
+                        continue;
+                    }
+                    // Messages and statuses always name their number: without it, nothing
+                    // says the change is for an allowed one.
+                    None if change.field == "messages" => {
+                        tracing::info!("webhook messages change without a phone number id dropped (allow-list set)");
+                        continue;
+                    }
+                    // Listed, or a change of the whole account (no phone number).
+                    _ => {}
                 }
             }
             let had_items = !change.items.is_empty();
@@ -229,11 +250,13 @@ impl WebhookHandler {
             let first_event = events.len();
             let mut any_fresh = false;
             for item in change.items {
-                if !self.dedupe.first_time(&item.dedupe_key) {
+                // An empty key (no message id) identifies nothing: always delivered.
+                let keyed = !item.dedupe_key.is_empty();
+                if keyed && !self.dedupe.first_time(&item.dedupe_key) {
                     continue;
                 }
                 any_fresh = true;
-                if self.durable.is_some() {
+                if keyed && self.durable.is_some() {
                     remembered.push(item.dedupe_key);
                 }
                 if let Some(media) = item.media {
@@ -245,8 +268,13 @@ impl WebhookHandler {
                 let new_change = if had_items {
                     any_fresh
                 } else {
-                    // The dedupe window keeps fingerprints of its keys: the text itself is the key.
-                    let key = format!("{}\n{}", change.field, change.value_json);
+                    // A redelivery repeats the entry's account and time; the same value at
+                    // another time is a new event. The window keeps fingerprints of its keys:
+                    // the text itself is the key.
+                    let key = format!(
+                        "{}\n{}\n{}",
+                        change.entry_key, change.field, change.value_json
+                    );
                     self.raw_dedupe.first_time(&key)
                 };
                 if new_change {

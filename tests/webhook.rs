@@ -1074,3 +1074,289 @@ fn arbitrary_bytes_never_crash_the_handler() {
     }
     inbox.host.drain_inbound(SETTLE);
 }
+
+/// Account-level changes carry no id: a redelivery repeats the entry's account and time, while
+/// the same value at another time (a template approved again) or for another account is new.
+#[test]
+fn account_changes_that_repeat_later_are_delivered_again() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let update = |waba: &str, time: u64, event: &str| {
+            json!({"object":"whatsapp_business_account","entry":[{"id":waba,"time":time,"changes":[
+                {"value":{"event":event,"message_template_id":12345,"message_template_name":"order_update","message_template_language":"en_US","reason":null},
+                 "field":"message_template_status_update"}]}]})
+        };
+        for payload in [
+            update("35602", 1000, "APPROVED"),
+            update("35602", 1000, "APPROVED"), // redelivery
+            update("35602", 2000, "PAUSED"),
+            update("35602", 3000, "APPROVED"),
+            update("35602", 3000, "APPROVED"), // redelivery
+            update("77001", 3000, "APPROVED"), // another account
+        ] {
+            assert_eq!(inbox.deliver(&payload).status, 200);
+        }
+        let events: Vec<String> = inbox
+            .host
+            .drain_inbound(SETTLE)
+            .into_iter()
+            .filter(|i| i.kind == "raw")
+            .map(|i| {
+                let value: Value = serde_json::from_str(i.args[1].as_deref().unwrap()).unwrap();
+                value["event"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            events,
+            ["APPROVED", "PAUSED", "APPROVED", "APPROVED"],
+            "{way:?}"
+        );
+    });
+}
+
+/// A message without an id cannot be recognised again: never taken for a repeat of another.
+#[test]
+fn messages_without_an_id_are_always_delivered() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        for body in ["first", "second", "second"] {
+            let payload =
+                inbound_message(json!({"from":"16505551234","type":"text","text":{"body":body}}));
+            assert_eq!(inbox.deliver(&payload).status, 200);
+        }
+        let status = envelope(json!({"metadata":{"phone_number_id":PHONE_ID},
+            "statuses":[{"status":"read","recipient_id":"16505551234"}]}));
+        assert_eq!(inbox.deliver(&status).status, 200);
+        assert_eq!(inbox.deliver(&status).status, 200);
+        let got: Vec<_> = inbox
+            .mapped()
+            .into_iter()
+            .map(|i| (i.args[0].clone().unwrap(), i.args[3].clone().unwrap()))
+            .collect();
+        let pair = |msg: &str, kind: &str| (msg.to_string(), kind.to_string());
+        assert_eq!(
+            got,
+            [
+                pair("first", "text"),
+                pair("second", "text"),
+                pair("second", "text"),
+                pair("read", "status"),
+                pair("read", "status"),
+            ],
+            "{way:?}"
+        );
+    });
+}
+
+/// A message sent to a group gets a receipt from each participant (cloud-api.md §5.7): each
+/// is delivered once, with the participant as `tel`.
+#[test]
+fn group_receipts_are_delivered_per_participant() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let receipt = |status: &str, participant: Option<&str>| {
+            let mut s = json!({"id":"wamid.GROUP","status":status,"timestamp":"1698266945",
+                "recipient_id":"120363040000000000","recipient_type":"group",
+                "biz_opaque_callback_data":"announce-7"});
+            if let Some(participant) = participant {
+                s["recipient_participant_id"] = json!(participant);
+                s["recipient_participant_user_id"] = json!("US.123456");
+            }
+            s
+        };
+        let payload = envelope(json!({"metadata":{"phone_number_id":PHONE_ID},"statuses":[
+            receipt("sent", None),
+            receipt("read", Some("16505551234")),
+            receipt("read", Some("16505559876")),
+        ]}));
+        assert_eq!(inbox.deliver(&payload).status, 200);
+        // A redelivery of one participant's receipt.
+        let again = envelope(json!({"metadata":{"phone_number_id":PHONE_ID},
+            "statuses":[receipt("read", Some("16505559876"))]}));
+        assert_eq!(inbox.deliver(&again).status, 200);
+        // Without a phone number, the participant's business-scoped user id.
+        let mut by_user = receipt("delivered", None);
+        by_user["recipient_participant_user_id"] = json!("US.777");
+        let by_user =
+            envelope(json!({"metadata":{"phone_number_id":PHONE_ID},"statuses":[by_user]}));
+        assert_eq!(inbox.deliver(&by_user).status, 200);
+        let got: Vec<_> = inbox.mapped().into_iter().map(|i| i.args).collect();
+        let status = |msg: &str, tel: &str| {
+            vec![
+                s(msg),
+                s(tel),
+                s(PHONE_ID),
+                s("status"),
+                s("wamid.GROUP"),
+                s("announce-7"),
+            ]
+        };
+        assert_eq!(
+            got,
+            [
+                status("sent", "120363040000000000"),
+                status("read", "16505551234"),
+                status("read", "16505559876"),
+                status("delivered", "US.777"),
+            ],
+            "{way:?}"
+        );
+    });
+}
+
+/// Interactive replies other than the documented three carry their interactive object; one
+/// without that object (Meta could not read it) carries the whole message.
+#[test]
+fn other_interactive_messages_are_delivered_as_documented() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        let permission = json!({"type":"call_permission_reply",
+            "call_permission_reply":{"response":"accept","is_permanent":false,"response_source":"user_action"}});
+        let unreadable = json!({"from":"16505551234","id":"wamid.IERR","timestamp":"1","type":"interactive",
+            "errors":[{"code":131051,"title":"Message type unknown","message":"Message type unknown",
+                "error_data":{"details":"Message type is currently not supported."}}]});
+        for message in [
+            json!({"from":"16505551234","id":"wamid.CALL","timestamp":"1","type":"interactive","interactive":permission}),
+            unreadable.clone(),
+        ] {
+            assert_eq!(inbox.deliver(&inbound_message(message)).status, 200);
+        }
+        let got = inbox.mapped();
+        assert_eq!(got.len(), 2, "{way:?}: {got:?}");
+        assert_eq!(got[0].args[3].as_deref(), Some("interactive"));
+        let msg: Value = serde_json::from_str(got[0].args[0].as_deref().unwrap()).unwrap();
+        assert_eq!(msg, permission, "{way:?}");
+        assert_eq!(got[1].args[3].as_deref(), Some("interactive"));
+        let msg: Value = serde_json::from_str(got[1].args[0].as_deref().unwrap()).unwrap();
+        assert_eq!(msg, unreadable, "{way:?}");
+    });
+}
+
+/// With an allow-list, every change that names a phone number is checked (not only messages),
+/// a messages change naming none is dropped, and changes of the whole account still arrive.
+#[test]
+fn the_allow_list_covers_every_field() {
+    both_ways(|way| {
+        let inbox = Inbox::with(way, |o| {
+            assert_eq!(
+                wa_options_add_allowed_channel(o.0, cstr(PHONE_ID).as_ptr()),
+                wa_result::WA_OK
+            );
+        });
+        let change = |field: &str, value: Value| {
+            json!({"object":"whatsapp_business_account","entry":[{"id":"35602","time":1,
+                "changes":[{"value":value,"field":field}]}]})
+        };
+        let preferences = |phone: &str| {
+            json!({"messaging_product":"whatsapp",
+                "metadata":{"display_phone_number":"15550783881","phone_number_id":phone},
+                "contacts":[{"profile":{"name":"X"},"wa_id":"16505551234"}],
+                "user_preferences":[{"wa_id":"16505551234","detail":"User requested to stop marketing messages","category":"marketing_messages","value":"stop","timestamp":1}]})
+        };
+        for payload in [
+            change("user_preferences", preferences("999OTHER")),
+            change("user_preferences", preferences(PHONE_ID)),
+            change("account_update", json!({"event":"VERIFIED_ACCOUNT"})),
+            change(
+                "messages",
+                json!({"messaging_product":"whatsapp",
+                "messages":[{"from":"16505551234","id":"wamid.NOMETA","type":"text","text":{"body":"?"}}]}),
+            ),
+        ] {
+            assert_eq!(inbox.deliver(&payload).status, 200);
+        }
+        let got = inbox.host.drain_inbound(SETTLE);
+        let delivered: Vec<_> = got
+            .iter()
+            .map(|i| {
+                let value: Value = i
+                    .args
+                    .get(1)
+                    .and_then(|v| v.as_deref())
+                    .and_then(|v| serde_json::from_str(v).ok())
+                    .unwrap_or(Value::Null);
+                (
+                    i.kind.to_string(),
+                    i.args[0].clone().unwrap_or_default(),
+                    value["metadata"]["phone_number_id"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            delivered,
+            [
+                (
+                    "raw".to_string(),
+                    "user_preferences".to_string(),
+                    json!(PHONE_ID)
+                ),
+                ("raw".to_string(), "account_update".to_string(), Value::Null),
+            ],
+            "{way:?}: {got:?}"
+        );
+    });
+}
+
+/// After close no callback may come: POSTs are refused (503, so Meta delivers them again later)
+/// and produce none.
+#[test]
+fn posts_after_close_are_refused_without_callbacks() {
+    both_ways(|way| {
+        let inbox = Inbox::new(way);
+        inbox.host.close_and_wait(Duration::from_secs(10));
+        let reply = inbox.deliver(&inbound_message(
+            json!({"from":"16505551234","id":"wamid.LATE","type":"text","text":{"body":"late"}}),
+        ));
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (503, "client closed"),
+            "{way:?}"
+        );
+        assert!(inbox.host.drain_inbound(SETTLE).is_empty(), "{way:?}");
+        // Verification still answers (it delivers nothing).
+        let target =
+            format!("/webhook?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=42");
+        assert_eq!(inbox.request("GET", &target, None, b"").status, 200);
+    });
+}
+
+/// `WA_ERR_BUFFER_TOO_SMALL` gives the body's length; that plus one (the NUL) fits.
+#[test]
+fn a_too_small_answer_buffer_says_the_length_needed() {
+    use std::ffi::{c_char, CStr};
+    use whatsapp_connector::ffi::client::wa_client_webhook_request;
+    let inbox = Inbox::new(Way::HostFed);
+    let challenge = "c".repeat(300);
+    let target = cstr(&format!(
+        "/webhook?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge={challenge}"
+    ));
+    let answer = |capacity: usize| {
+        let (mut status, mut content_type, mut len) = (0u16, std::ptr::null(), 0usize);
+        let mut out = vec![1 as c_char; capacity];
+        let r = wa_client_webhook_request(
+            inbox.host.client,
+            cstr("GET").as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            0,
+            &mut status,
+            &mut content_type,
+            out.as_mut_ptr(),
+            out.len(),
+            &mut len,
+        );
+        // SAFETY: NUL-terminated by the library on WA_OK.
+        let text = (r == wa_result::WA_OK).then(|| {
+            unsafe { CStr::from_ptr(out.as_ptr()) }
+                .to_str()
+                .unwrap()
+                .to_string()
+        });
+        (r, len, text)
+    };
+    let (r, needed, _) = answer(256);
+    assert_eq!((r, needed), (wa_result::WA_ERR_BUFFER_TOO_SMALL, 300));
+    assert_eq!(answer(needed).0, wa_result::WA_ERR_BUFFER_TOO_SMALL);
+    assert_eq!(answer(needed + 1), (wa_result::WA_OK, 300, Some(challenge)));
+}

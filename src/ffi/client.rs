@@ -814,9 +814,9 @@ pub extern "C" fn wa_client_webhook_port(
 /// be NULL when `body_len` is 0). On WA_OK, `*out_status` is the HTTP status to answer,
 /// `*out_content_type` (may be NULL) a static content type, and the body is copied into
 /// `out_body` (`out_body_cap` bytes, NUL-terminated) with its length in `*out_body_len` (may be
-/// NULL). `WA_ERR_BUFFER_TOO_SMALL` when the body does not fit (`*out_body_len` then says how
-/// much is needed; nothing else is written, but a POST was processed: calling again answers it
-/// as a redelivery). 256 bytes always suffice except for the echo of a verification challenge,
+/// NULL). `WA_ERR_BUFFER_TOO_SMALL` when the body does not fit (`*out_body_len` then holds the
+/// body's length, so `out_body_cap` must be at least that plus one for the NUL; nothing else is
+/// written, but a POST was processed: calling again answers it as a redelivery). 256 bytes always suffice except for the echo of a verification challenge,
 /// which is as long as the challenge Meta sent.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]

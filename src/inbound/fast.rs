@@ -145,12 +145,14 @@ fn message<'a>(scanner: &mut Scanner<'a>) -> Option<Message<'a>> {
     })
 }
 
-const STATUS_FIELDS: [&str; 5] = [
+const STATUS_FIELDS: [&str; 7] = [
     "id",
     "status",
     "recipient_id",
     "recipient_user_id",
     "biz_opaque_callback_data",
+    "recipient_participant_id",
+    "recipient_participant_user_id",
 ];
 
 /// An array field whose elements are read by `element`; null is an empty array.
@@ -316,6 +318,7 @@ fn change<'a>(scanner: &mut Scanner<'a>) -> Option<MappedChange<'a>> {
         value_json: String::new(),
         channel,
         items,
+        entry_key: String::new(),
     })
 }
 
@@ -380,14 +383,19 @@ fn map_message(
         refers_to.as_deref(),
     )?;
     Some(MappedItem {
-        dedupe_key: dedupe_key(&["m:", id]),
+        dedupe_key: dedupe_key(id, &["m:", id]),
         media,
         message,
     })
 }
 
-fn map_status(fields: [Text<'_>; 5], channel: &str) -> Option<MappedItem> {
-    let [id, status, recipient_id, recipient_user_id, callback_data] = fields;
+fn map_status(fields: [Text<'_>; 7], channel: &str) -> Option<MappedItem> {
+    let [id, status, recipient_id, recipient_user_id, callback_data, participant, participant_user] =
+        fields;
+    // A group participant's receipt (rare) is left to the general mapping.
+    if participant.is_some() || participant_user.is_some() {
+        return None;
+    }
     let status = decode_field(status)?;
     let status = status.as_deref().unwrap_or("unknown");
     // A failure's text comes from its `errors` array: left to the general mapping.
@@ -402,7 +410,7 @@ fn map_status(fields: [Text<'_>; 5], channel: &str) -> Option<MappedItem> {
     };
     let callback_data = decode_field(callback_data)?;
     Some(MappedItem {
-        dedupe_key: dedupe_key(&["s:", id, ":", status]),
+        dedupe_key: dedupe_key(id, &["s:", id, ":", status]),
         media: None,
         message: InboundMessage::new(
             status,
