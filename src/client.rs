@@ -274,7 +274,11 @@ impl Client {
             seq,
         };
         if self.commands.send(Command::Send(outgoing)).is_err() {
-            // The outbox already finished closing: the message was not accepted.
+            // The outbox already finished closing: the message was not accepted, so it must not
+            // be sent by the next client on this store either.
+            if let (Some(durable), Some(seq)) = (&self.durable, seq) {
+                durable.remove(&[seq]);
+            }
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
             return Err(SendRejected::Closed);
         }

@@ -159,3 +159,56 @@ fn the_webhook_dedupe_window_survives_a_restart() {
     drop(host);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A send that loses the race with close is refused (WA_ERR_CLOSED): it must not stay in the
+/// store to be sent by the next client. Senders race a close many times; after each close,
+/// whose results were all dispatched (which forgets their rows), the store holds nothing.
+#[test]
+fn sends_refused_by_a_finished_close_leave_nothing_in_the_store() {
+    let emu = Emulator::start();
+    let dir = temp_dir("close-race");
+    for round in 0..20 {
+        let store = dir.join(format!("outbox-{round}.db"));
+        let mut host = Host::new(&durable_opts(&emu, &store));
+        let client = host.client as usize;
+        let senders: Vec<_> = (0..3)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let (json, kind, channel) =
+                        (cstr(r#"{"body":"x"}"#), cstr("text"), cstr(PHONE_ID));
+                    let to = cstr(&format!("+1555000{t:04}"));
+                    // Until refused: the last call is the one that meets the close.
+                    loop {
+                        let r = wa_client_send_message(
+                            client as *mut wa_client,
+                            json.as_ptr(),
+                            to.as_ptr(),
+                            kind.as_ptr(),
+                            channel.as_ptr(),
+                            std::ptr::null(),
+                            std::ptr::null(),
+                            std::ptr::null_mut(),
+                        );
+                        if r != wa_result::WA_OK {
+                            assert_eq!(r, wa_result::WA_ERR_CLOSED);
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        host.close_and_wait(10 * SECS);
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        host.free();
+        let reopened = Host::new(&durable_opts(&emu, &store));
+        assert_eq!(
+            wa_client_pending(reopened.client),
+            0,
+            "round {round}: a refused send was kept in the store"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
