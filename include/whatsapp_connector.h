@@ -520,7 +520,9 @@ wa_result wa_onboarding_new(wa_client *client,
 // without override). Stages: FETCH_TOKEN (`GET /oauth/access_token`; the token is then set on
 // the client), REGISTER_WEBHOOKS (the client's webhook token is set to `webhook_token`, then
 // `POST /{waba}/subscribed_apps`), REGISTER_PHONE (`POST /{phone}/register` with the PIN).
-// Exactly one `onboard_result` follows an accepted call; bad arguments are refused at once.
+// Exactly one `onboard_result` follows an accepted call, before the onboarding's and the
+// client's `close_complete`; bad arguments are refused at once, and `WA_ERR_CLOSED` once the
+// onboarding or its client was closed.
 wa_result wa_onboarding_onboard(wa_onboarding *onboarding,
                                 void *request_ctx,
                                 const char *src,

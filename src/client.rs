@@ -360,6 +360,11 @@ impl Client {
         let id = self.next_run.fetch_add(1, Ordering::Relaxed);
         let progress = Arc::new(Progress::default());
         let mut runs = self.onboarding_runs.lock();
+        // Checked again under the lock that `close` and `close_onboarding` take: a run is
+        // either registered before they end the runs, or refused.
+        if self.closed.load(Ordering::Acquire) || runs.closed.contains(&onboarding) {
+            return Err(SendRejected::Closed);
+        }
         let (commands, credentials, sink, all_runs) = (
             self.commands.clone(),
             self.credentials.clone(),
@@ -380,7 +385,7 @@ impl Client {
                     .await;
             // Whoever takes the run out of the registry delivers its result.
             let mut runs = all_runs.lock();
-            let Some(list) = runs.get_mut(&onboarding) else {
+            let Some(list) = runs.by_onboarding.get_mut(&onboarding) else {
                 return;
             };
             let Some(position) = list.iter().position(|r| r.id == id) else {
@@ -403,7 +408,7 @@ impl Client {
                 error: outcome.error.map(|e| credentials.redact(&e)),
             });
         });
-        runs.entry(onboarding).or_default().push(Run {
+        runs.by_onboarding.entry(onboarding).or_default().push(Run {
             id,
             request_ctx,
             src,
@@ -417,7 +422,10 @@ impl Client {
     /// `OnboardingClosed` when `announce` is set.
     pub fn close_onboarding(&self, onboarding: u64, announce: bool) {
         let mut runs = self.onboarding_runs.lock();
-        for run in runs.remove(&onboarding).unwrap_or_default() {
+        if announce {
+            runs.closed.insert(onboarding);
+        }
+        for run in runs.by_onboarding.remove(&onboarding).unwrap_or_default() {
             if let Some(abort) = &run.abort {
                 abort.abort();
             }
@@ -437,12 +445,13 @@ impl Client {
 
     /// Drops the runs of `onboarding` without any event (its object is being freed).
     pub fn forget_onboarding(&self, onboarding: u64) {
-        for run in self
-            .onboarding_runs
-            .lock()
-            .remove(&onboarding)
-            .unwrap_or_default()
-        {
+        let runs = {
+            let mut state = self.onboarding_runs.lock();
+            // The object is gone: nothing can start a run on it any more.
+            state.closed.remove(&onboarding);
+            state.by_onboarding.remove(&onboarding)
+        };
+        for run in runs.unwrap_or_default() {
             if let Some(abort) = run.abort {
                 abort.abort();
             }
@@ -461,13 +470,22 @@ impl Client {
 
     /// Starts an orderly close (idempotent); `CloseComplete` is the last event.
     pub fn close(&self) {
+        // Marked closed first: `onboard` checks it under the runs' lock, so every run either
+        // is among those ended below or was refused.
+        let first_close = !self.closed.swap(true, Ordering::AcqRel);
+        self.webhook.refuse_deliveries();
         // Onboarding runs get their results before the client's close completes.
-        let open: Vec<u64> = self.onboarding_runs.lock().keys().copied().collect();
+        let open: Vec<u64> = self
+            .onboarding_runs
+            .lock()
+            .by_onboarding
+            .keys()
+            .copied()
+            .collect();
         for onboarding in open {
             self.close_onboarding(onboarding, false);
         }
-        self.webhook.refuse_deliveries();
-        if !self.closed.swap(true, Ordering::AcqRel) {
+        if first_close {
             let _ = self.commands.send(Command::Close);
         }
     }

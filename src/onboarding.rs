@@ -313,7 +313,16 @@ async fn post(
 /// Runs in progress, by onboarding object; the run removed from here delivers its result.
 #[derive(Default)]
 pub struct Runs {
-    runs: Mutex<HashMap<u64, Vec<Run>>>,
+    state: Mutex<RunsState>,
+}
+
+#[derive(Default)]
+pub struct RunsState {
+    pub by_onboarding: HashMap<u64, Vec<Run>>,
+    /// Onboarding objects closed by the host: no run may start (and report) after their
+    /// close-complete. Checked and set under this lock, so that a start racing the close
+    /// either is ended by it or is refused.
+    pub closed: std::collections::HashSet<u64>,
 }
 
 pub struct Run {
@@ -325,8 +334,8 @@ pub struct Run {
 }
 
 impl Runs {
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Run>>> {
-        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, RunsState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

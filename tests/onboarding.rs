@@ -617,3 +617,77 @@ fn bad_arguments_are_refused_and_free_is_safe() {
     wa_onboarding_free(o.onboarding);
     assert_eq!(o.seen.lock().unwrap().destroyed, 1);
 }
+
+/// After its close-complete an onboarding takes no run: nothing may follow that callback.
+#[test]
+fn a_closed_onboarding_refuses_new_runs() {
+    let o = Onboarder::new();
+    let (code, waba, phone) = o.code(json!({}));
+    assert_eq!(wa_onboarding_close(o.onboarding), wa_result::WA_OK);
+    assert_eq!(o.full(1, &code, &waba, &phone), wa_result::WA_ERR_CLOSED);
+    let deadline = Instant::now() + 2 * SECS;
+    while Instant::now() < deadline {
+        let _ = whatsapp_connector::ffi::client::wa_client_wait(
+            o.host.client,
+            50,
+            std::ptr::null_mut(),
+        );
+    }
+    assert_eq!(o.seen.lock().unwrap().order, vec!["close"]);
+    wa_onboarding_free(o.onboarding);
+}
+
+/// Runs started while the client closes: each accepted one reports exactly once, before the
+/// client's close-complete (the last callback); the others are refused with WA_ERR_CLOSED.
+#[test]
+fn runs_racing_the_client_close_each_report_before_it_completes() {
+    for round in 0..10 {
+        let o = Onboarder::new();
+        let onboarding = o.onboarding as usize;
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let starters: Vec<_> = (0..2)
+            .map(|t| {
+                let accepted = accepted.clone();
+                std::thread::spawn(move || {
+                    let s = |v: &str| cstr(v);
+                    let (src, code, verify) = (s("race"), s("no-such-code"), s(VERIFY));
+                    let (waba, uri, phone, pin) =
+                        (s("524126980791429"), s(""), s("106540352242922"), s(PIN));
+                    loop {
+                        let r = wa_onboarding_onboard(
+                            onboarding as *mut wa_onboarding,
+                            common::ctx(t),
+                            src.as_ptr(),
+                            std::ptr::null(),
+                            code.as_ptr(),
+                            verify.as_ptr(),
+                            waba.as_ptr(),
+                            uri.as_ptr(),
+                            phone.as_ptr(),
+                            pin.as_ptr(),
+                            WA_ONBOARDING_FETCH_TOKEN as u32,
+                        );
+                        if r != wa_result::WA_OK {
+                            assert_eq!(r, wa_result::WA_ERR_CLOSED);
+                            return;
+                        }
+                        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(5));
+        o.host.close_and_wait(10 * SECS);
+        for starter in starters {
+            starter.join().unwrap();
+        }
+        // Read before asserting: a poisoned lock would abort in the destroy callback.
+        let reported = o.seen.lock().unwrap().outcomes.len();
+        wa_onboarding_free(o.onboarding);
+        assert_eq!(
+            reported,
+            accepted.load(std::sync::atomic::Ordering::Relaxed),
+            "round {round}: every accepted run reports once, before close-complete"
+        );
+    }
+}

@@ -149,7 +149,9 @@ pub extern "C" fn wa_onboarding_new(
 /// without override). Stages: FETCH_TOKEN (`GET /oauth/access_token`; the token is then set on
 /// the client), REGISTER_WEBHOOKS (the client's webhook token is set to `webhook_token`, then
 /// `POST /{waba}/subscribed_apps`), REGISTER_PHONE (`POST /{phone}/register` with the PIN).
-/// Exactly one `onboard_result` follows an accepted call; bad arguments are refused at once.
+/// Exactly one `onboard_result` follows an accepted call, before the onboarding's and the
+/// client's `close_complete`; bad arguments are refused at once, and `WA_ERR_CLOSED` once the
+/// onboarding or its client was closed.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn wa_onboarding_onboard(
