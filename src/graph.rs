@@ -189,6 +189,18 @@ impl GraphClient {
             .and_then(parse_retry_after);
         let body = match read_limited(response).await {
             Ok(body) => body,
+            // Graph accepted the message: sending it again would deliver it twice.
+            Err(_) if (200..300).contains(&status) => {
+                return Attempt::Failed(Failure {
+                    error: DeliveryError::OtherHttp,
+                    text: format!(
+                        "HTTP {status}, but the answer was cut off: the message was probably                          sent (not retried, to avoid a duplicate)"
+                    ),
+                    retryable: false,
+                    retry_after: None,
+                    pair_rate_limited: false,
+                })
+            }
             Err(e) => return transport_failure(&e),
         };
         if (200..300).contains(&status) {

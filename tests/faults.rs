@@ -541,3 +541,49 @@ fn token_revoked_mid_burst() {
         "no message was retried after a 401"
     );
 }
+
+/// Graph answered 200 but the connection broke inside the answer's body: the message was
+/// accepted, so it is not sent again (a retry would deliver it twice); the host gets an
+/// OTHER_HTTP result that says so.
+#[test]
+fn a_success_answer_cut_off_is_not_retried() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // The request head and its small body, then an answer promising more than it sends.
+            let mut request = [0u8; 65536];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"messaging_product\":",
+            );
+        }
+    });
+    let mut raw = std::ptr::null_mut();
+    assert_eq!(wa_options_new(&mut raw), wa_result::WA_OK);
+    let opts = Opts(raw);
+    let base = format!("http://127.0.0.1:{port}");
+    assert_eq!(
+        wa_options_set_graph_base_url(opts.0, cstr(&base).as_ptr()),
+        wa_result::WA_OK
+    );
+    assert_eq!(
+        wa_options_set_retry(opts.0, 4, 60_000, 20, 200),
+        wa_result::WA_OK
+    );
+    let host = Host::new(&opts);
+    host.set_token(TOKEN);
+    assert_eq!(host.text("hi", "+15551234567", 1), wa_result::WA_OK);
+    let result = host.wait_results(1, 20 * SECS).remove(0);
+    assert_eq!(result.error, WHATSAPP_ERR_OTHER_HTTP, "{result:?}");
+    assert!(
+        result.content.contains("the answer was cut off"),
+        "{result:?}"
+    );
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
