@@ -370,7 +370,7 @@ impl MediaClient {
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            if content_type.starts_with("text/html") {
+            if is_html_page(content_type) {
                 return fail(
                     DeliveryError::OtherHttp,
                     "the media host answered an HTML page instead of the media",
@@ -561,9 +561,39 @@ impl MediaClient {
     }
 }
 
+/// Whether a `Content-Type` names an HTML page (media types are case-insensitive, RFC 9110
+/// §8.3.1).
+fn is_html_page(content_type: &str) -> bool {
+    content_type
+        .trim_start()
+        .get(..9)
+        .is_some_and(|t| t.eq_ignore_ascii_case("text/html"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_pages_are_recognised_in_any_case() {
+        for html in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "TEXT/HTML",
+            "Text/Html;q=1",
+        ] {
+            assert!(is_html_page(html), "{html}");
+        }
+        for media in [
+            "",
+            "image/jpeg",
+            "text/plain",
+            "text/htm",
+            "application/xhtml+xml",
+        ] {
+            assert!(!is_html_page(media), "{media}");
+        }
+    }
 
     #[test]
     fn upload_limits_follow_the_reference() {

@@ -74,6 +74,10 @@ pub fn validate_channel(channel: &str) -> Result<(), InvalidMessage> {
             "channel (the phone number id) may contain only letters, digits, '_', '-' and '.'",
         ));
     }
+    // A URL resolves these path segments away: `{version}/../messages` would drop the version.
+    if channel == "." || channel == ".." {
+        return Err(arg("channel (the phone number id) cannot be '.' or '..'"));
+    }
     Ok(())
 }
 
@@ -459,6 +463,16 @@ mod tests {
             std::str::from_utf8(&built.body).unwrap(),
             r#"{"messaging_product":"whatsapp","recipient_type":"individual","to":"+49 (151) 234-5678","type":"text","context":{"message_id":"wamid.Q\\"},"biz_opaque_callback_data":"say \"hi\"\n","text":{"body":"a \"quote\" and é"}}"#
         );
+    }
+
+    #[test]
+    fn channels_are_single_safe_path_segments() {
+        for good in ["106540352242922", "a.b", "...", "x_y-z"] {
+            assert!(validate_channel(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "a?b", "a%2e", &"1".repeat(65)] {
+            assert!(validate_channel(bad).is_err(), "{bad}");
+        }
     }
 
     /// The text fast path writes exactly what the general path writes, and leaves every
