@@ -100,3 +100,30 @@ fn c_demo_is_clean_under_valgrind() {
     assert!(ok, "valgrind reported errors or leaks:\n{text}");
     assert!(text.contains("PASS: 4 results"), "{text}");
 }
+
+/// Thread mode: freeing the client while its close_complete callback still runs (and calls
+/// the API) is safe: free waits for the dispatch thread, and the handle lives until then.
+/// Under valgrind when it is installed (an early free is an invalid read), natively otherwise.
+#[test]
+fn free_waits_for_a_callback_still_running_in_thread_mode() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let program = build(
+        "cc",
+        &["-std=c11", "-g", "-pthread"],
+        &manifest.join("tests/c/free_while_callback_runs.c"),
+        "free-while-callback-runs",
+    );
+    let under_valgrind = Command::new("valgrind").arg("--version").output().is_ok();
+    let (ok, text) = if under_valgrind {
+        run(&[
+            "valgrind".as_ref(),
+            "--error-exitcode=99".as_ref(),
+            program.as_os_str(),
+        ])
+    } else {
+        println!("valgrind is not installed: run natively");
+        run(&[program.as_os_str()])
+    };
+    assert!(ok, "{text}");
+    assert!(text.contains("PASS"), "{text}");
+}

@@ -693,14 +693,17 @@ pub extern "C" fn wa_client_free(client: *mut wa_client) {
         // SAFETY: the pointer came from wa_client_new and is freed once (header contract).
         let handle = unsafe { Box::from_raw(client) };
         let shared = handle.shared.clone();
-        drop(handle);
         if is_dispatching_here(&shared) {
             // Inside one of its callbacks: the dispatching frame finishes the job after the
             // callback returns.
             shared.free_requested.store(true, Ordering::Release);
         } else {
+            // The handle outlives the teardown: a callback still running on the dispatch thread
+            // (thread mode: the host cannot know when close_complete returned) may call the
+            // API with it until the thread is joined.
             shared.teardown();
         }
+        drop(handle);
     }));
 }
 
