@@ -499,14 +499,14 @@ impl Client {
         self.outstanding.load(Ordering::Acquire)
     }
 
-    /// Stops everything and joins the runtime's threads. After an earlier `close` it waits for
-    /// the close to finish (bounded by the drain time); without one it aborts at once.
-    /// Must not be called from a runtime thread.
+    /// Stops everything at once (a close still draining is cut short) and joins the runtime's
+    /// threads. Must not be called from a runtime thread.
     pub fn shutdown(&self) {
         self.webhook.refuse_deliveries();
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.commands.send(Command::Abort);
-        }
+        self.closed.store(true, Ordering::Release);
+        // Also after a close still draining: freeing ends at once (the results are discarded
+        // anyway), rather than holding the host's thread for the drain time.
+        let _ = self.commands.send(Command::Abort);
         let runtime = self
             .runtime
             .lock()

@@ -587,3 +587,29 @@ fn a_success_answer_cut_off_is_not_retried() {
     );
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// Freeing a client whose close is still draining ends it at once (its results are discarded,
+/// as the header says), instead of holding the host's thread for the drain time.
+#[test]
+fn free_during_a_close_does_not_wait_for_the_drain() {
+    let emu = Emulator::start();
+    emu.fault(json!({"action": {"delay_ms": 60000}}));
+    let opts = Opts::for_emulator(&emu);
+    assert_eq!(
+        wa_options_set_drain_timeout_ms(opts.0, 60_000),
+        wa_result::WA_OK
+    );
+    let mut host = Host::new(&opts);
+    host.set_token(TOKEN);
+    assert_eq!(host.text("held", "+15551234567", 1), wa_result::WA_OK);
+    // On the wire (the emulator records a request only once answered), answered in a minute;
+    // the close would wait as long for it.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(wa_client_close(host.client), wa_result::WA_OK);
+    let start = Instant::now();
+    host.free();
+    let took = start.elapsed();
+    // Far below the drain time (60 s); the bound only leaves room for a loaded machine.
+    assert!(took < Duration::from_secs(20), "free took {took:?}");
+    assert!(host.seen().results.is_empty(), "no result after free");
+}
