@@ -810,12 +810,13 @@ private:
         UWhatsAppClient* target = context != nullptr ? context : user_;
         if (target == nullptr)
             return;
+        std::weak_ptr<char> watch = life_; // the handler may delete this object, then throw
         try {
             target->WhatsAppClientSendMessageResult(this, error, info, content);
         } catch (const std::exception& e) {
-            ReportException("WhatsAppClientSendMessageResult", e.what());
+            ReportThrown(watch, this, "WhatsAppClientSendMessageResult", e.what());
         } catch (...) {
-            ReportException("WhatsAppClientSendMessageResult", "unknown exception");
+            ReportThrown(watch, this, "WhatsAppClientSendMessageResult", "unknown exception");
         }
     }
 
@@ -832,8 +833,19 @@ private:
         }
     }
 
-    // Reports an exception a U-method threw. Never throws; `this` is still alive here (the
-    // exception ended the callback before it returned into the trampoline).
+    // Reports an exception a U-method threw. A handler may delete the client and then throw:
+    // `watch`, taken before the handler ran, says whether `self` is still there.
+    static void ReportThrown(const std::weak_ptr<char>& watch, ClientImpl* self, const char* where,
+                             const char* what) noexcept
+    {
+        if (!watch.expired())
+            self->ReportException(where, what);
+        else
+            std::fprintf(stderr, "whatsapp-connector: exception from %s: %s\n", where,
+                         what != nullptr ? what : "");
+    }
+
+    // The same, for a live object. Never throws.
     void ReportException(const char* where, const char* what) noexcept
     {
         char line[600];
@@ -865,12 +877,13 @@ private:
         // before CloseComplete, which is the last callback.
         if (!self->DeliverRefusals())
             return;
+        std::weak_ptr<char> watch = self->life_; // the handler may delete the client, then throw
         try {
             self->user_->WhatsAppClientCloseComplete(self);
         } catch (const std::exception& e) {
-            self->ReportException("WhatsAppClientCloseComplete", e.what());
+            ReportThrown(watch, self, "WhatsAppClientCloseComplete", e.what());
         } catch (...) {
-            self->ReportException("WhatsAppClientCloseComplete", "unknown exception");
+            ReportThrown(watch, self, "WhatsAppClientCloseComplete", "unknown exception");
         }
     }
 
@@ -894,12 +907,13 @@ private:
         ClientImpl* self = Self(userData);
         if (self == nullptr || self->user_ == nullptr)
             return;
+        std::weak_ptr<char> watch = self->life_; // the handler may delete the client, then throw
         try {
             self->user_->WhatsAppClientRecvMessage(self, msg, tel, channel, type, id, refersToId);
         } catch (const std::exception& e) {
-            self->ReportException("WhatsAppClientRecvMessage", e.what());
+            ReportThrown(watch, self, "WhatsAppClientRecvMessage", e.what());
         } catch (...) {
-            self->ReportException("WhatsAppClientRecvMessage", "unknown exception");
+            ReportThrown(watch, self, "WhatsAppClientRecvMessage", "unknown exception");
         }
     }
 
@@ -909,12 +923,13 @@ private:
         ClientImpl* self = Self(userData);
         if (self == nullptr || self->user_ == nullptr)
             return;
+        std::weak_ptr<char> watch = self->life_; // the handler may delete the client, then throw
         try {
             self->user_->WhatsAppClientRecvMedia(self, sender, channel, wamid, mediaId, mimeType);
         } catch (const std::exception& e) {
-            self->ReportException("WhatsAppClientRecvMedia", e.what());
+            ReportThrown(watch, self, "WhatsAppClientRecvMedia", e.what());
         } catch (...) {
-            self->ReportException("WhatsAppClientRecvMedia", "unknown exception");
+            ReportThrown(watch, self, "WhatsAppClientRecvMedia", "unknown exception");
         }
     }
 
@@ -923,12 +938,13 @@ private:
         ClientImpl* self = Self(userData);
         if (self == nullptr || self->user_ == nullptr)
             return;
+        std::weak_ptr<char> watch = self->life_; // the handler may delete the client, then throw
         try {
             self->user_->WhatsAppClientRawChange(self, field, valueJson);
         } catch (const std::exception& e) {
-            self->ReportException("WhatsAppClientRawChange", e.what());
+            ReportThrown(watch, self, "WhatsAppClientRawChange", e.what());
         } catch (...) {
-            self->ReportException("WhatsAppClientRawChange", "unknown exception");
+            ReportThrown(watch, self, "WhatsAppClientRawChange", "unknown exception");
         }
     }
 
@@ -1279,7 +1295,12 @@ public:
 
     ~OnboardingImpl() override
     {
-        life_.reset(); // posted deliveries for this object are skipped from now on
+        {
+            // Posted deliveries for this object are skipped from now on. Locked: in thread mode
+            // a result being delivered on the library's thread copies life_ meanwhile.
+            std::lock_guard<std::mutex> lock(lifeMutex_);
+            life_.reset();
+        }
         if (ClientAlive())
             services_->Quiesce(); // one running on another thread has returned
         if (onboarding_ != nullptr) {
@@ -1350,7 +1371,14 @@ public:
 
     wa_onboarding* capi() override { return onboarding_; }
 
-    std::weak_ptr<void> LifeToken() { return std::weak_ptr<void>(std::shared_ptr<void>(life_)); }
+    std::weak_ptr<void> LifeToken() { return std::weak_ptr<void>(Watch()); }
+
+    // A watch on this object's life, safe against the destructor on another thread.
+    std::weak_ptr<char> Watch()
+    {
+        std::lock_guard<std::mutex> lock(lifeMutex_);
+        return life_;
+    }
 
     // A line of this object (or of the seed-shaped Create finding no client, onboarding NULL) to
     // the user's log method, the host's log, and stderr when neither exists.
@@ -1469,14 +1497,14 @@ private:
         UWhatsAppOnboarding* target = context != nullptr ? context : user_;
         if (target == nullptr)
             return;
-        std::weak_ptr<char> watch = life_;
+        std::weak_ptr<char> watch = Watch(); // a handler may delete this object, then throw
         if (status != FINISHED) {
             try {
                 target->WhatsAppOnboardingError(this, info, status, error != nullptr ? error : "");
             } catch (const std::exception& e) {
-                ReportException("WhatsAppOnboardingError", e.what());
+                ReportThrown(watch, this, "WhatsAppOnboardingError", e.what());
             } catch (...) {
-                ReportException("WhatsAppOnboardingError", "unknown exception");
+                ReportThrown(watch, this, "WhatsAppOnboardingError", "unknown exception");
             }
             if (watch.expired())
                 return;
@@ -1484,9 +1512,9 @@ private:
         try {
             target->WhatsAppOnboardingOnboardResult(this, info, status, token);
         } catch (const std::exception& e) {
-            ReportException("WhatsAppOnboardingOnboardResult", e.what());
+            ReportThrown(watch, this, "WhatsAppOnboardingOnboardResult", e.what());
         } catch (...) {
-            ReportException("WhatsAppOnboardingOnboardResult", "unknown exception");
+            ReportThrown(watch, this, "WhatsAppOnboardingOnboardResult", "unknown exception");
         }
     }
 
@@ -1494,12 +1522,13 @@ private:
     {
         if (user_ == nullptr)
             return;
+        std::weak_ptr<char> watch = Watch(); // the handler may delete this object, then throw
         try {
             user_->WhatsAppOnboardingCloseComplete(this);
         } catch (const std::exception& e) {
-            ReportException("WhatsAppOnboardingCloseComplete", e.what());
+            ReportThrown(watch, this, "WhatsAppOnboardingCloseComplete", e.what());
         } catch (...) {
-            ReportException("WhatsAppOnboardingCloseComplete", "unknown exception");
+            ReportThrown(watch, this, "WhatsAppOnboardingCloseComplete", "unknown exception");
         }
     }
 
@@ -1508,13 +1537,17 @@ private:
         Report(this, user_, log_, ClientAlive() ? services_ : nullptr, level, text);
     }
 
-    // Reports an exception a U-method threw; `this` is still alive (the exception ended the
-    // callback before it returned).
-    void ReportException(const char* where, const char* what) noexcept
+    // Reports an exception a U-method threw. A handler may delete this object and then throw:
+    // `watch`, taken before the handler ran, says whether `self` is still there.
+    static void ReportThrown(const std::weak_ptr<char>& watch, OnboardingImpl* self, const char* where,
+                             const char* what) noexcept
     {
         char line[600];
         std::snprintf(line, sizeof line, "exception from %s: %s", where, what != nullptr ? what : "");
-        LogLine(WA_LOG_ERROR, line);
+        if (!watch.expired())
+            self->LogLine(WA_LOG_ERROR, line);
+        else
+            std::fprintf(stderr, "whatsapp-connector: %s\n", line);
     }
 
     // --- trampolines: every one is noexcept and catches all exceptions of user code ---
@@ -1549,6 +1582,7 @@ private:
     IInstanceLog* const log_;
     wa_onboarding* onboarding_ = nullptr;
     std::atomic<bool> closing_{false};
+    std::mutex lifeMutex_; // guards life_ (reset by the destructor, copied by deliveries)
     std::shared_ptr<char> life_ = std::make_shared<char>(0);
     Shim* shim_;
 };

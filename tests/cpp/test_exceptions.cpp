@@ -70,6 +70,28 @@ public:
     void WhatsAppClientLog(IWhatsAppClient*, int, const char*) override { throw std::runtime_error("log throws"); }
 };
 
+// Deletes the client in a handler, then throws (the header allows delete in any callback): the
+// report must not touch the deleted object.
+class DeleteThenThrow : public UWhatsAppClient {
+public:
+    IWhatsAppClient* client = nullptr;
+    int results = 0, closes = 0;
+    void WhatsAppClientSendMessageResult(IWhatsAppClient*, whatsapp_error_t, const char*, const char*) override
+    {
+        results++;
+        delete client;
+        client = nullptr;
+        throw std::runtime_error("after delete in result");
+    }
+    void WhatsAppClientCloseComplete(IWhatsAppClient* c) override
+    {
+        closes++;
+        delete c;
+        client = nullptr;
+        throw std::runtime_error("after delete in close complete");
+    }
+};
+
 bool Has(const std::vector<std::string>& lines, const std::string& text)
 {
     for (auto& line : lines)
@@ -125,6 +147,24 @@ int main()
         CHECK(loop.Run([&] { return a.results == 1 && b.results == 1; }, 10000));
         delete ca;
         delete cb;
+    });
+
+    test::Run("a handler deletes the client, then throws (refused send, close complete)", [&] {
+        DeleteThenThrow refused;
+        refused.client = IWhatsAppClient::Create(options, &refused);
+        CHECK(refused.client != nullptr);
+        IWhatsAppClient* c = refused.client;
+        c->SendMessage(nullptr, "{bad", kTo, "text", kChannel); // refused: delivered by Dispatch
+        CHECK(test::Pump(c, [&] { return refused.results == 1; }));
+        CHECK(refused.client == nullptr);
+
+        DeleteThenThrow closing;
+        closing.client = IWhatsAppClient::Create(options, &closing);
+        CHECK(closing.client != nullptr);
+        c = closing.client;
+        c->Close();
+        CHECK(test::Pump(c, [&] { return closing.closes == 1; }));
+        CHECK(closing.client == nullptr);
     });
 
     std::printf("the process survived every exception\n");

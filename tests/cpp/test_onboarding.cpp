@@ -185,6 +185,28 @@ public:
     }
 };
 
+// Deletes the onboarding in a handler, then throws: the report must not touch it.
+class DeleteThenThrow : public UWhatsAppOnboarding {
+public:
+    IWhatsAppOnboarding* onboarding = nullptr;
+    int errors = 0, closes = 0;
+    void WhatsAppOnboardingError(IWhatsAppOnboarding*, const char*, onboardingStatus, const char*) override
+    {
+        errors++;
+        delete onboarding;
+        onboarding = nullptr;
+        throw std::runtime_error("after delete in error");
+    }
+    void WhatsAppOnboardingOnboardResult(IWhatsAppOnboarding*, const char*, onboardingStatus, const char*) override {}
+    void WhatsAppOnboardingCloseComplete(IWhatsAppOnboarding* o) override
+    {
+        closes++;
+        delete o;
+        onboarding = nullptr;
+        throw std::runtime_error("after delete in close complete");
+    }
+};
+
 } // namespace
 
 int main()
@@ -316,6 +338,22 @@ int main()
         for (const auto& line : t.reports)
             std::printf("    reported: %s\n", line.c_str());
         delete o;
+        delete client;
+    });
+
+    test::Run("a handler deletes the onboarding, then throws (refusal, close complete)", [&] {
+        ClientUser u;
+        IWhatsAppClient* client = OnboardingClient(&u);
+        DeleteThenThrow refused;
+        refused.onboarding = IWhatsAppOnboarding::Create(client, &refused);
+        refused.onboarding->Onboard(nullptr, "x", nullptr, "code", kVerify, "1234", "", "5678", "1");
+        CHECK(test::Pump(client, [&] { return refused.errors == 1; }));
+        CHECK(refused.onboarding == nullptr);
+        DeleteThenThrow closing;
+        closing.onboarding = IWhatsAppOnboarding::Create(client, &closing);
+        closing.onboarding->Close();
+        CHECK(test::Pump(client, [&] { return closing.closes == 1; }));
+        CHECK(closing.onboarding == nullptr);
         delete client;
     });
 
