@@ -423,6 +423,17 @@ wa_result wa_client_wait(wa_client *client,
                          int32_t timeout_ms,
                          size_t *out_count);
 
+// Queues `task(arg)` to run where this client's callbacks run (its dispatch thread, or inside
+// `wa_client_dispatch`), after the callbacks already queued and never concurrently with them or
+// inside this call. For host code that must run in sequence with the callbacks, such as
+// reporting a refused call through the same callback a result would use. Accepted until
+// `close_complete` is queued (the task then runs before it); `WA_ERR_CLOSED` after that (the
+// task will not run). A task not yet run when the client is freed is dropped without running.
+// Any thread.
+wa_result wa_client_post(wa_client *client,
+                         void (*task)(void *arg),
+                         void *arg);
+
 // Messages accepted by this client and not yet answered (0 for NULL).
 size_t wa_client_pending(const wa_client *client);
 

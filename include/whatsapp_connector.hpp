@@ -28,7 +28,9 @@
  * RESULTS. Every SendMessage() / RequestMedia() gets exactly one result callback, on the
  * `context` given to that call (on the Create() `user` when `context` is NULL). A call the
  * library refuses at once (malformed JSON, unknown type, closed client, ...) also gets one: it
- * is delivered by the next Dispatch() (poll mode; the event fd is woken for it) with
+ * is delivered by the next Dispatch() (poll mode; the event fd is woken for it; with
+ * Options().DispatchMode(WA_DISPATCH_THREAD), on the library's dispatch thread like every
+ * other callback, never inside the call) with
  * WHATSAPP_ERR_CLOSING when the client is closed and WHATSAPP_ERR_BAD_REQUEST otherwise, and the
  * reason as `content`. TrySendMessage() returns the refusal code instead (no callback then).
  * Inbound messages (RecvMessage, RecvMedia, RawChange) and CloseComplete go to the `user` given
@@ -136,7 +138,8 @@ public:
     // Runs `task` on the client's dispatching thread: in the next Dispatch() (poll mode; the
     // event fd is woken for it), before the library's pending callbacks, or after them when
     // `afterLibrary` (then after every callback the library had queued when Post was called),
-    // unless `owner` expired by then. In thread mode (no loop of ours) inside this call.
+    // unless `owner` expired by then. In thread mode on the library's dispatch thread, in
+    // sequence with the callbacks (wa_client_post), never inside this call.
     virtual void Post(std::weak_ptr<void> owner, std::function<void()> task, bool afterLibrary) = 0;
     // Returns once no posted task runs on another thread (so an owner may be destroyed).
     virtual void Quiesce() noexcept = 0;
@@ -654,17 +657,14 @@ private:
     // --- detail::ClientServices (for IWhatsAppOnboarding) ---
     void Post(std::weak_ptr<void> owner, std::function<void()> task, bool afterLibrary) override
     {
-        if (threadMode_) {
-            // As for refusals: no loop of ours to defer to in thread mode.
-            std::shared_ptr<std::recursive_mutex> guard = taskRun_; // the task may delete this client
-            std::lock_guard<std::recursive_mutex> running(*guard);
-            if (!owner.expired())
-                task();
-            return;
-        }
         {
             std::lock_guard<std::mutex> lock(mutex_);
             tasks_.push_back(Task{std::move(owner), std::move(task), afterLibrary});
+        }
+        if (threadMode_) {
+            // Run on the library's dispatch thread, in sequence with the callbacks.
+            wa_client_post(client_, &OnPosted, shim_);
+            return;
         }
         if (wakeFd_ >= 0) {
             uint64_t one = 1;
@@ -769,14 +769,15 @@ private:
         item.info = callbackInfo != nullptr ? callbackInfo : "";
         std::string detail = LastErrorMessage();
         item.text = std::string(ResultText(r)) + (detail.empty() ? "" : ": " + detail);
-        if (threadMode_) {
-            // Thread mode has no loop of ours to defer to: reported inside this call.
-            DeliverResult(item.context, item.error, item.hasInfo ? item.info.c_str() : nullptr, item.text.c_str());
-            return;
-        }
         {
             std::lock_guard<std::mutex> lock(mutex_);
             deferred_.push_back(std::move(item));
+        }
+        if (threadMode_) {
+            // Delivered on the library's dispatch thread, in sequence with the callbacks (after
+            // close-complete nothing is: the call then gets no result, like any other).
+            wa_client_post(client_, &OnPosted, shim_);
+            return;
         }
         if (wakeFd_ >= 0) {
             uint64_t one = 1;
@@ -899,6 +900,22 @@ private:
         }
         if (ClientImpl* self = shim->impl.load())
             self->DeliverResult(context, error, callbackInfo, content);
+    }
+
+    // Thread mode: refusals and onboarding tasks posted with wa_client_post, run on the
+    // library's dispatch thread.
+    static void OnPosted(void* userData) noexcept
+    {
+        ClientImpl* self = Self(userData);
+        if (self == nullptr)
+            return;
+        std::weak_ptr<char> watch = self->life_; // a callback below may delete the client
+        if (!self->DeliverRefusals())
+            return;
+        self->RunTasks(watch, false);
+        if (watch.expired())
+            return;
+        self->RunTasks(watch, true);
     }
 
     static void OnRecvMessage(void* userData, const char* msg, const char* tel, const char* channel,
@@ -1163,7 +1180,8 @@ inline IWhatsAppClient* IWhatsAppClient::Create(const wa::Options& options, UWha
 // else NULL. When status is not FINISHED, WhatsAppOnboardingError(onboarding, src, status, text)
 // comes first on the same target with what went wrong. A call refused at once (bad arguments,
 // closed onboarding or client) gets both too, with status UNSTARTED, delivered by the client's
-// next Dispatch() (thread mode: inside the call). CloseComplete and log lines go to the `user`.
+// next Dispatch() (thread mode: on the dispatch thread, never inside the call). CloseComplete
+// and log lines go to the `user`.
 //
 // LIFETIME. Close(): runs still going end with their result (the stage reached), then
 // WhatsAppOnboardingCloseComplete as the last callback; `delete` inside it or later. When the
@@ -1471,7 +1489,8 @@ private:
         bool hasInfo = src != nullptr;
         std::string info = hasInfo ? src : "";
         std::string error = why;
-        // May run inside this call (thread mode) and delete this object: the last statement.
+        // The last statement: the delivery may delete this object (on another thread in thread
+        // mode).
         services_->Post(
             LifeToken(),
             [this, context, hasInfo, info, error] {

@@ -66,8 +66,42 @@ pub enum Event {
     OnboardingClosed {
         onboarding: u64,
     },
+    /// Work the host queued to run among its callbacks (`wa_client_post`).
+    HostTask(HostTask),
     /// Always the last event of a client.
     CloseComplete,
+}
+
+/// A host's closure, run once where the client's callbacks run. Shared so that `Event` stays
+/// `Clone` (the first run takes it; a clone runs nothing).
+#[derive(Clone)]
+pub struct HostTask(std::sync::Arc<Mutex<Option<BoxedTask>>>);
+
+type BoxedTask = Box<dyn FnOnce() + Send>;
+
+impl HostTask {
+    pub fn new(task: impl FnOnce() + Send + 'static) -> Self {
+        HostTask(std::sync::Arc::new(Mutex::new(Some(Box::new(task)))))
+    }
+
+    pub fn run(&self) {
+        let task = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            task();
+        }
+    }
+}
+
+impl std::fmt::Debug for HostTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostTask")
+    }
+}
+
+impl PartialEq for HostTask {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Several strings in one allocation, each followed by a NUL, so that an event costs one
@@ -570,7 +604,13 @@ impl EventSink for EventQueue {
 
 impl EventQueue {
     /// Queues `events` under one lock, with at most one wake-up of the consumer.
-    fn push_all(&self, events: impl IntoIterator<Item = Event>) {
+    /// Queues `event` unless close-complete was queued already; false then (nothing queued).
+    pub fn try_push(&self, event: Event) -> bool {
+        self.push_all(std::iter::once(event))
+    }
+
+    /// False when the queue had finished (close-complete queued): nothing was queued.
+    fn push_all(&self, events: impl IntoIterator<Item = Event>) -> bool {
         let mut state = self.lock();
         let before = state.events.len();
         let was_finished = state.finished;
@@ -590,6 +630,7 @@ impl EventQueue {
         if notify {
             self.available.notify_one();
         }
+        !was_finished
     }
 }
 

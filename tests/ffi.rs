@@ -632,3 +632,93 @@ fn destroy_is_not_called_when_creation_fails() {
     assert_eq!(DESTROYS.load(Ordering::SeqCst), 1);
     wa_options_free(o);
 }
+
+/// What a posted task records: the order it ran in and its thread.
+static POSTED: std::sync::Mutex<Vec<(usize, std::thread::ThreadId)>> =
+    std::sync::Mutex::new(Vec::new());
+
+unsafe extern "C" fn posted_task(arg: *mut c_void) {
+    POSTED
+        .lock()
+        .unwrap()
+        .push((arg as usize, std::thread::current().id()));
+}
+
+fn posted_with(base: usize) -> Vec<(usize, std::thread::ThreadId)> {
+    POSTED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| n / 100 == base / 100)
+        .cloned()
+        .collect()
+}
+
+/// Host tasks run where the callbacks run, in order, never inside wa_client_post; refused once
+/// close_complete is queued.
+#[test]
+fn posted_tasks_run_among_the_callbacks() {
+    let emu = Emulator::start();
+    // Poll mode: inside wa_client_dispatch, on the dispatching thread.
+    let host = Host::with_token(&emu);
+    assert_eq!(
+        wa_client_post(host.client, None, null_mut()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        wa_client_post(null_mut(), Some(posted_task), null_mut()),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    for n in [101usize, 102, 103] {
+        assert_eq!(
+            wa_client_post(host.client, Some(posted_task), n as *mut c_void),
+            wa_result::WA_OK
+        );
+    }
+    assert!(posted_with(100).is_empty(), "not inside the call");
+    while posted_with(100).len() < 3 {
+        assert_eq!(
+            wa_client_wait(host.client, 100, null_mut()),
+            wa_result::WA_OK
+        );
+    }
+    let me = std::thread::current().id();
+    assert_eq!(
+        posted_with(100),
+        vec![(101, me), (102, me), (103, me)],
+        "in order, on the dispatching thread"
+    );
+    // After close: still accepted until close_complete is queued, which runs last.
+    host.close_and_wait(5 * SECS);
+    assert_eq!(
+        wa_client_post(host.client, Some(posted_task), 104 as *mut c_void),
+        wa_result::WA_ERR_CLOSED
+    );
+    assert_eq!(
+        wa_client_dispatch(host.client, null_mut()),
+        wa_result::WA_OK
+    );
+    assert_eq!(posted_with(100).len(), 3, "a refused task never runs");
+
+    // Thread mode: on the library's dispatch thread.
+    let opts = Opts::for_emulator(&emu);
+    assert_eq!(
+        wa_options_set_dispatch_mode(opts.0, wa_dispatch_mode::WA_DISPATCH_THREAD as u32),
+        wa_result::WA_OK
+    );
+    let threaded = Host::new(&opts);
+    for n in [201usize, 202] {
+        assert_eq!(
+            wa_client_post(threaded.client, Some(posted_task), n as *mut c_void),
+            wa_result::WA_OK
+        );
+    }
+    let deadline = std::time::Instant::now() + 5 * SECS;
+    while posted_with(200).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "tasks did not run");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ran = posted_with(200);
+    assert_eq!(ran.iter().map(|r| r.0).collect::<Vec<_>>(), [201, 202]);
+    assert!(ran.iter().all(|r| r.1 != me && r.1 == ran[0].1));
+}

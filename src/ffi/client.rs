@@ -16,7 +16,7 @@ use super::{
 };
 use crate::client::{Client, SendRejected, StartError};
 use crate::config::{DispatchMode, Options};
-use crate::events::{Event, EventQueue};
+use crate::events::{Event, EventQueue, HostTask};
 use crate::message::{InvalidMessage, MessageInput};
 
 /// A client. Create with `wa_client_new`, end with `wa_client_close`, wait for close-complete,
@@ -328,6 +328,7 @@ impl Shared {
                     unsafe { f(cb.user_data) };
                 }
             }
+            Event::HostTask(task) => task.run(),
             Event::CloseComplete => {
                 if let Some(f) = cb.close_complete {
                     // SAFETY: host callback per the table contract.
@@ -778,6 +779,39 @@ pub extern "C" fn wa_client_wait(
             unsafe { out_count.write(count) };
         }
         Ok(())
+    })
+}
+
+/// Queues `task(arg)` to run where this client's callbacks run (its dispatch thread, or inside
+/// `wa_client_dispatch`), after the callbacks already queued and never concurrently with them or
+/// inside this call. For host code that must run in sequence with the callbacks, such as
+/// reporting a refused call through the same callback a result would use. Accepted until
+/// `close_complete` is queued (the task then runs before it); `WA_ERR_CLOSED` after that (the
+/// task will not run). A task not yet run when the client is freed is dropped without running.
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn wa_client_post(
+    client: *mut wa_client,
+    task: Option<unsafe extern "C" fn(arg: *mut c_void)>,
+    arg: *mut c_void,
+) -> wa_result {
+    guard(|| {
+        let shared = shared_of(client)?;
+        let Some(task) = task else {
+            return Err(fail(wa_result::WA_ERR_NULL_ARGUMENT, "task is NULL"));
+        };
+        // The host's pointer, carried as a number (it is only handed back to the host).
+        let arg = arg as usize;
+        // SAFETY: a host function that takes the host's own argument (header contract).
+        let run = move || unsafe { task(arg as *mut c_void) };
+        if shared.events.try_push(Event::HostTask(HostTask::new(run))) {
+            Ok(())
+        } else {
+            Err(fail(
+                wa_result::WA_ERR_CLOSED,
+                "close_complete was queued: nothing runs after it",
+            ))
+        }
     })
 }
 

@@ -491,6 +491,22 @@ int main()
             CHECK(t.results.size() == 1);
             CHECK(t.results.size() == 1 && t.results[0].thread != std::this_thread::get_id());
         }
+        // A refusal too arrives on the library's thread, like every callback, not in the call.
+        tc->SendMessage(&t, "{bad", kTo, "text", kChannel, "refused");
+        for (int i = 0; i < 500; i++) {
+            {
+                std::lock_guard<std::mutex> lock(t.mutex);
+                if (t.results.size() == 2)
+                    break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        {
+            std::lock_guard<std::mutex> lock(t.mutex);
+            CHECK(t.results.size() == 2);
+            CHECK(t.results.size() == 2 && t.results[1].error == WHATSAPP_ERR_BAD_REQUEST &&
+                  t.results[1].thread == t.results[0].thread);
+        }
         tc->Close();
         for (int i = 0; i < 500; i++) {
             {

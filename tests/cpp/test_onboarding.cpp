@@ -503,6 +503,18 @@ int main()
                 const Outcome* result = r.Result(0);
                 CHECK(result != nullptr && result->status == FINISHED && result->thread != self);
             }
+            // A refusal (bad PIN) too: Error and OnboardResult on the dispatch thread.
+            o->Onboard(&r, "refused", nullptr, "code", kVerify, "1234", "", "5678", "1");
+            deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (r.Results() < 2 && std::chrono::steady_clock::now() < deadline)
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            {
+                std::lock_guard<std::mutex> lock(r.mutex);
+                const Outcome* refused = r.Result(1);
+                CHECK(refused != nullptr && refused->status == UNSTARTED && refused->thread != self);
+                for (const Outcome& outcome : r.outcomes)
+                    CHECK(outcome.info != "refused" || outcome.thread != self);
+            }
             o->Close();
             deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
             for (;;) {
