@@ -337,6 +337,7 @@ extern "C" {
 // Copies the detail of the last failed call on the calling thread into `buf` (NUL-terminated,
 // truncated to fit) and stores the full length, without the NUL, in `*out_len`. Returns
 // `WA_ERR_BUFFER_TOO_SMALL` when the text was truncated. An empty text means no detail.
+// `buf` NULL with `len` 0 asks for the length only (`*out_len`, `WA_ERR_BUFFER_TOO_SMALL`).
 wa_result wa_last_error_message(char *buf,
                                 size_t len,
                                 size_t *out_len);
@@ -401,7 +402,11 @@ wa_result wa_client_close(wa_client *client);
 // Frees the client: stops and joins every thread it started, then calls `destroy`. Call it
 // after `close_complete` (it may be called from inside `close_complete`). Called earlier, it
 // closes at once and discards the results not yet dispatched (no further callbacks except
-// `destroy`). NULL is ignored. Must not run concurrently with another call on the same client.
+// `destroy`). Called from inside one of the client's callbacks it returns at once, and the
+// stopping and `destroy` follow when that callback returns (thread mode: on the dispatch
+// thread, which then ends; it is not joined, so a host that unloads the library or exits
+// right away should wait for `destroy`). NULL is ignored. Must not run concurrently with
+// another call on the same client.
 void wa_client_free(wa_client *client);
 
 // Poll mode: a file descriptor that is readable while events are pending. Register it with

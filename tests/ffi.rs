@@ -364,6 +364,13 @@ fn static_texts_and_error_details() {
     );
     assert_eq!(len, "out is NULL".len());
     assert_eq!(text(small.as_ptr()), "out");
+    // A size query: the length only, nothing written.
+    let mut queried = 0usize;
+    assert_eq!(
+        wa_last_error_message(null_mut(), 0, &mut queried),
+        wa_result::WA_ERR_BUFFER_TOO_SMALL
+    );
+    assert_eq!(queried, "out is NULL".len());
     assert_eq!(
         wa_last_error_message(null_mut(), 0, null_mut()),
         wa_result::WA_ERR_NULL_ARGUMENT

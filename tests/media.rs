@@ -429,6 +429,27 @@ fn uploads_are_validated_before_any_request() {
     );
     assert!(last_error().contains("image/gif"), "{}", last_error());
     assert_eq!(upload(b"", "image/png"), wa_result::WA_ERR_INVALID_ARGUMENT);
+    // NULL with zero bytes is an empty buffer (as elsewhere in the API), not a NULL argument.
+    let null_empty = wa_client_upload_media_buffer(
+        host.client,
+        cstr(PHONE_ID).as_ptr(),
+        std::ptr::null(),
+        0,
+        cstr("image/png").as_ptr(),
+        cstr("f").as_ptr(),
+        std::ptr::null_mut(),
+    );
+    assert_eq!(null_empty, wa_result::WA_ERR_INVALID_ARGUMENT);
+    let null_data = wa_client_upload_media_buffer(
+        host.client,
+        cstr(PHONE_ID).as_ptr(),
+        std::ptr::null(),
+        1,
+        cstr("image/png").as_ptr(),
+        cstr("f").as_ptr(),
+        std::ptr::null_mut(),
+    );
+    assert_eq!(null_data, wa_result::WA_ERR_NULL_ARGUMENT);
     let missing = wa_client_upload_media_file(
         host.client,
         cstr(PHONE_ID).as_ptr(),

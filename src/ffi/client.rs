@@ -684,7 +684,11 @@ pub extern "C" fn wa_client_close(client: *mut wa_client) -> wa_result {
 /// Frees the client: stops and joins every thread it started, then calls `destroy`. Call it
 /// after `close_complete` (it may be called from inside `close_complete`). Called earlier, it
 /// closes at once and discards the results not yet dispatched (no further callbacks except
-/// `destroy`). NULL is ignored. Must not run concurrently with another call on the same client.
+/// `destroy`). Called from inside one of the client's callbacks it returns at once, and the
+/// stopping and `destroy` follow when that callback returns (thread mode: on the dispatch
+/// thread, which then ends; it is not joined, so a host that unloads the library or exits
+/// right away should wait for `destroy`). NULL is ignored. Must not run concurrently with
+/// another call on the same client.
 #[no_mangle]
 pub extern "C" fn wa_client_free(client: *mut wa_client) {
     if client.is_null() {

@@ -186,7 +186,8 @@ pub extern "C" fn wa_client_upload_media_buffer(
         let mime_type = unsafe { borrow_str(mime_type, "mime_type") }?;
         // SAFETY: as above.
         let filename = unsafe { borrow_str(filename, "filename") }?;
-        if data.is_null() {
+        // As everywhere in this API, NULL is fine for zero bytes (and refused below as empty).
+        if data.is_null() && len > 0 {
             return Err(fail(wa_result::WA_ERR_NULL_ARGUMENT, "data is NULL"));
         }
         check_upload(channel, mime_type, len as u64)?;

@@ -147,6 +147,7 @@ pub(crate) fn with_c_strings<const N: usize, R>(
 /// Copies the detail of the last failed call on the calling thread into `buf` (NUL-terminated,
 /// truncated to fit) and stores the full length, without the NUL, in `*out_len`. Returns
 /// `WA_ERR_BUFFER_TOO_SMALL` when the text was truncated. An empty text means no detail.
+/// `buf` NULL with `len` 0 asks for the length only (`*out_len`, `WA_ERR_BUFFER_TOO_SMALL`).
 #[no_mangle]
 pub extern "C" fn wa_last_error_message(
     buf: *mut c_char,
@@ -157,6 +158,12 @@ pub extern "C" fn wa_last_error_message(
         .try_with(|e| e.borrow().clone())
         .unwrap_or_default();
     match catch_unwind(AssertUnwindSafe(|| {
+        if buf.is_null() && len == 0 && !out_len.is_null() {
+            // A size query, as webhook_request's out_body_len allows.
+            // SAFETY: non-NULL output pointer from the caller.
+            unsafe { out_len.write(text.len()) };
+            return Err(wa_result::WA_ERR_BUFFER_TOO_SMALL);
+        }
         if buf.is_null() || len == 0 {
             return Err(wa_result::WA_ERR_NULL_ARGUMENT);
         }
