@@ -3630,3 +3630,70 @@ fn override_callback_receives_webhooks_when_no_url_is_configured() {
     );
     assert_eq!(status, 400);
 }
+
+#[test]
+fn onboarded_number_webhooks_follow_waba_subscription() {
+    // cloud-api.md §5.10: phone-number override → WABA override → app callback URL; §5.3:
+    // entry[].id is the WABA id.
+    let app = Receiver::start();
+    let waba_receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&app, &["--auto-statuses"]);
+    let (token, waba, phone) = emulator.onboarded_token();
+    // Known WABA, not subscribed yet: nothing is delivered for its number.
+    let (status, answer) = emulator.control_post_status(
+        "webhook/inbound",
+        &json!({"phone_number_id": phone, "type":"text","text":{"body":"early"}}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("not subscribed"), "{answer}");
+
+    let response = emulator.subscribe(
+        &token,
+        &waba,
+        Some(&json!({"override_callback_uri": waba_receiver.url, "verify_token": "test-verify-token"})),
+    );
+    assert_eq!(response.status(), 200);
+    let response = emulator.send_to_phone(&phone, &text_body("routed"));
+    assert_eq!(response.status(), 200);
+    // Verification GET + sent, delivered, read.
+    let received = waba_receiver.wait_for(4);
+    for request in &received[1..] {
+        let payload = request.json();
+        assert_eq!(payload["entry"][0]["id"], waba.as_str(), "{payload}");
+        assert_eq!(
+            only_value(&payload)["metadata"]["phone_number_id"],
+            phone.as_str()
+        );
+    }
+    assert!(app.received().is_empty(), "the app URL got nothing");
+
+    // Subscribed without override: the app URL, still with the WABA as entry id.
+    assert_eq!(emulator.subscribe(&token, &waba, None).status(), 200);
+    let answer = emulator.control_post(
+        "webhook/inbound",
+        &json!({"phone_number_id": phone, "type":"text","text":{"body":"app"}}),
+    );
+    assert_eq!(answer["delivery"]["status"], 200, "{answer}");
+    let received = app.wait_for(1);
+    assert_eq!(received[0].json()["entry"][0]["id"], waba.as_str());
+
+    // Unsubscribed: statuses of a send go nowhere.
+    let response = emulator
+        .graph(
+            reqwest::Method::DELETE,
+            &format!("{waba}/subscribed_apps"),
+            &token,
+        )
+        .send()
+        .expect("unsubscribe");
+    assert_eq!(response.status(), 200);
+    let response = emulator.send_to_phone(&phone, &text_body("dropped"));
+    assert_eq!(response.status(), 200);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(app.received().len(), 1);
+    assert_eq!(waba_receiver.received().len(), 4);
+    // Numbers onboarding does not know keep using the app URL.
+    let response = emulator.send(&text_body("default"));
+    assert_eq!(response.status(), 200);
+    app.wait_for(4);
+}

@@ -100,8 +100,13 @@ GRAPH ROUTES (bearer token required on all; 401 / code 190 otherwise):
                                                   (JSON or form): Meta's verification GET first
                                                   (5 s, no redirects), 2200 unless it answers
                                                   200 with the challenge; uri > 200 chars 100.
-                                                  With no --webhook-url configured, the override
-                                                  also receives the WABA's numbers' webhooks.
+                                                  Webhooks about a number of a WABA known from
+                                                  oauth/codes go to the WABA's override, else
+                                                  the app URL (--webhook-url), with entry[].id
+                                                  = that WABA; nowhere while the app is not
+                                                  subscribed to it (webhook/inbound and
+                                                  webhook/status then answer 400). Other
+                                                  numbers use the webhook config as is.
     GET    /{version}/{waba_id}/subscribed_apps   the app and its override, or empty data
     DELETE /{version}/{waba_id}/subscribed_apps   unsubscribe
     POST   /{version}/{phone_number_id}/register  {\"messaging_product\":\"whatsapp\",\"pin\":\"6 digits\"

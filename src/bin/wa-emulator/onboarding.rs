@@ -215,18 +215,39 @@ impl Onboarding {
         format!("{leading}{:08}{counter:06}", fastrand::u32(..100_000_000))
     }
 
-    /// The WABA override callback URI that serves `phone_number_id`, with the WABA id: where
-    /// Meta would deliver that number's webhooks when the app has no callback of its own.
-    pub fn override_for_phone(&self, phone_number_id: &str) -> Option<(String, String)> {
+    /// Where Meta routes webhooks about `phone_number_id`, as far as onboarding knows.
+    pub fn route_for_phone(&self, phone_number_id: &str) -> PhoneRoute {
         let inner = self.lock();
-        let waba_id = inner.phones.get(phone_number_id)?.waba_id.clone()?;
-        let waba = inner.wabas.get(&waba_id)?;
-        let uri = waba
-            .override_callback_uri
-            .clone()
-            .filter(|_| waba.subscribed)?;
-        Some((waba_id, uri))
+        let Some(waba_id) = inner
+            .phones
+            .get(phone_number_id)
+            .and_then(|phone| phone.waba_id.clone())
+        else {
+            return PhoneRoute::Unknown;
+        };
+        match inner.wabas.get(&waba_id) {
+            None => PhoneRoute::Unknown,
+            Some(waba) if !waba.subscribed => PhoneRoute::Unsubscribed { waba_id },
+            Some(waba) => PhoneRoute::Subscribed {
+                override_callback_uri: waba.override_callback_uri.clone(),
+                waba_id,
+            },
+        }
     }
+}
+
+/// Webhook routing of one phone number (cloud-api.md §5.10).
+pub enum PhoneRoute {
+    /// No onboarding state for the number (or its WABA): the webhook config alone decides.
+    Unknown,
+    /// The number's WABA is known but the app is not subscribed to it: Meta delivers nothing.
+    Unsubscribed { waba_id: String },
+    /// Subscribed: the WABA override when set, else the app callback URL; `entry[].id` is the
+    /// WABA.
+    Subscribed {
+        waba_id: String,
+        override_callback_uri: Option<String>,
+    },
 }
 
 fn unix_seconds() -> u64 {

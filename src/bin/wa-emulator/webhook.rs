@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::graph::{code_title, encode_graph_json};
 use crate::media::NewMedia;
+use crate::onboarding::PhoneRoute;
 use crate::ordered_json::{Json, Object};
 use crate::state::{AppState, AsyncError};
 
@@ -1078,7 +1079,7 @@ pub async fn inbound(state: &AppState, body: &[u8]) -> Result<Value, String> {
     let spec = as_spec(&spec, "inbound")?;
     let phone_number_id =
         text_field(spec, "phone_number_id")?.unwrap_or_else(|| DEFAULT_PHONE_NUMBER_ID.to_string());
-    let config = config_for_phone(state, &phone_number_id);
+    let config = config_for_phone(state, &phone_number_id)?;
     config.url.as_ref().ok_or_else(no_url)?;
     let built = build_inbound(state, spec)?;
     let id = built.id.clone();
@@ -1102,7 +1103,7 @@ pub async fn status(state: &AppState, body: &[u8]) -> Result<Value, String> {
     let spec = as_spec(&spec, "status")?;
     let phone_number_id =
         text_field(spec, "phone_number_id")?.unwrap_or_else(|| DEFAULT_PHONE_NUMBER_ID.to_string());
-    let config = config_for_phone(state, &phone_number_id);
+    let config = config_for_phone(state, &phone_number_id)?;
     config.url.as_ref().ok_or_else(no_url)?;
     let built = build_status(&state.webhooks, spec)?;
     let id = built.id.clone();
@@ -1324,22 +1325,30 @@ pub async fn verify(state: &AppState, body: &[u8]) -> Result<Value, String> {
     }))
 }
 
-/// The webhook config for payloads about `phone_number_id`: the configured one, or, when no url
-/// is configured, one targeting the override callback URI of the number's WABA (set through
-/// `subscribed_apps` after Embedded Signup), with that WABA as `entry[].id` — Meta's resolution
-/// order when the app has no callback of its own.
-pub fn config_for_phone(state: &AppState, phone_number_id: &str) -> Arc<WebhookConfig> {
+/// The webhook config for payloads about `phone_number_id`, following Meta's resolution order
+/// (cloud-api.md §5.10: "phone-number override → WABA override → app callback URL") with the
+/// number's WABA as `entry[].id` (§5.3). A number whose WABA onboarding knows but the app is not
+/// subscribed to gets nothing (`Err` says why); a number onboarding does not know uses the
+/// configured webhook as is.
+pub fn config_for_phone(
+    state: &AppState,
+    phone_number_id: &str,
+) -> Result<Arc<WebhookConfig>, String> {
     let config = state.webhooks.config();
-    if config.url.is_some() {
-        return config;
-    }
-    match state.onboarding.override_for_phone(phone_number_id) {
-        Some((waba_id, uri)) => Arc::new(WebhookConfig {
-            url: Some(uri),
+    match state.onboarding.route_for_phone(phone_number_id) {
+        PhoneRoute::Unknown => Ok(config),
+        PhoneRoute::Unsubscribed { waba_id } => Err(format!(
+            "phone number {phone_number_id}: the app is not subscribed to its WABA {waba_id} \
+             (POST /{{version}}/{waba_id}/subscribed_apps), so Meta delivers no webhooks for it"
+        )),
+        PhoneRoute::Subscribed {
+            waba_id,
+            override_callback_uri,
+        } => Ok(Arc::new(WebhookConfig {
+            url: override_callback_uri.or_else(|| config.url.clone()),
             waba_id,
             ..(*config).clone()
-        }),
-        None => config,
+        })),
     }
 }
 
@@ -1364,7 +1373,9 @@ pub fn after_accepted_send(
     send: AcceptedSend,
     async_error: Option<AsyncError>,
 ) {
-    let config = config_for_phone(state, &send.phone_number_id);
+    let Ok(config) = config_for_phone(state, &send.phone_number_id) else {
+        return;
+    };
     let Some(url) = config.url.clone() else {
         return;
     };
