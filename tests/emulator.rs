@@ -3470,7 +3470,9 @@ fn register_pin_state_rate_limit_and_forced_failures() {
         "(#133005) Two step verification PIN Mismatch"
     );
 
-    // Deregister counts against the same limit: calls 7..=10 pass, the 11th is 133016.
+    // Deregister has its own limit (cloud-api.md §3.4: "10 register (and separately 10
+    // deregister) calls per number per moving 72 h"): register calls 7..=10 still pass, the
+    // 11th is 133016.
     let deregister = emulator
         .graph(
             reqwest::Method::POST,
@@ -3481,7 +3483,7 @@ fn register_pin_state_rate_limit_and_forced_failures() {
         .send()
         .unwrap();
     assert_eq!(json_of(deregister), (200, json!({"success": true})));
-    for call in 8..=10 {
+    for call in 7..=10 {
         let (status, answer) = emulator.register(&token, &phone, &body(PIN));
         assert_eq!(status, 200, "call {call}: {answer}");
     }
@@ -3492,6 +3494,17 @@ fn register_pin_state_rate_limit_and_forced_failures() {
         answer["error"]["message"],
         "(#133016) Account register deregister rate limit exceeded"
     );
+    // The register limit does not block deregister calls.
+    let deregister = emulator
+        .graph(
+            reqwest::Method::POST,
+            &format!("{phone}/deregister"),
+            &token,
+        )
+        .json(&json!({"messaging_product":"whatsapp"}))
+        .send()
+        .unwrap();
+    assert_eq!(json_of(deregister), (200, json!({"success": true})));
     let state = emulator.control_get("onboarding");
     let registration = state["registrations"]
         .as_array()
@@ -3501,9 +3514,11 @@ fn register_pin_state_rate_limit_and_forced_failures() {
         .unwrap()
         .clone();
     assert_eq!(registration["pin_set"], true);
-    assert_eq!(registration["register_calls"], 10);
-    assert_eq!(registration["deregister_calls"], 1);
-    assert_eq!(registration["status"], "CONNECTED");
+    assert_eq!(registration["register_calls"], 11);
+    assert_eq!(registration["deregister_calls"], 2);
+    assert_eq!(registration["register_calls_in_window"], 11);
+    assert_eq!(registration["deregister_calls_in_window"], 2);
+    assert_eq!(registration["status"], "DISCONNECTED");
     assert_eq!(
         registration["data_localization_region"],
         Value::Null,

@@ -112,8 +112,9 @@ GRAPH ROUTES (bearer token required on all; 401 / code 190 otherwise):
     POST   /{version}/{phone_number_id}/register  {\"messaging_product\":\"whatsapp\",\"pin\":\"6 digits\"
                                                   [,\"data_localization_region\"]}: the first
                                                   success sets the PIN, another PIN 133005;
-                                                  over 10 register+deregister calls per number
-                                                  in 72 h 133016 (every call counts)
+                                                  over 10 register calls per number in 72 h
+                                                  133016, and separately over 10 deregister
+                                                  calls (every call counts)
     POST   /{version}/{phone_number_id}/deregister
     GET    /{version}/{waba_id}/phone_numbers     numbers of codes for that WABA; status
                                                   PENDING, CONNECTED after register,

@@ -28,7 +28,8 @@ pub const DEFAULT_APP_ID: &str = "1234567890";
 const APP_NAME: &str = "Emulated App";
 /// `expires_in` of a 60-day expiring business token, as Meta answers it.
 const EXPIRING_TOKEN_SECONDS: u64 = 5_183_944;
-/// Meta: at most 10 register/deregister calls per number in a moving 72 h window.
+/// Meta: at most 10 register (and separately 10 deregister) calls per number in a moving 72 h
+/// window (cloud-api.md §3.4).
 const REGISTER_CALLS_PER_WINDOW: usize = 10;
 const REGISTER_WINDOW: Duration = Duration::from_secs(72 * 3600);
 /// Longest `override_callback_uri` Meta accepts (§5.10).
@@ -101,9 +102,10 @@ struct Phone {
     data_localization_region: Option<String>,
     register_calls: u64,
     deregister_calls: u64,
-    /// Instants of register and deregister calls in the 72 h window (one counter for both,
-    /// as Meta's "register deregister rate limit" is shared).
-    recent_calls: VecDeque<Instant>,
+    /// Instants of register calls in the 72 h window.
+    recent_registers: VecDeque<Instant>,
+    /// Instants of deregister calls in the 72 h window (a separate limit).
+    recent_deregisters: VecDeque<Instant>,
 }
 
 impl Phone {
@@ -120,7 +122,8 @@ impl Phone {
             data_localization_region: None,
             register_calls: 0,
             deregister_calls: 0,
-            recent_calls: VecDeque::new(),
+            recent_registers: VecDeque::new(),
+            recent_deregisters: VecDeque::new(),
         }
     }
 
@@ -132,18 +135,23 @@ impl Phone {
         }
     }
 
-    /// Counts one register/deregister call; `true` when it is over the limit.
-    fn count_call(&mut self) -> bool {
+    /// Counts one register (or deregister) call in its own window; `true` when it is over the
+    /// limit.
+    fn count_call(&mut self, deregister: bool) -> bool {
+        let calls = if deregister {
+            &mut self.recent_deregisters
+        } else {
+            &mut self.recent_registers
+        };
         let now = Instant::now();
-        while self
-            .recent_calls
+        while calls
             .front()
             .is_some_and(|oldest| now.duration_since(*oldest) >= REGISTER_WINDOW)
         {
-            self.recent_calls.pop_front();
+            calls.pop_front();
         }
-        self.recent_calls.push_back(now);
-        self.recent_calls.len() > REGISTER_CALLS_PER_WINDOW
+        calls.push_back(now);
+        calls.len() > REGISTER_CALLS_PER_WINDOW
     }
 }
 
@@ -645,7 +653,8 @@ fn verification_failure(verification: &Verification) -> Option<String> {
 }
 
 /// `POST /{version}/{phone_number_id}/register` (`deregister: false`) and `/deregister`.
-/// Every call counts against the shared 10 per 72 h limit, successful or not.
+/// Every call counts against its own 10 per 72 h limit (register and deregister apart),
+/// successful or not.
 pub fn register(
     state: &AppState,
     request: &GraphRequest,
@@ -664,12 +673,12 @@ pub fn register(
     } else {
         phone.register_calls += 1;
     }
-    if phone.count_call() {
+    if phone.count_call(deregister) {
+        let call = if deregister { "Deregister" } else { "Register" };
         return Err(GraphError {
-            details: Some(
-                "Register and deregister calls are limited to 10 per phone number in 72 hours."
-                    .to_string(),
-            ),
+            details: Some(format!(
+                "{call} calls are limited to 10 per phone number in 72 hours."
+            )),
             ..GraphError::with_code(133016)
         });
     }
@@ -932,7 +941,9 @@ pub fn control_state(state: &AppState) -> Value {
                 "data_localization_region": phone.data_localization_region,
                 "register_calls": phone.register_calls,
                 "deregister_calls": phone.deregister_calls,
-                "calls_in_window": phone.recent_calls.len(),
+                "calls_in_window": phone.recent_registers.len() + phone.recent_deregisters.len(),
+                "register_calls_in_window": phone.recent_registers.len(),
+                "deregister_calls_in_window": phone.recent_deregisters.len(),
             })
         })
         .collect();
