@@ -3712,3 +3712,61 @@ fn onboarded_number_webhooks_follow_waba_subscription() {
     assert_eq!(response.status(), 200);
     app.wait_for(4);
 }
+
+#[test]
+fn meta_catalog_template_and_order_interactive_examples_are_accepted() {
+    let emulator = Emulator::start();
+    let base =
+        json!({"messaging_product":"whatsapp","recipient_type":"individual","to":"16505551234"});
+    let with = |kind: &str, content: Value| {
+        let mut body = base.clone();
+        body["type"] = json!(kind);
+        body[kind] = content;
+        body
+    };
+    let bodies = [
+        // Meta's catalog template example spells the sub_type in upper case.
+        with(
+            "template",
+            json!({"name":"intro_catalog_offer","language":{"code":"en_US"},"components":[
+                {"type":"body","parameters":[{"type":"text","text":"100"}]},
+                {"type":"button","sub_type":"CATALOG","index":0,"parameters":[
+                    {"type":"action","action":{"thumbnail_product_retailer_id":"2lc20305pt"}}]}]}),
+        ),
+        with(
+            "interactive",
+            json!({"type":"order_details",
+                "header":{"type":"image","image":{"link":"https://example.com/i.jpg"}},
+                "body":{"text":"Your order is ready"},"footer":{"text":"Thanks"},
+                "action":{"name":"review_and_pay","parameters":{"reference_id":"ref-1",
+                    "type":"digital-goods","payment_type":"upi","currency":"INR",
+                    "total_amount":{"value":21000,"offset":100},
+                    "order":{"status":"pending","items":[{"retailer_id":"1","name":"Item",
+                        "amount":{"value":20000,"offset":100},"quantity":1}],
+                        "subtotal":{"value":20000,"offset":100},
+                        "tax":{"value":1000,"offset":100}}}}}),
+        ),
+        with(
+            "interactive",
+            json!({"type":"order_status","body":{"text":"Your order has shipped"},
+                "action":{"name":"review_order","parameters":{"reference_id":"ref-1",
+                    "order":{"status":"shipped","description":"On its way"}}}}),
+        ),
+    ];
+    for body in bodies {
+        let (status, answer) = json_of(emulator.send(&body));
+        assert_eq!(status, 200, "{body} -> {answer}");
+        assert!(answer["messages"][0]["id"].is_string(), "{answer}");
+    }
+    // A sub_type outside the list is still refused, whatever its case.
+    let body = with(
+        "template",
+        json!({"name":"x","language":{"code":"en_US"},"components":[
+            {"type":"button","sub_type":"BOGUS","index":"0"}]}),
+    );
+    let answer = assert_graph_error(emulator.send(&body), 400, 100);
+    assert!(
+        answer.to_string().contains("sub_type: must be one of"),
+        "{answer}"
+    );
+}

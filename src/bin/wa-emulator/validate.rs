@@ -124,6 +124,19 @@ impl<'a> Fields<'a> {
         one_of_value(text, &self.path_of(key), allowed)
     }
 
+    /// Like `one_of`, whatever the case (Meta's own examples send `"sub_type": "CATALOG"`).
+    fn one_of_ignore_case(&self, key: &str, allowed: &[&str]) -> Checked<&'a str> {
+        let text = self.string(key, 0, usize::MAX)?;
+        if allowed.iter().any(|item| item.eq_ignore_ascii_case(text)) {
+            Ok(text)
+        } else {
+            fail(
+                &self.path_of(key),
+                format!("must be one of {}", allowed.join(", ")),
+            )
+        }
+    }
+
     fn optional_one_of(&self, key: &str, allowed: &[&str]) -> Checked<Option<&'a str>> {
         match self.optional_string(key, 0, usize::MAX)? {
             Some(text) => one_of_value(text, &self.path_of(key), allowed).map(Some),
@@ -454,7 +467,7 @@ fn validate_reaction(reaction: &Fields<'_>) -> Checked {
     Ok(())
 }
 
-const INTERACTIVE_TYPES: [&str; 10] = [
+const INTERACTIVE_TYPES: [&str; 12] = [
     "button",
     "list",
     "cta_url",
@@ -465,6 +478,8 @@ const INTERACTIVE_TYPES: [&str; 10] = [
     "catalog_message",
     "call_permission_request",
     "contact_request",
+    "order_details",
+    "order_status",
 ];
 
 fn validate_interactive(interactive: &Fields<'_>) -> Checked {
@@ -496,8 +511,9 @@ fn validate_interactive(interactive: &Fields<'_>) -> Checked {
         "button" | "list" | "cta_url" | "flow" | "location_request_message" => {
             interactive.object("action")?
         }
-        // Product, catalogue, call-permission and contact-request messages carry actions this
-        // emulator does not model; only their shape as an object is checked.
+        // Product, catalogue, order (details / status), call-permission and contact-request
+        // messages carry actions this emulator does not model; only their shape as an object is
+        // checked.
         _ => {
             interactive.optional_object("action")?;
             return Ok(());
@@ -672,7 +688,7 @@ fn validate_template(template: &Fields<'_>) -> Checked {
         let component = Fields::of(component, &format!("template.components[{index}]"))?;
         let kind = component.one_of("type", &COMPONENT_TYPES)?;
         if kind == "button" {
-            component.one_of("sub_type", &BUTTON_SUB_TYPES)?;
+            component.one_of_ignore_case("sub_type", &BUTTON_SUB_TYPES)?;
             let index_path = component.path_of("index");
             match component.required("index")? {
                 Value::String(text) if matches!(text.as_bytes(), [b'0'..=b'9']) => {}
