@@ -3164,9 +3164,36 @@ fn oauth_code_errors_in_order() {
     assert!(!message.contains("wrong-secret"));
     let message = oauth_error(emulator.exchange(APP_ID, APP_SECRET, "AQnope"), 100, None);
     assert_eq!(message, "Invalid verification code format.");
+    // cloud-api.md §6.2: 36008 is a redirect_uri mismatch; JS-SDK codes have none, so only an
+    // absent or empty redirect_uri matches.
+    let with_redirect = |redirect: &str| {
+        json_of(
+            emulator
+                .client
+                .get(format!(
+                    "{}/v26.0/oauth/access_token{}",
+                    emulator.base,
+                    query_string(&[
+                        ("client_id", APP_ID),
+                        ("client_secret", APP_SECRET),
+                        ("code", &code),
+                        ("redirect_uri", redirect),
+                    ])
+                ))
+                .send()
+                .expect("exchange"),
+        )
+    };
+    let message = oauth_error(
+        with_redirect("https://example.com/callback"),
+        100,
+        Some(36008),
+    );
+    assert!(message.contains("redirect_uri"), "{message}");
 
-    // Failed exchanges did not consume the code; the first success does.
-    let (status, answer) = emulator.exchange(APP_ID, APP_SECRET, &code);
+    // Failed exchanges did not consume the code; the first success (an empty redirect_uri,
+    // as some integrators send) does.
+    let (status, answer) = with_redirect("");
     assert_eq!(status, 200, "{answer}");
     let message = oauth_error(
         emulator.exchange(APP_ID, APP_SECRET, &code),

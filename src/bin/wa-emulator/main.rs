@@ -91,9 +91,11 @@ GRAPH ROUTES (bearer token required on all; 401 / code 190 otherwise):
                                                   wrong client_id 101; wrong client_secret 100
                                                   \"Error validating client secret.\" (code 100
                                                   as the issue asks; Graph itself answers code
-                                                  1 here); unknown code 100; used code 100/36009;
-                                                  expired code 100/36007. Only a successful
-                                                  exchange consumes a code.
+                                                  1 here); unknown code 100; a non-empty
+                                                  redirect_uri 100/36008 (codes are issued as
+                                                  by the JS SDK, without one); used code
+                                                  100/36009; expired code 100/36007. Only a
+                                                  successful exchange consumes a code.
     GET    /{version}/debug_token?input_token=T   bearer or access_token=APPID|SECRET
     POST   /{version}/{waba_id}/subscribed_apps   empty body: subscribe, clear the override;
                                                   {\"override_callback_uri\",\"verify_token\"}

@@ -358,6 +358,9 @@ pub fn exchange_code(state: &AppState, request: &GraphRequest) -> Result<Reply, 
     let text = |key: &str| text_parameter(&parameters, key).map(Option::unwrap_or_default);
     let (client_id, client_secret, code) =
         (text("client_id")?, text("client_secret")?, text("code")?);
+    // JS-SDK codes are issued without a redirect URI (cloud-api.md §6.2): an absent or empty
+    // `redirect_uri` matches, any other value is Meta's mismatch, 36008.
+    let redirect_uri = text("redirect_uri")?;
     let app_secret = state.webhooks.config().app_secret.clone();
     let mut inner = state.onboarding.lock();
     if client_id != inner.config.app_id {
@@ -373,6 +376,14 @@ pub fn exchange_code(state: &AppState, request: &GraphRequest) -> Result<Reply, 
     let Some(entry) = inner.codes.iter_mut().find(|entry| entry.code == code) else {
         return Err(oauth_error(100, None, "Invalid verification code format."));
     };
+    if !redirect_uri.is_empty() {
+        return Err(oauth_error(
+            100,
+            Some(36008),
+            "Error validating verification code. Please make sure your redirect_uri is \
+             identical to the one you used in the OAuth dialog request",
+        ));
+    }
     if entry.used {
         return Err(oauth_error(
             100,
