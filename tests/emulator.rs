@@ -1687,7 +1687,8 @@ fn status_webhooks_sent_delivered_failed() {
     let payload = receiver.wait_for(2)[1].json();
     let status = &only_value(&payload)["statuses"][0];
     assert_eq!(status["status"], "delivered");
-    assert!(status.get("pricing").is_none());
+    // cloud-api.md §5.7: "`pricing` appears on `sent` and on one of `delivered`/`read`".
+    assert_eq!(status["pricing"]["pricing_model"], "PMP");
     assert!(status.get("biz_opaque_callback_data").is_none());
 
     emulator.control_post(
@@ -1994,6 +1995,14 @@ fn auto_statuses_follow_an_accepted_send() {
         assert_eq!(status["biz_opaque_callback_data"], "order/42");
     }
     assert!(statuses[0].get("pricing").is_some());
+    assert!(
+        statuses[1].get("pricing").is_some(),
+        "delivered carries pricing"
+    );
+    assert!(
+        statuses[2].get("pricing").is_none(),
+        "only one of delivered/read"
+    );
     let metadata = &received[0].json()["entry"][0]["changes"][0]["value"]["metadata"];
     assert_eq!(metadata["phone_number_id"], PHONE_ID);
     for request in &received {

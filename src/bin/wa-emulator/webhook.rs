@@ -894,7 +894,8 @@ fn full_error(item: &Json) -> Result<Json, String> {
     ))
 }
 
-/// The pricing object of a `sent` status: free service conversation unless told otherwise.
+/// The pricing object of a `sent` or `delivered` status (cloud-api.md §5.7: "`pricing` appears
+/// on `sent` and on one of `delivered`/`read`"): free service conversation unless told otherwise.
 fn default_pricing(template: bool) -> Json {
     let (billable, kind, category) = if template {
         (true, "regular", "utility")
@@ -940,7 +941,9 @@ fn build_status(hub: &Hub, spec: &Object) -> Result<Built, String> {
     match spec.get("pricing") {
         Some(Json::Null) => {}
         Some(pricing) => object.insert("pricing", pricing.clone()),
-        None if status == "sent" => object.insert("pricing", default_pricing(false)),
+        None if matches!(status.as_str(), "sent" | "delivered") => {
+            object.insert("pricing", default_pricing(false));
+        }
         None => {}
     }
     for (key, value) in spec.iter() {
@@ -1410,7 +1413,7 @@ pub fn after_accepted_send(
             if let Some(data) = &send.biz_opaque_callback_data {
                 spec.insert("biz_opaque_callback_data", data.as_str());
             }
-            if *status == "sent" {
+            if matches!(*status, "sent" | "delivered") {
                 spec.insert("pricing", default_pricing(send.template));
             }
             if let Some(error) = &async_error {
