@@ -3806,3 +3806,51 @@ fn meta_catalog_template_and_order_interactive_examples_are_accepted() {
         "{answer}"
     );
 }
+
+#[test]
+fn batch_carries_value_level_errors_and_refuses_unknown_or_empty_changes() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    let answer = emulator.control_post(
+        "webhook/batch",
+        &json!({"entries":[{"changes":[{"phone_number_id":"111","errors":[
+            {"code":130429,"title":"Rate limit hit",
+             "href":"/documentation/business-messaging/whatsapp/support/error-codes",
+             "details":"Message failed to send because there were too many messages sent from this phone number in a short period of time"}]}]}]}),
+    );
+    assert_eq!(answer["delivery"]["status"], 200, "{answer}");
+    let payload = receiver.wait_for(1)[0].json();
+    let value = only_value(&payload);
+    assert_eq!(value["metadata"]["phone_number_id"], "111");
+    assert!(value.get("messages").is_none() && value.get("statuses").is_none());
+    // cloud-api.md §5.8 shape: code, title, message, error_data.details, href.
+    assert_eq!(
+        value["errors"],
+        json!([{"code":130429,"title":"Rate limit hit","message":"Rate limit hit",
+            "error_data":{"details":"Message failed to send because there were too many messages sent from this phone number in a short period of time"},
+            "href":"/documentation/business-messaging/whatsapp/support/error-codes"}])
+    );
+
+    for (bad, expected) in [
+        (
+            json!({"entries":[{"changes":[{"phone_number_id":"111"}]}]}),
+            "entries[0].changes[0]: needs at least one of messages, statuses, errors",
+        ),
+        (
+            json!({"entries":[{"changes":[{"statuses":[{"id":"wamid.X","status":"sent"}],"erors":[]}]}]}),
+            "entries[0].changes[0].erors: unknown field",
+        ),
+        (
+            json!({"entries":[{"changes":[{"errors":[{"title":"no code"}]}]}]}),
+            "entries[0].changes[0].errors[0].code: required",
+        ),
+    ] {
+        let (status, body) = emulator.control_post_status("webhook/batch", &bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or("").contains(expected),
+            "{bad}: {body}"
+        );
+    }
+    assert_eq!(receiver.received().len(), 1, "refused batches send nothing");
+}

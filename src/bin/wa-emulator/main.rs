@@ -182,8 +182,13 @@ routes answer after the FIRST attempt, with its outcome):
                                                   an id get a stored generated file
     POST   /_emulator/webhook/status             {\"id\",\"status\",\"recipient_id\",\"phone_number_id\",
                                                   \"biz_opaque_callback_data\",\"errors\":[{\"code\"}]}
-    POST   /_emulator/webhook/batch              {\"entries\":[{\"changes\":[{\"messages\":[..],
-                                                  \"statuses\":[..],\"phone_number_id\"}]}]} in ONE POST
+    POST   /_emulator/webhook/batch              {\"entries\":[{\"id\",\"changes\":[{\"messages\":[..],
+                                                  \"statuses\":[..],\"errors\":[{\"code\",\"title\",
+                                                  \"message\",\"details\",\"href\"}],\"phone_number_id\",
+                                                  \"display_phone_number\"}]}]} in ONE POST;
+                                                  errors are value-level (§5.8 shape); a change
+                                                  with another key or with none of messages,
+                                                  statuses, errors answers 400
     POST   /_emulator/webhook/raw                {\"body_text\":\"...\"} or {\"body\":{..}}, optional
                                                   \"signature\":\"sha256=...\"|null; one attempt
     POST   /_emulator/webhook/verify             Meta's GET ?hub.mode=subscribe&hub.challenge=..

@@ -998,6 +998,7 @@ fn change_value(
     contacts: Vec<Json>,
     messages: Vec<Json>,
     statuses: Vec<Json>,
+    errors: Vec<Json>,
 ) -> Json {
     let mut distinct: Vec<Json> = Vec::new();
     for contact in contacts {
@@ -1019,6 +1020,9 @@ fn change_value(
     }
     if !statuses.is_empty() {
         value.insert("statuses", statuses);
+    }
+    if !errors.is_empty() {
+        value.insert("errors", errors);
     }
     Json::Object(value)
 }
@@ -1070,7 +1074,14 @@ fn single_change(config: &WebhookConfig, spec: &Object, built: Built, is_status:
     } else {
         (vec![built.item], Vec::new())
     };
-    let value = change_value(&display, &phone_number_id, contacts, messages, statuses);
+    let value = change_value(
+        &display,
+        &phone_number_id,
+        contacts,
+        messages,
+        statuses,
+        Vec::new(),
+    );
     envelope(vec![(waba_id, vec![value])])
 }
 
@@ -1124,6 +1135,15 @@ pub async fn status(state: &AppState, body: &[u8]) -> Result<Value, String> {
     Ok(json!({"id": id, "delivery": delivery}))
 }
 
+/// The fields a change of `POST /_emulator/webhook/batch` may hold.
+const BATCH_CHANGE_KEYS: [&str; 5] = [
+    "phone_number_id",
+    "display_phone_number",
+    "messages",
+    "statuses",
+    "errors",
+];
+
 /// `POST /_emulator/webhook/batch`: several entries / changes / messages / statuses in ONE POST.
 pub async fn batch(state: &AppState, body: &[u8]) -> Result<Value, String> {
     let config = state.webhooks.config();
@@ -1151,6 +1171,15 @@ pub async fn batch(state: &AppState, body: &[u8]) -> Result<Value, String> {
         for (change_index, change_spec) in change_specs.iter().enumerate() {
             let path = format!("entries[{entry_index}].changes[{change_index}]");
             let change_spec = as_spec(change_spec, &path)?;
+            if let Some((key, _)) = change_spec
+                .iter()
+                .find(|(key, _)| !BATCH_CHANGE_KEYS.contains(&key.as_str()))
+            {
+                return Err(format!(
+                    "{path}.{key}: unknown field (allowed: {})",
+                    BATCH_CHANGE_KEYS.join(", ")
+                ));
+            }
             let list = |key: &str| -> Result<&[Json], String> {
                 match change_spec.get(key) {
                     None | Some(Json::Null) => Ok(&[]),
@@ -1181,6 +1210,22 @@ pub async fn batch(state: &AppState, body: &[u8]) -> Result<Value, String> {
                 ids.push(built.id);
                 statuses.push(built.item);
             }
+            // Value-level errors (cloud-api.md §5.8): system or account problems, no wamid.
+            let mut errors = Vec::new();
+            for (index, error_spec) in list("errors")?.iter().enumerate() {
+                let error = full_error(error_spec).map_err(|reason| {
+                    format!(
+                        "{path}.errors[{index}]{}",
+                        reason.strip_prefix("errors[]").unwrap_or(&reason)
+                    )
+                })?;
+                errors.push(error);
+            }
+            if messages.is_empty() && statuses.is_empty() && errors.is_empty() {
+                return Err(format!(
+                    "{path}: needs at least one of messages, statuses, errors"
+                ));
+            }
             let phone_number_id = text_field(change_spec, "phone_number_id")?
                 .or(first_phone_number_id)
                 .unwrap_or_else(|| DEFAULT_PHONE_NUMBER_ID.to_string());
@@ -1192,6 +1237,7 @@ pub async fn batch(state: &AppState, body: &[u8]) -> Result<Value, String> {
                 contacts,
                 messages,
                 statuses,
+                errors,
             ));
         }
         entries.push((waba_id, values));
@@ -1460,7 +1506,7 @@ mod unit {
 
     #[test]
     fn envelope_keeps_meta_key_order() {
-        let value = change_value("1", "2", Vec::new(), Vec::new(), Vec::new());
+        let value = change_value("1", "2", Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let text = encode_graph_json(&envelope(vec![("9".to_string(), vec![value])]));
         assert_eq!(
             text,
