@@ -3854,3 +3854,79 @@ fn batch_carries_value_level_errors_and_refuses_unknown_or_empty_changes() {
     }
     assert_eq!(receiver.received().len(), 1, "refused batches send nothing");
 }
+
+#[test]
+fn unversioned_graph_paths_use_the_default_version() {
+    // cloud-api.md §1.1: "Omitting the version hits the app's default version".
+    let emulator = Emulator::start();
+    let (status, answer) = json_of(
+        emulator
+            .client
+            .post(format!("{}/{PHONE_ID}/messages", emulator.base))
+            .bearer_auth("test-token")
+            .json(&text_body("unversioned"))
+            .send()
+            .expect("send"),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["messages"][0]["id"].is_string(), "{answer}");
+
+    let response = emulator
+        .client
+        .post(format!("{}/{PHONE_ID}/media", emulator.base))
+        .bearer_auth("test-token")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(upload_body("image/jpeg", "a.jpg", b"\xff\xd8\xff\xe0jpeg"))
+        .send()
+        .expect("upload");
+    let (status, answer) = json_of(response);
+    assert_eq!(status, 200, "{answer}");
+    let media_id = answer["id"].as_str().expect("media id").to_string();
+    let (status, info) = emulator.media_info(&media_id);
+    assert_eq!(status, 200, "{info}");
+    let (status, answer) = json_of(
+        emulator
+            .client
+            .delete(format!("{}/{media_id}", emulator.base))
+            .bearer_auth("test-token")
+            .send()
+            .expect("delete"),
+    );
+    assert_eq!((status, answer), (200, json!({"success": true})));
+
+    // The recorded request names the phone number like a versioned one.
+    let requests = emulator.control_get(&format!("requests?path_contains=/{PHONE_ID}/messages"));
+    let recorded = &requests["requests"][0];
+    assert_eq!(recorded["phone_number_id"], PHONE_ID, "{recorded}");
+
+    // An unknown object is named by its own id, not by the edge.
+    let (status, answer) = json_of(
+        emulator
+            .client
+            .post(format!("{}/12ab/messages", emulator.base))
+            .bearer_auth("test-token")
+            .json(&text_body("x"))
+            .send()
+            .expect("send"),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["error_subcode"], 33);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Object with ID '12ab' does not exist"),
+        "{answer}"
+    );
+    // Without a token, unversioned routes answer 401 / 190 like versioned ones.
+    let response = emulator
+        .client
+        .post(format!("{}/{PHONE_ID}/messages", emulator.base))
+        .json(&text_body("x"))
+        .send()
+        .expect("send");
+    assert_graph_error(response, 401, 190);
+}

@@ -43,12 +43,23 @@ impl GraphRequest {
         is_version(first).then_some(first)
     }
 
-    /// The segment after the version: the phone-number-id on the messages route.
+    /// The segments after the version, or all of them for an unversioned path (Graph serves
+    /// those at the app's default version, cloud-api.md §1.1).
+    pub fn after_version(&self) -> Vec<&str> {
+        let mut segments = self.segments();
+        if self.version().is_some() {
+            segments.remove(0);
+        }
+        segments
+    }
+
+    /// The first segment after the (optional) version: the phone-number-id on the messages
+    /// route.
     pub fn object_id(&self) -> Option<&str> {
-        let mut segments = self.path.trim_start_matches('/').split('/');
-        let version = segments.next()?;
-        let id = segments.next()?;
-        (is_version(version) && !id.is_empty()).then_some(id)
+        self.after_version()
+            .first()
+            .copied()
+            .filter(|id| !id.is_empty())
     }
 
     /// The phone number id a request concerns (recorded and matched by fault rules): the
@@ -58,16 +69,16 @@ impl GraphRequest {
     /// `debug_token`) concern no phone number.
     pub fn phone_number_id(&self) -> Option<String> {
         let id = self.object_id()?;
-        let segments: Vec<&str> = self.path.trim_start_matches('/').split('/').collect();
+        let segments = self.after_version();
         if matches!(id, "oauth" | "debug_token")
             || matches!(
-                segments.get(2),
+                segments.get(1),
                 Some(&("subscribed_apps" | "phone_numbers"))
             )
         {
             return None;
         }
-        if segments.len() == 2 {
+        if segments.len() == 1 {
             return crate::control::query_param(&self.query, "phone_number_id");
         }
         Some(id.to_string())
@@ -102,7 +113,19 @@ impl GraphRequest {
 pub fn is_upload_path(method: &Method, path: &str) -> bool {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     method == Method::POST
-        && matches!(segments.as_slice(), [version, id, "media"] if is_version(version) && is_graph_id(id))
+        && match segments.as_slice() {
+            [version, id, "media"] => is_version(version) && is_graph_id(id),
+            // Unversioned (the app's default version, cloud-api.md §1.1).
+            [id, "media"] => is_graph_id(id),
+            _ => false,
+        }
+}
+
+/// `v` then a digit: a version, well-formed or not.
+fn looks_like_version(segment: &str) -> bool {
+    segment
+        .strip_prefix('v')
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 fn is_version(segment: &str) -> bool {
@@ -403,18 +426,20 @@ async fn route_inner(
     config: &Config,
     request: &GraphRequest,
 ) -> Result<Reply, GraphError> {
-    let segments = request.segments();
+    // Graph also accepts calls without a version (cloud-api.md §1.1: "Omitting the version hits
+    // the app's default version"): every route is served that way too.
+    let segments = request.after_version();
+    let after_version = segments.as_slice();
     let unsupported = || {
-        let object_id = segments.get(1).or(segments.first()).copied().unwrap_or("");
+        let all = request.segments();
+        // A malformed version (`/v26/{id}/...`) is taken as the version slot: the object is
+        // the next segment.
+        let object_id = if looks_like_version(all[0]) && all.len() > 1 {
+            all[1]
+        } else {
+            after_version.first().copied().unwrap_or(all[0])
+        };
         GraphError::unsupported(&request.method, object_id)
-    };
-    // Graph also accepts calls without a version (cloud-api.md §1.1): the media URL lookup and
-    // the app-level OAuth routes are served that way too.
-    let versioned = request.version().is_some();
-    let after_version = if versioned {
-        segments.get(1..).unwrap_or(&[])
-    } else {
-        segments.as_slice()
     };
     // Routes authorised by something other than a bearer token.
     match (&request.method, after_version) {
@@ -425,14 +450,6 @@ async fn route_inner(
         _ => {}
     }
     check_token(config, request)?;
-    if !versioned {
-        return match (&request.method, after_version) {
-            (&Method::GET, [media_id]) if is_graph_id(media_id) => {
-                media::lookup(state, request, media_id)
-            }
-            _ => Err(unsupported()),
-        };
-    }
     // Edges are matched by their exact name, so `/{id}/register` never falls into the
     // messages or media arms (and `/{id}/registerx` is 100/33).
     match (&request.method, after_version) {

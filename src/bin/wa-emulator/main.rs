@@ -67,7 +67,8 @@ On startup exactly one line is printed to stdout:
     wa-emulator listening on http://127.0.0.1:PORT
 SIGTERM and SIGINT end the process at once with exit status 0 (no state to flush).
 
-GRAPH ROUTES (bearer token required on all; 401 / code 190 otherwise):
+GRAPH ROUTES (bearer token required on all; 401 / code 190 otherwise). Every route also
+answers without its /{version} prefix, at the default version v26.0, as Graph does:
     POST   /{version}/{phone_number_id}/messages  send a message, mark as read / typing
     POST   /{version}/{phone_number_id}/media     upload: multipart/form-data with fields
                                                   messaging_product=whatsapp, type=<MIME>,
@@ -76,7 +77,7 @@ GRAPH ROUTES (bearer token required on all; 401 / code 190 otherwise):
                                                   (400 code 100), type != part Content-Type
                                                   answers 131053; body limit 110 MiB
     GET    /{version}/{media_id}[?phone_number_id=ID]   {\"url\",\"mime_type\",\"sha256\",
-    GET    /{media_id}                                   \"file_size\",\"id\",\"messaging_product\"}
+                                                         \"file_size\",\"id\",\"messaging_product\"}
     DELETE /{version}/{media_id}                  {\"success\":true}
     GET    /media/download/{media_id}?ext=..&hash=..   the download URL (Meta's lookaside
                                                   host): bearer token required (401), 404
