@@ -586,7 +586,9 @@ wa_result wa_options_set_app_id(wa_options *options,
 wa_result wa_options_set_webhook_listen(wa_options *options,
                                         const char *address);
 
-// Timeout of one HTTP request in milliseconds (default 30000; must be > 0).
+// Timeout of one HTTP request in milliseconds (default 30000; must be > 0). A media transfer
+// (upload, download, forward) may take longer as long as bytes keep moving: it fails once
+// nothing moved for this long.
 wa_result wa_options_set_request_timeout_ms(wa_options *options,
                                             uint32_t timeout_ms);
 

@@ -7,8 +7,9 @@
 //! on an allow-list, so a media URL pointing elsewhere cannot collect it.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::Url;
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::error::{DeliveryError, GraphError};
@@ -94,19 +96,159 @@ fn transport_text(what: &str, e: &reqwest::Error) -> String {
     format!("{what}: {}", crate::graph::error_text(e))
 }
 
+fn timed_out_text(what: &str, idle: Duration) -> String {
+    format!(
+        "{what}: timed out, nothing moved for {} ms",
+        idle.as_millis()
+    )
+}
+
+/// Largest piece of a request body handed to the connection at once: the idle watchdog sees
+/// progress once per piece taken, so one piece must not take long to send (a download's chunks
+/// reach 400 KiB).
+const PIECE: usize = 64 * 1024;
+
+/// `bytes` as pieces of at most `PIECE` bytes, without copying.
+fn pieces(bytes: Bytes) -> impl Iterator<Item = Bytes> {
+    (0..bytes.len())
+        .step_by(PIECE)
+        .map(move |start| bytes.slice(start..bytes.len().min(start + PIECE)))
+}
+
+/// `stream` with its chunks cut into `pieces`.
+fn in_pieces<S, E>(stream: S) -> impl Stream<Item = Result<Bytes, E>>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    stream.flat_map(|item| {
+        let items: Vec<Result<Bytes, E>> = match item {
+            Ok(bytes) => pieces(bytes).map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures_util::stream::iter(items)
+    })
+}
+
+/// The idle timeout of a transfer whose request carries a large body (an upload, a forward's
+/// POST to the destination).
+///
+/// reqwest's `read_timeout` is no idle timeout: it runs from the request's start until the
+/// answer's head, so the whole body would have to be sent within it. Instead the request body is
+/// wrapped so that every chunk the connection takes counts as progress, and the request fails
+/// only once nothing moved for `idle`. The wait for the answer's head after the last chunk is
+/// bounded by `idle` too.
+#[derive(Clone)]
+struct Watchdog {
+    idle: Duration,
+    state: Arc<Mutex<WatchState>>,
+}
+
+struct WatchState {
+    last_progress: Instant,
+    /// Waiting on the body's own source, which has its own timer (a forward's download):
+    /// the connection is not idle meanwhile, it has nothing to send.
+    paused: bool,
+}
+
+/// The watched transfer made no progress for the idle timeout.
+#[derive(Debug)]
+struct Stalled;
+
+impl Watchdog {
+    fn new(idle: Duration) -> Self {
+        Self {
+            idle,
+            state: Arc::new(Mutex::new(WatchState {
+                last_progress: Instant::now(),
+                paused: false,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn progress(&self) {
+        let mut state = self.lock();
+        state.last_progress = Instant::now();
+        state.paused = false;
+    }
+
+    fn pause(&self) {
+        self.lock().paused = true;
+    }
+
+    /// When the transfer counts as stalled if nothing moves before; `None` while paused.
+    fn deadline(&self) -> Option<Instant> {
+        let state = self.lock();
+        (!state.paused).then(|| state.last_progress + self.idle)
+    }
+
+    /// Runs `future` to completion, or gives up once nothing moved for the idle timeout.
+    async fn guard<F: Future>(&self, future: F) -> Result<F::Output, Stalled> {
+        let mut future = std::pin::pin!(future);
+        loop {
+            let wake = self
+                .deadline()
+                .unwrap_or_else(|| Instant::now() + self.idle);
+            tokio::select! {
+                biased;
+                output = &mut future => return Ok(output),
+                () = tokio::time::sleep_until(wake) => {
+                    if self.deadline().is_some_and(|d| d <= Instant::now()) {
+                        return Err(Stalled);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `stream` with every item its consumer takes counted as progress. With `pause_while_waiting`
+    /// the time the consumer waits on `stream` itself is not idle time (its source has its own
+    /// timer); otherwise it is (a local file that hangs is a stall too).
+    fn watch<S>(
+        &self,
+        stream: S,
+        pause_while_waiting: bool,
+    ) -> impl Stream<Item = S::Item> + Send + 'static
+    where
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+    {
+        let watchdog = self.clone();
+        futures_util::stream::unfold(Box::pin(stream), move |mut stream| {
+            let watchdog = watchdog.clone();
+            async move {
+                if pause_while_waiting {
+                    watchdog.pause();
+                }
+                let item = stream.next().await;
+                watchdog.progress();
+                item.map(|item| (item, stream))
+            }
+        })
+    }
+}
+
 /// Result of streaming: set by the verifying stream when the bytes do not match.
 type StreamProblem = Arc<Mutex<Option<MediaError>>>;
 
 /// Passes the download's bytes on while hashing and counting them; ends with an error (which
-/// aborts whatever consumes it) on a size or SHA-256 mismatch.
+/// aborts whatever consumes it) on a size or SHA-256 mismatch, or when the media host sends
+/// nothing for `idle`. That timer runs only while the consumer waits for the next chunk: a
+/// consumer slow to take the bytes (a destination, a disk, a getMedia client) is not a stalled
+/// download.
 fn verified_stream(
     response: reqwest::Response,
     info: &MediaInfo,
     max_bytes: u64,
+    idle: Duration,
     problem: StreamProblem,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     struct State {
         response: reqwest::Response,
+        idle: Duration,
         hasher: Sha256,
         received: u64,
         expected_sha: Option<[u8; 32]>,
@@ -128,6 +270,7 @@ fn verified_stream(
     }
     let state = State {
         response,
+        idle,
         hasher: Sha256::new(),
         received: 0,
         expected_sha: info.sha256,
@@ -143,7 +286,12 @@ fn verified_stream(
                 // After a successful end the chunk held back is released last.
                 return s.held.take().map(|chunk| (Ok(chunk), s));
             }
-            match s.response.chunk().await {
+            let Ok(read) = tokio::time::timeout(s.idle, s.response.chunk()).await else {
+                let text = timed_out_text("media download failed", s.idle);
+                let error = s.fail((DeliveryError::OtherHttp, text));
+                return Some((Err(error), s));
+            };
+            match read {
                 Ok(Some(chunk)) => {
                     s.received += chunk.len() as u64;
                     if s.received > s.max_bytes {
@@ -193,7 +341,9 @@ pub struct MediaClient {
     allowed_hosts: HashSet<String>,
     graph_origin: (String, String, Option<u16>),
     max_bytes: u64,
-    resolve_timeout: Duration,
+    /// The bound of a small request (a lookup, a download's answer head) and the idle timeout of
+    /// a transfer: a transfer fails once nothing moved for this long, however long it takes.
+    timeout: Duration,
 }
 
 impl MediaClient {
@@ -208,8 +358,9 @@ impl MediaClient {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(config.connect_timeout)
-            // No total timeout: a 100 MB transfer may take long; a stalled one may not.
-            .read_timeout(config.request_timeout)
+            // No client-wide timeout: a 100 MB transfer may take long, a stalled one may not.
+            // reqwest's `read_timeout` would bound the whole request body (it runs until the
+            // answer's head), so each stage has its own bound: `Watchdog`, `verified_stream`.
             // Redirects keep the Authorization header only within the allow-list.
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 let allowed = attempt
@@ -234,7 +385,7 @@ impl MediaClient {
                 base.port_or_known_default(),
             ),
             max_bytes: config.media_max_bytes,
-            resolve_timeout: config.request_timeout,
+            timeout: config.request_timeout,
         })
     }
 
@@ -246,6 +397,14 @@ impl MediaClient {
             && host == self.graph_origin.1
             && url.port_or_known_default() == self.graph_origin.2;
         same_origin || (url.scheme() == "https" && self.allowed_hosts.contains(host))
+    }
+
+    /// A small answer body, read within the timeout; empty when it cannot be read.
+    async fn read_answer(&self, response: reqwest::Response) -> Bytes {
+        match tokio::time::timeout(self.timeout, read_limited(response)).await {
+            Ok(Ok(body)) => body,
+            _ => Bytes::new(),
+        }
     }
 
     fn graph_failure(status: u16, body: &[u8]) -> MediaError {
@@ -269,7 +428,7 @@ impl MediaClient {
             .http
             .get(format!("{}/{}", self.graph_base, media_id))
             .bearer_auth(token)
-            .timeout(self.resolve_timeout)
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| {
@@ -342,12 +501,17 @@ impl MediaClient {
                     ),
                 );
             }
-            let response = self
-                .http
-                .get(url)
-                .bearer_auth(token)
-                .send()
+            // The answer's head within the timeout; the body's chunks are timed one by one.
+            let sent =
+                tokio::time::timeout(self.timeout, self.http.get(url).bearer_auth(token).send());
+            let response = sent
                 .await
+                .map_err(|_| {
+                    (
+                        DeliveryError::OtherHttp,
+                        timed_out_text("media download failed", self.timeout),
+                    )
+                })?
                 .map_err(|e| {
                     (
                         DeliveryError::OtherHttp,
@@ -361,7 +525,7 @@ impl MediaClient {
                 continue;
             }
             if !(200..300).contains(&status) {
-                let body = read_limited(response).await.unwrap_or_default();
+                let body = self.read_answer(response).await;
                 return Err(Self::graph_failure(status, &body));
             }
             // Some edges answer an HTML page instead of the file (cloud-api.md §4.3).
@@ -394,7 +558,13 @@ impl MediaClient {
         MediaError,
     > {
         let (info, response) = self.open(media_id, token).await?;
-        let stream = verified_stream(response, &info, self.max_bytes, Arc::default());
+        let stream = verified_stream(
+            response,
+            &info,
+            self.max_bytes,
+            self.timeout,
+            Arc::default(),
+        );
         Ok((info, stream))
     }
 
@@ -418,7 +588,16 @@ impl MediaClient {
             })?;
         let (info, response) = self.open(media_id, token).await?;
         let problem = StreamProblem::default();
-        let stream = verified_stream(response, &info, self.max_bytes, problem.clone());
+        let stream = verified_stream(
+            response,
+            &info,
+            self.max_bytes,
+            self.timeout,
+            problem.clone(),
+        );
+        // The download times its own chunks; the destination is idle only when it takes none.
+        let watchdog = Watchdog::new(self.timeout);
+        let body = reqwest::Body::wrap_stream(watchdog.watch(in_pieces(stream), true));
         let content_type = mime_type
             .filter(|m| !m.is_empty())
             .unwrap_or(&info.mime_type)
@@ -427,14 +606,21 @@ impl MediaClient {
             .http
             .post(destination)
             .header(CONTENT_TYPE, content_type)
-            .body(reqwest::Body::wrap_stream(stream));
+            .body(body);
         if let Some(size) = info.file_size {
             request = request.header(CONTENT_LENGTH, size);
         }
-        let sent = request.send().await;
+        watchdog.progress();
+        let sent = watchdog.guard(request.send()).await;
         if let Some(error) = problem.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(error);
         }
+        let Ok(sent) = sent else {
+            return fail(
+                DeliveryError::OtherHttp,
+                timed_out_text("posting to the destination failed", self.timeout),
+            );
+        };
         let response = sent.map_err(|e| {
             (
                 DeliveryError::OtherHttp,
@@ -474,6 +660,7 @@ impl MediaClient {
             response,
             &info,
             self.max_bytes,
+            self.timeout,
             Arc::default()
         ));
         while let Some(chunk) = stream.next().await {
@@ -500,10 +687,18 @@ impl MediaClient {
         mime_type: &str,
         token: &str,
     ) -> Result<String, MediaError> {
+        // Every chunk the connection takes is progress; a file that hangs is a stall too.
+        let watchdog = Watchdog::new(self.timeout);
         let part = match source {
             UploadSource::Buffer { data, filename } => {
-                reqwest::multipart::Part::stream_with_length(data.clone(), data.len() as u64)
-                    .file_name(filename)
+                let size = data.len();
+                let chunks = pieces(data).map(Ok::<_, std::io::Error>);
+                let stream = watchdog.watch(futures_util::stream::iter(chunks), false);
+                reqwest::multipart::Part::stream_with_length(
+                    reqwest::Body::wrap_stream(stream),
+                    size as u64,
+                )
+                .file_name(filename)
             }
             UploadSource::File(path) => {
                 let file = tokio::fs::File::open(&path).await.map_err(|e| {
@@ -517,7 +712,8 @@ impl MediaClient {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "upload".into());
-                let stream = tokio_util::io::ReaderStream::new(file);
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, PIECE);
+                let stream = watchdog.watch(stream, false);
                 reqwest::multipart::Part::stream_with_length(
                     reqwest::Body::wrap_stream(stream),
                     size,
@@ -535,13 +731,21 @@ impl MediaClient {
             .text("messaging_product", "whatsapp")
             .text("type", mime_type.to_string())
             .part("file", part);
-        let response = self
+        let request = self
             .http
             .post(format!("{}/{}/media", self.graph_base, channel))
             .bearer_auth(token)
-            .multipart(form)
-            .send()
+            .multipart(form);
+        watchdog.progress();
+        let response = watchdog
+            .guard(request.send())
             .await
+            .map_err(|Stalled| {
+                (
+                    DeliveryError::OtherHttp,
+                    timed_out_text("media upload failed", self.timeout),
+                )
+            })?
             .map_err(|e| {
                 (
                     DeliveryError::OtherHttp,
@@ -549,7 +753,7 @@ impl MediaClient {
                 )
             })?;
         let status = response.status().as_u16();
-        let body = read_limited(response).await.unwrap_or_default();
+        let body = self.read_answer(response).await;
         if !(200..300).contains(&status) {
             return Err(Self::graph_failure(status, &body));
         }

@@ -203,7 +203,9 @@ pub extern "C" fn wa_options_set_webhook_listen(
     })
 }
 
-/// Timeout of one HTTP request in milliseconds (default 30000; must be > 0).
+/// Timeout of one HTTP request in milliseconds (default 30000; must be > 0). A media transfer
+/// (upload, download, forward) may take longer as long as bytes keep moving: it fails once
+/// nothing moved for this long.
 #[no_mangle]
 pub extern "C" fn wa_options_set_request_timeout_ms(
     options: *mut wa_options,
