@@ -489,8 +489,9 @@ wa_result wa_client_request_media(wa_client *client,
                                   const char *mime_type,
                                   void *request_ctx);
 
-// Downloads media `media_id` into the file `path` (written under a temporary name and renamed
-// when complete and verified). For hosts that serve inbound media from their own web server.
+// Downloads media `media_id` into the file `path`: written to a new temporary file
+// `.<file name>.<pid>.<n>.part` in the same directory, renamed over `path` when complete and
+// verified, removed on failure. For hosts that serve inbound media from their own web server.
 // Result: one `send_result` with `callback_info` = the media id and `content` = the media's
 // MIME type, or the error text.
 wa_result wa_client_download_media(wa_client *client,

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -334,6 +334,76 @@ fn verified_stream(
     })
 }
 
+/// A download's temporary file, next to its destination: `.<file name>.<pid>.<n>.part`.
+///
+/// The name is the process's own (pid and counter), and the file is created only if it does not
+/// exist: two downloads never share one (`a.jpg` and `a.png` would if the extension were
+/// replaced), and no file of the host's (its own `voice.part`) is overwritten or moved away.
+/// Removed when dropped, unless `commit` moved it over the destination: on every failure path,
+/// including a cancelled download.
+struct PartialFile {
+    path: Option<PathBuf>,
+}
+
+impl PartialFile {
+    async fn create(destination: &Path) -> std::io::Result<(Self, tokio::fs::File)> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let Some(name) = destination.file_name() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the path does not name a file",
+            ));
+        };
+        // Room for the additions within the usual 255-byte limit on a file name.
+        let mut name_part = String::new();
+        for c in name.to_string_lossy().chars() {
+            if name_part.len() + c.len_utf8() > 160 {
+                break;
+            }
+            name_part.push(c);
+        }
+        let directory = destination.parent().unwrap_or(Path::new(""));
+        let mut attempts = 0;
+        loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = directory.join(format!(".{name_part}.{}.{n}.part", std::process::id()));
+            let created = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .await;
+            match created {
+                Ok(file) => return Ok((Self { path: Some(path) }, file)),
+                // A leftover of an earlier process with the same pid: take the next number.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Moves the file over `destination` (replacing a file there).
+    async fn commit(mut self, destination: &Path) -> std::io::Result<()> {
+        if let Some(path) = &self.path {
+            tokio::fs::rename(path, destination).await?;
+            self.path = None;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            // Synchronous: drop may run during cancellation, where nothing can be awaited. One
+            // unlink is short.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Media operations for one client configuration.
 pub struct MediaClient {
     http: reqwest::Client,
@@ -638,24 +708,24 @@ impl MediaClient {
         }
     }
 
-    /// Downloads to `path` (written to a temporary name, renamed when complete and verified).
-    /// Returns the media's MIME type.
+    /// Downloads to `path` (written to a temporary file of its own next to it, renamed over
+    /// `path` when complete and verified, removed otherwise). Returns the media's MIME type.
     pub async fn download_to_file(
         &self,
         media_id: &str,
-        path: &std::path::Path,
+        path: &Path,
         token: &str,
     ) -> Result<String, MediaError> {
         use tokio::io::AsyncWriteExt;
         let (info, response) = self.open(media_id, token).await?;
-        let partial = path.with_extension("part");
         let io_err = |e: std::io::Error| {
             (
                 DeliveryError::OtherHttp,
                 format!("cannot write {}: {e}", path.display()),
             )
         };
-        let mut file = tokio::fs::File::create(&partial).await.map_err(io_err)?;
+        // Removed when this function returns early or is cancelled.
+        let (partial, mut file) = PartialFile::create(path).await.map_err(io_err)?;
         let mut stream = std::pin::pin!(verified_stream(
             response,
             &info,
@@ -666,16 +736,12 @@ impl MediaClient {
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(bytes) => file.write_all(&bytes).await.map_err(io_err)?,
-                Err(e) => {
-                    drop(file);
-                    let _ = tokio::fs::remove_file(&partial).await;
-                    return fail(DeliveryError::OtherHttp, e.to_string());
-                }
+                Err(e) => return fail(DeliveryError::OtherHttp, e.to_string()),
             }
         }
         file.flush().await.map_err(io_err)?;
         drop(file);
-        tokio::fs::rename(&partial, path).await.map_err(io_err)?;
+        partial.commit(path).await.map_err(io_err)?;
         Ok(info.mime_type)
     }
 

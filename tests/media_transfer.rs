@@ -1,12 +1,14 @@
-//! Media transfers against small loopback servers with a short request timeout: an upload or a
+//! Media transfers against small loopback servers. With a short request timeout: an upload or a
 //! forward that takes longer than the timeout while bytes keep moving succeeds, one whose peer
 //! stops reading fails within a bound, and a getMedia client may pause longer than the timeout.
+//! Downloads to a file: each has a temporary file of its own, which never outlives a failure.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -193,7 +195,14 @@ fn stalled_reader() -> Server {
     Server::start(move |_head, reader| held.lock().unwrap().push(reader))
 }
 
-fn host_with(graph_base_url: &str) -> Host {
+fn short_timeout(options: *mut wa_options) {
+    assert_eq!(
+        wa_options_set_request_timeout_ms(options, TIMEOUT_MS),
+        wa_result::WA_OK
+    );
+}
+
+fn host_with(graph_base_url: &str, configure: impl FnOnce(*mut wa_options)) -> Host {
     let mut raw = std::ptr::null_mut();
     assert_eq!(wa_options_new(&mut raw), wa_result::WA_OK);
     let opts = Opts(raw);
@@ -201,10 +210,7 @@ fn host_with(graph_base_url: &str) -> Host {
         wa_options_set_graph_base_url(raw, cstr(graph_base_url).as_ptr()),
         wa_result::WA_OK
     );
-    assert_eq!(
-        wa_options_set_request_timeout_ms(raw, TIMEOUT_MS),
-        wa_result::WA_OK
-    );
+    configure(raw);
     let host = Host::new(&opts);
     host.set_token(TOKEN);
     host
@@ -238,7 +244,7 @@ const SLOW_SIZE: usize = 12 * 1024 * 1024;
 #[test]
 fn an_upload_slower_than_the_timeout_succeeds_while_bytes_keep_moving() {
     let (graph, reads) = slow_reader(r#"{"id":"4242"}"#);
-    let host = host_with(&graph.url);
+    let host = host_with(&graph.url, short_timeout);
     let data: Vec<u8> = (0..SLOW_SIZE).map(|i| (i % 251) as u8).collect();
     assert_eq!(upload(&host, &data), wa_result::WA_OK, "{}", last_error());
     let r = host.wait_results(1, 60 * SECS).remove(0);
@@ -260,7 +266,7 @@ fn an_upload_slower_than_the_timeout_succeeds_while_bytes_keep_moving() {
 #[test]
 fn an_upload_to_a_server_that_stops_reading_times_out() {
     let graph = stalled_reader();
-    let host = host_with(&graph.url);
+    let host = host_with(&graph.url, short_timeout);
     let data = vec![7u8; SLOW_SIZE];
     assert_eq!(upload(&host, &data), wa_result::WA_OK, "{}", last_error());
     let r = host.wait_results(1, 30 * SECS).remove(0);
@@ -274,10 +280,7 @@ fn an_upload_to_a_server_that_stops_reading_times_out() {
 
 fn emulator_host(emu: &Emulator) -> Host {
     let opts = Opts::for_emulator(emu);
-    assert_eq!(
-        wa_options_set_request_timeout_ms(opts.0, TIMEOUT_MS),
-        wa_result::WA_OK
-    );
+    short_timeout(opts.0);
     let host = Host::new(&opts);
     host.set_token(TOKEN);
     host
@@ -331,10 +334,7 @@ fn a_get_media_client_may_pause_longer_than_the_timeout() {
     const SIZE: u64 = SLOW_SIZE as u64;
     let emu = Emulator::start();
     let opts = Opts::for_emulator(&emu);
-    assert_eq!(
-        wa_options_set_request_timeout_ms(opts.0, TIMEOUT_MS),
-        wa_result::WA_OK
-    );
+    short_timeout(opts.0);
     assert_eq!(
         wa_options_set_webhook_listen(opts.0, cstr("127.0.0.1:0").as_ptr()),
         wa_result::WA_OK
@@ -371,4 +371,264 @@ fn a_get_media_client_may_pause_longer_than_the_timeout() {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!((body.len() as u64, got), (SIZE, sha));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Downloads to a file and their temporary files.
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An empty directory of this test's own.
+fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wa-transfer-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The names in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Polls `condition` until it holds or `limit` passed; returns whether it held.
+fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+fn download(host: &Host, media_id: &str, path: &Path, request_ctx: usize) -> wa_result {
+    wa_client_download_media(
+        host.client,
+        cstr(media_id).as_ptr(),
+        cstr(path.to_str().unwrap()).as_ptr(),
+        ctx(request_ctx),
+    )
+}
+
+/// Holds the second half of every file `media_server` serves until opened.
+#[derive(Default)]
+struct Gate {
+    /// (open, first halves sent)
+    state: Mutex<(bool, usize)>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        self.state.lock().unwrap().0 = true;
+        self.changed.notify_all();
+    }
+
+    fn halves_sent(&self) -> usize {
+        self.state.lock().unwrap().1
+    }
+}
+
+/// A Graph stand-in for downloads: `GET /{version}/{id}` describes media `id` of `files` (id,
+/// MIME type, bytes) with a URL on this server; `GET /file/{id}` sends the first half of the
+/// bytes, then the rest once `gate` opens (or after 10 s).
+fn media_server(files: Vec<(&'static str, &'static str, Vec<u8>)>, gate: Arc<Gate>) -> Server {
+    Server::start(move |head, mut reader| {
+        let path = head.target.split('?').next().unwrap_or("");
+        if let Some(id) = path.strip_prefix("/file/") {
+            let Some((_, mime, bytes)) = files.iter().find(|(i, ..)| *i == id) else {
+                return answer(&mut reader, 404, "text/plain", b"no such file");
+            };
+            let (first, rest) = bytes.split_at(bytes.len() / 2);
+            let stream = reader.get_mut();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                bytes.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(first);
+            let _ = stream.flush();
+            let mut state = gate.state.lock().unwrap();
+            state.1 += 1;
+            gate.changed.notify_all();
+            let (state, _) = gate
+                .changed
+                .wait_timeout_while(state, 10 * SECS, |s| !s.0)
+                .unwrap();
+            drop(state);
+            let _ = stream.write_all(rest);
+        } else {
+            let id = path.rsplit('/').next().unwrap_or("");
+            let Some((_, mime, bytes)) = files.iter().find(|(i, ..)| *i == id) else {
+                return answer(&mut reader, 404, "application/json", b"{}");
+            };
+            let lookup = serde_json::json!({
+                "url": format!("http://{}/file/{id}", head.header("host").unwrap_or("")),
+                "mime_type": mime,
+                "sha256": sha256_hex(bytes),
+                "file_size": bytes.len(),
+                "id": id,
+                "messaging_product": "whatsapp",
+            });
+            answer(
+                &mut reader,
+                200,
+                "application/json",
+                lookup.to_string().as_bytes(),
+            );
+        }
+    })
+}
+
+#[test]
+fn concurrent_downloads_to_names_differing_in_extension_each_get_their_bytes() {
+    const SIZE: usize = 1024 * 1024;
+    let jpeg: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let png: Vec<u8> = (0..SIZE).map(|i| (i % 241) as u8 ^ 0x5a).collect();
+    let gate = Arc::new(Gate::default());
+    let server = media_server(
+        vec![
+            ("1001", "image/jpeg", jpeg.clone()),
+            ("1002", "image/png", png.clone()),
+        ],
+        gate.clone(),
+    );
+    let host = host_with(&server.url, |_| {});
+    let dir = fresh_dir("same-stem");
+    assert_eq!(
+        download(&host, "1001", &dir.join("a.jpg"), 1),
+        wa_result::WA_OK
+    );
+    assert_eq!(
+        download(&host, "1002", &dir.join("a.png"), 2),
+        wa_result::WA_OK
+    );
+    // Both downloads are half done, each in its temporary file, before either may finish. (Were
+    // the two to share one, only one would show: then they go on after the limit, interleaved.)
+    eventually(10 * SECS, || {
+        gate.halves_sent() == 2 && entries(&dir).len() == 2
+    });
+    gate.open();
+    let results = host.wait_results(2, 20 * SECS);
+    for (request_ctx, mime, path, bytes) in [
+        (1, "image/jpeg", "a.jpg", &jpeg),
+        (2, "image/png", "a.png", &png),
+    ] {
+        let r = results.iter().find(|r| r.ctx == request_ctx).unwrap();
+        assert_eq!(
+            (r.error, r.content.as_str()),
+            (WHATSAPP_ERR_OK, mime),
+            "{r:?}"
+        );
+        let got = std::fs::read(dir.join(path)).unwrap();
+        assert!(got == *bytes, "{path} does not hold its media");
+    }
+    assert_eq!(entries(&dir), ["a.jpg", "a.png"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_download_leaves_the_hosts_own_part_file_alone() {
+    let emu = Emulator::start();
+    let host = Host::with_token(&emu);
+    let dir = fresh_dir("own-part");
+    std::fs::write(dir.join("voice.part"), b"the host's own file").unwrap();
+    let (id, sha) = emu.create_media("audio/ogg", 100_000);
+    assert_eq!(
+        download(&host, &id, &dir.join("voice.ogg"), 1),
+        wa_result::WA_OK
+    );
+    let r = host.wait_results(1, 10 * SECS).remove(0);
+    assert_eq!(
+        (r.error, r.content.as_str()),
+        (WHATSAPP_ERR_OK, "audio/ogg"),
+        "{r:?}"
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(dir.join("voice.ogg")).unwrap()),
+        sha
+    );
+    assert_eq!(
+        std::fs::read(dir.join("voice.part")).unwrap(),
+        b"the host's own file"
+    );
+    assert_eq!(entries(&dir), ["voice.ogg", "voice.part"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_failed_download_leaves_no_temporary_file() {
+    let emu = Emulator::start();
+    let host = Host::with_token(&emu);
+    let dir = fresh_dir("failed");
+    let (id, _) = emu.create_media("image/jpeg", 100_000);
+    // The destination is a directory that is not empty: the final rename fails.
+    std::fs::create_dir(dir.join("taken.jpg")).unwrap();
+    std::fs::write(dir.join("taken.jpg").join("inside"), b"kept").unwrap();
+    assert_eq!(
+        download(&host, &id, &dir.join("taken.jpg"), 1),
+        wa_result::WA_OK
+    );
+    let r = host.wait_results(1, 10 * SECS).remove(0);
+    assert_eq!(r.error, WHATSAPP_ERR_OTHER_HTTP, "{r:?}");
+    assert!(r.content.contains("taken.jpg"), "{r:?}");
+    // The bytes do not match the SHA-256 Graph announced.
+    emu.post_json(
+        "/_emulator/media/config",
+        serde_json::json!({"corrupt_sha256": true}),
+    );
+    let (bad, _) = emu.create_media("image/jpeg", 100_000);
+    assert_eq!(
+        download(&host, &bad, &dir.join("bad.jpg"), 2),
+        wa_result::WA_OK
+    );
+    let r = host.wait_results(2, 10 * SECS).remove(1);
+    assert_eq!(r.error, WHATSAPP_ERR_OTHER_HTTP, "{r:?}");
+    assert!(r.content.contains("SHA-256"), "{r:?}");
+    assert_eq!(entries(&dir), ["taken.jpg"]);
+    assert_eq!(entries(&dir.join("taken.jpg")), ["inside"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_download_cut_short_by_closing_leaves_no_temporary_file() {
+    let gate = Arc::new(Gate::default());
+    let server = media_server(
+        vec![("1003", "video/mp4", vec![3u8; 512 * 1024])],
+        gate.clone(),
+    );
+    let mut host = host_with(&server.url, |o| {
+        assert_eq!(wa_options_set_drain_timeout_ms(o, 50), wa_result::WA_OK);
+    });
+    let dir = fresh_dir("closed");
+    assert_eq!(
+        download(&host, "1003", &dir.join("clip.mp4"), 1),
+        wa_result::WA_OK
+    );
+    assert!(
+        eventually(10 * SECS, || gate.halves_sent() == 1
+            && entries(&dir).len() == 1),
+        "the download did not start: {:?}",
+        entries(&dir)
+    );
+    host.close_and_wait(10 * SECS);
+    let r = host.wait_results(1, 10 * SECS).remove(0);
+    assert_eq!(r.error, WHATSAPP_ERR_CLOSING, "{r:?}");
+    host.free();
+    assert_eq!(entries(&dir), Vec::<String>::new());
+    gate.open();
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -73,8 +73,9 @@ pub extern "C" fn wa_client_request_media(
     })
 }
 
-/// Downloads media `media_id` into the file `path` (written under a temporary name and renamed
-/// when complete and verified). For hosts that serve inbound media from their own web server.
+/// Downloads media `media_id` into the file `path`: written to a new temporary file
+/// `.<file name>.<pid>.<n>.part` in the same directory, renamed over `path` when complete and
+/// verified, removed on failure. For hosts that serve inbound media from their own web server.
 /// Result: one `send_result` with `callback_info` = the media id and `content` = the media's
 /// MIME type, or the error text.
 #[no_mangle]
