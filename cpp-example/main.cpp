@@ -132,7 +132,8 @@ public:
         if (kind == "text") {
             gotInboundText = true;
             // The echo bot: answer the text as a reply to it.
-            std::string reply = std::string("{\"body\":\"You said: ") + msg + "\"}";
+            // The text is the user's: quoted as JSON, never pasted into it.
+            std::string reply = "{\"body\":" + wa::JsonString(std::string("You said: ") + msg) + "}";
             std::printf("-> send     echo to %s\n", tel);
             c->SendMessage(this, reply.c_str(), tel, "text", channel, "echo", id);
             echoSent = true;

@@ -174,6 +174,39 @@ inline void UnregisterClient(IWhatsAppClient* client) noexcept
 }
 } // namespace detail
 
+// `text` as a JSON string, quotes included, for building message JSON around text the host
+// did not write itself (an inbound message, a user's input): a quote or backslash in it would
+// otherwise end the string early and could add fields to the message. For example:
+//   client->SendMessage(ctx, ("{\"body\":" + wa::JsonString(text) + "}").c_str(), to, "text", channel);
+// UTF-8 passes through unchanged; control characters are escaped.
+inline std::string JsonString(const std::string& text)
+{
+    std::string out;
+    out.reserve(text.size() + 2);
+    out += '"';
+    for (unsigned char c : text) {
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        default:
+            if (c < 0x20) {
+                char escaped[8];
+                std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+                out += escaped;
+            } else {
+                out += static_cast<char>(c);
+            }
+        }
+    }
+    out += '"';
+    return out;
+}
+
 // The detail text of the last failed C call on this thread ("" when none).
 inline std::string LastErrorMessage()
 {

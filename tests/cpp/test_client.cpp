@@ -140,6 +140,20 @@ int main()
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     const std::string url = test::EmulatorUrl();
 
+    test::Run("JsonString quotes any text as a JSON string, and such a message is sent as written", [&] {
+        CHECK_EQ_STR(wa::JsonString("plain").c_str(), "\"plain\"");
+        CHECK_EQ_STR(wa::JsonString("a\"b\\c\n\r\t\b\f\x01 \xc3\xa9").c_str(),
+                     "\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001 \xc3\xa9\"");
+        Recorder r;
+        IWhatsAppClient* c = Configured(&r);
+        std::string text = "say \"hi\", \\o/\",\"preview_url\":true";
+        std::string message = "{\"body\":" + wa::JsonString(text) + "}";
+        c->SendMessage(&r, message.c_str(), kTo, "text", kChannel, "quoted");
+        CHECK(test::Pump(c, [&] { return r.results.size() == 1; }));
+        CHECK(r.results.size() == 1 && r.results[0].error == WHATSAPP_ERR_OK);
+        CloseAndDelete(c, r);
+    });
+
     test::Run("seed Create from the environment; GetVersion, EventFd, WebhookPort", [&] {
         ::setenv("WA_GRAPH_BASE_URL", url.c_str(), 1);
         ::setenv("WA_WEBHOOK_LISTEN", "127.0.0.1:0", 1);
