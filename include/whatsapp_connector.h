@@ -597,6 +597,8 @@ wa_result wa_options_set_request_timeout_ms(wa_options *options,
 // included; default 5; 1 = never retry), no retry later than `max_age_ms` after the message was
 // accepted (default 300000), exponential backoff from `backoff_initial_ms` (default 500) up to
 // `backoff_max_ms` (default 30000) with jitter. A `Retry-After` from Graph is honoured.
+// Refusals for Graph's rate limits (130429 throughput, 131056 pair rate) do not count as
+// attempts: only `max_age_ms` bounds them.
 wa_result wa_options_set_retry(wa_options *options,
                                uint32_t max_attempts,
                                uint32_t max_age_ms,
@@ -609,7 +611,9 @@ wa_result wa_options_set_outbox_capacity(wa_options *options,
                                          size_t capacity);
 
 // Sends per second per channel (phone number id), default 80 (Meta's default throughput);
-// 0 = unlimited.
+// 0 = unlimited. When Graph answers 130429 (the number's throughput is lower), the channel
+// pauses (for the `Retry-After`, else a second), then sends a little below what Graph accepted
+// in the last second, recovering gradually towards this rate.
 wa_result wa_options_set_channel_rate(wa_options *options,
                                       uint32_t messages_per_second);
 

@@ -34,6 +34,8 @@ const TRANSIENT_CODES: &[i64] = &[
 ];
 /// Graph's pair rate limit: too many messages to one user.
 pub const PAIR_RATE_CODE: i64 = 131056;
+/// Graph's throughput limit: too many messages from one phone number per second.
+pub const THROUGHPUT_CODE: i64 = 130429;
 
 impl GraphError {
     /// Parses `{"error":{...}}`; anything else becomes a bare status error.
@@ -78,6 +80,10 @@ impl GraphError {
 
     pub fn is_pair_rate_limit(&self) -> bool {
         self.code == Some(PAIR_RATE_CODE)
+    }
+
+    pub fn is_throughput_limit(&self) -> bool {
+        self.code == Some(THROUGHPUT_CODE)
     }
 
     /// The final error when this answer ends a message (retryable ones only after the last retry).
@@ -158,7 +164,13 @@ mod tests {
             400,
             r#"{"error":{"message":"(#131056) pair","code":131056}}"#,
         );
-        assert!(e.is_retryable() && e.is_pair_rate_limit());
+        assert!(e.is_retryable() && e.is_pair_rate_limit() && !e.is_throughput_limit());
+        assert_eq!(e.delivery_error(), DeliveryError::OtherHttp);
+        let e = err(
+            400,
+            r#"{"error":{"message":"(#130429) Rate limit hit","code":130429,"error_subcode":2494055}}"#,
+        );
+        assert!(e.is_retryable() && e.is_throughput_limit() && !e.is_pair_rate_limit());
         assert_eq!(e.delivery_error(), DeliveryError::OtherHttp);
         let e = err(
             500,

@@ -29,7 +29,10 @@ pub struct Failure {
     pub text: String,
     pub retryable: bool,
     pub retry_after: Option<Duration>,
+    /// Graph's pair rate limit (131056): this recipient gets too many messages.
     pub pair_rate_limited: bool,
+    /// Graph's throughput limit (130429): the sending phone number is over its rate.
+    pub throughput_limited: bool,
 }
 
 /// rustls needs one process-wide crypto provider; ours is ring (see Cargo.toml).
@@ -166,6 +169,7 @@ impl GraphClient {
                     retryable: false,
                     retry_after: None,
                     pair_rate_limited: false,
+                    throughput_limited: false,
                 })
             }
         };
@@ -199,6 +203,7 @@ impl GraphClient {
                     retryable: false,
                     retry_after: None,
                     pair_rate_limited: false,
+                    throughput_limited: false,
                 })
             }
             Err(e) => return transport_failure(&e),
@@ -212,6 +217,7 @@ impl GraphClient {
                     retryable: false,
                     retry_after: None,
                     pair_rate_limited: false,
+                    throughput_limited: false,
                 }),
             };
         }
@@ -222,6 +228,7 @@ impl GraphClient {
             retryable: error.is_retryable(),
             retry_after,
             pair_rate_limited: error.is_pair_rate_limit(),
+            throughput_limited: error.is_throughput_limit(),
         })
     }
 }
@@ -283,6 +290,7 @@ fn transport_failure(e: &reqwest::Error) -> Attempt {
         retryable: true,
         retry_after: None,
         pair_rate_limited: false,
+        throughput_limited: false,
     })
 }
 

@@ -3,7 +3,9 @@
 //! A single scheduler task owns all state (no locks on the hot path). It keeps one FIFO per
 //! (channel, recipient) so messages to a recipient go out in acceptance order, the next only after
 //! the previous reached its final outcome, while different recipients proceed concurrently. A token
-//! bucket per channel keeps the sending rate under Meta's per-number throughput limit. Attempts
+//! bucket per channel keeps the sending rate under Meta's per-number throughput limit; when Graph
+//! answers that the number is over its limit anyway (130429), the whole channel pauses and then
+//! sends slower, recovering gradually (see `TokenBucket::throttle`). Attempts
 //! are futures polled by this same task (media jobs run as separate tasks and report back);
 //! retries, hold-until-token and close are decided here.
 
@@ -89,6 +91,9 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 struct Pending {
     msg: Outgoing,
     attempts: u32,
+    /// Of those, attempts Graph refused for a rate limit (throughput or pair rate): they do not
+    /// count against `max_attempts`, the message's age bounds them.
+    throttled: u32,
 }
 
 struct RecipientQueue {
@@ -223,9 +228,28 @@ impl Queues {
     }
 }
 
-/// Sends per second for one channel; `rate == 0` means unlimited.
+/// How long a channel pauses when Graph answers 130429 without a Retry-After: Meta counts a
+/// number's throughput per second, so after a second the count starts afresh.
+const THROUGHPUT_PAUSE: Duration = Duration::from_secs(1);
+/// After a throughput cut, the rate grows by this fraction per second until it is back at the
+/// configured rate: a limit that was only low for a while is found again within about half a
+/// minute, and a lasting one is hit again only every few seconds.
+const THROTTLE_RECOVERY_PER_SEC: f64 = 0.03;
+/// The rate of a throttled channel never goes below this many sends per second.
+const THROTTLE_MIN_RATE: f64 = 1.0;
+/// A channel configured as unlimited is unlimited again once its throttled rate recovered to
+/// this: the highest throughput Meta gives a number (cloud-api.md §3.4).
+const GRAPH_MAX_RATE: f64 = 1000.0;
+/// The rate assumed for an unlimited channel that hit the limit before Graph accepted anything
+/// on it: Meta's default throughput.
+const GRAPH_DEFAULT_RATE: f64 = 80.0;
+
+/// Sends per second for one channel; `rate == 0` means unlimited. After Graph's throughput
+/// limit was hit the rate is lower than the configured one and recovers towards it.
 struct TokenBucket {
     rate: f64,
+    /// What the host configured (0 = unlimited).
+    configured: f64,
     capacity: f64,
     tokens: f64,
     last: Instant,
@@ -234,14 +258,67 @@ struct TokenBucket {
 impl TokenBucket {
     fn new(rate_per_sec: u32, now: Instant) -> Self {
         let rate = f64::from(rate_per_sec);
+        let mut bucket = Self {
+            rate,
+            configured: rate,
+            capacity: 0.0,
+            tokens: 0.0,
+            last: now,
+        };
+        bucket.set_rate(rate);
+        bucket.tokens = bucket.capacity;
+        bucket
+    }
+
+    fn set_rate(&mut self, rate: f64) {
+        self.rate = rate;
         // A small burst (a tenth of a second's worth) keeps every sliding one-second window
         // within about 110% of the rate; a full second's burst could double it.
-        let capacity = (rate / 10.0).max(1.0);
-        Self {
-            rate,
-            capacity,
-            tokens: capacity,
-            last: now,
+        self.capacity = (rate / 10.0).max(1.0);
+        self.tokens = self.tokens.min(self.capacity);
+    }
+
+    /// Below the configured rate after Graph's throughput limit.
+    fn is_throttled(&self) -> bool {
+        self.rate != self.configured
+    }
+
+    /// Graph refused a send for throughput: from `resume` on, send a little below `accepted`,
+    /// the estimated number of sends it accepted in the last second (halve the rate when
+    /// there is no estimate), and in any case slower than now.
+    fn throttle(&mut self, accepted: f64, resume: Instant) {
+        let current = if self.rate == 0.0 {
+            f64::INFINITY
+        } else {
+            self.rate
+        };
+        let target = if accepted >= 1.0 {
+            // With the burst (a tenth more) a second after resuming stays under `accepted`,
+            // with room for the rate's recovery and for inbound messages, which Meta counts too.
+            accepted * 0.85
+        } else if current.is_finite() {
+            current / 2.0
+        } else {
+            GRAPH_DEFAULT_RATE / 2.0
+        };
+        self.set_rate(target.min(current * 0.85).max(THROTTLE_MIN_RATE));
+        // Nothing is taken before `resume`: the pause neither refills nor recovers the rate.
+        self.tokens = self.capacity;
+        self.last = resume;
+    }
+
+    /// A throttled rate grows back gradually, up to the configured one.
+    fn recover(&mut self, elapsed: f64) {
+        let rate = self.rate * (1.0 + THROTTLE_RECOVERY_PER_SEC * elapsed);
+        let ceiling = if self.configured == 0.0 {
+            GRAPH_MAX_RATE
+        } else {
+            self.configured
+        };
+        if rate >= ceiling {
+            self.set_rate(self.configured);
+        } else {
+            self.set_rate(rate);
         }
     }
 
@@ -250,8 +327,14 @@ impl TokenBucket {
             return true;
         }
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        if self.is_throttled() {
+            self.recover(elapsed);
+            if self.rate == 0.0 {
+                return true;
+            }
+        }
         self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-        self.last = now;
+        self.last = self.last.max(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -266,10 +349,92 @@ impl TokenBucket {
     }
 }
 
+/// Sends Graph accepted on a channel, counted per second: Graph's throughput limit is about a
+/// sliding second, which the current and the previous count estimate.
+struct AcceptedCount {
+    /// Start of the current second.
+    since: Instant,
+    current: u32,
+    previous: u32,
+}
+
+impl AcceptedCount {
+    fn new(now: Instant) -> Self {
+        Self {
+            since: now,
+            current: 0,
+            previous: 0,
+        }
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed >= Duration::from_secs(2) {
+            (self.previous, self.current, self.since) = (0, 0, now);
+        } else if elapsed >= Duration::from_secs(1) {
+            self.previous = std::mem::take(&mut self.current);
+            self.since += Duration::from_secs(1);
+        }
+    }
+
+    fn add(&mut self, now: Instant) {
+        self.roll(now);
+        self.current += 1;
+    }
+
+    /// Accepted within the second before `now`: the current count and the part of the previous
+    /// one that is still inside that second.
+    fn last_second(&mut self, now: Instant) -> f64 {
+        self.roll(now);
+        let into_current = now.saturating_duration_since(self.since).as_secs_f64();
+        f64::from(self.current) + f64::from(self.previous) * (1.0 - into_current).max(0.0)
+    }
+
+    fn is_recent(&mut self, now: Instant) -> bool {
+        self.roll(now);
+        self.current + self.previous > 0
+    }
+}
+
 struct ChannelState {
     bucket: TokenBucket,
     ready: VecDeque<QueueId>,
     refill_timer_armed: bool,
+    /// After Graph's throughput limit: no attempt before this. Refusals of attempts that
+    /// started before it were answered by that pause already.
+    paused_until: Option<Instant>,
+    accepted: AcceptedCount,
+}
+
+impl ChannelState {
+    fn new(rate_per_sec: u32, now: Instant) -> Self {
+        Self {
+            bucket: TokenBucket::new(rate_per_sec, now),
+            ready: VecDeque::new(),
+            refill_timer_armed: false,
+            paused_until: None,
+            accepted: AcceptedCount::new(now),
+        }
+    }
+
+    /// Graph answered 130429 to an attempt that started at `started`: unless a pause after an
+    /// earlier refusal already covers it, the channel pauses (for the Retry-After, else a
+    /// second) and then sends slower. Returns the new rate when it changed.
+    fn throughput_limited(
+        &mut self,
+        started: Instant,
+        retry_after: Option<Duration>,
+        now: Instant,
+    ) -> Option<f64> {
+        if self.paused_until.is_some_and(|until| started < until) {
+            return None;
+        }
+        let resume = now + retry_after.unwrap_or(THROUGHPUT_PAUSE);
+        let accepted = self.accepted.last_second(now);
+        self.bucket.throttle(accepted, resume);
+        self.paused_until = Some(resume);
+        Some(self.bucket.rate)
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -294,6 +459,8 @@ struct MediaDone {
 
 struct Done {
     id: QueueId,
+    /// When the attempt started.
+    started: Instant,
     outcome: Attempt,
 }
 
@@ -468,7 +635,11 @@ impl Scheduler {
         let key: QueueKey = (msg.channel.clone(), msg.recipient.clone());
         let id = self.queues.id_or_insert(&key);
         if let Some(queue) = self.queues.get_mut(id) {
-            queue.pending.push_back(Pending { msg, attempts: 0 });
+            queue.pending.push_back(Pending {
+                msg,
+                attempts: 0,
+                throttled: 0,
+            });
         }
         if self.token.is_none() {
             self.arm_hold_timer();
@@ -498,14 +669,9 @@ impl Scheduler {
         if let Some(state) = self.channels.get_mut(&queue.key.0) {
             state.ready.push_back(id);
         } else {
-            self.channels.insert(
-                queue.key.0.clone(),
-                ChannelState {
-                    bucket: TokenBucket::new(self.config.channel_rate_per_sec, now),
-                    ready: VecDeque::from([id]),
-                    refill_timer_armed: false,
-                },
-            );
+            let mut state = ChannelState::new(self.config.channel_rate_per_sec, now);
+            state.ready.push_back(id);
+            self.channels.insert(queue.key.0.clone(), state);
         }
     }
 
@@ -522,6 +688,14 @@ impl Scheduler {
         let mut budget = self.config.max_in_flight - self.running.len();
         for (channel, state) in self.channels.iter_mut() {
             while budget > 0 && !state.ready.is_empty() {
+                if let Some(until) = state.paused_until.filter(|until| *until > now) {
+                    if !state.refill_timer_armed {
+                        state.refill_timer_armed = true;
+                        self.timers
+                            .push(Reverse((until, TimerTarget::Channel(channel.clone()))));
+                    }
+                    break;
+                }
                 if !state.bucket.try_take(now) {
                     if !state.refill_timer_armed {
                         state.refill_timer_armed = true;
@@ -538,15 +712,22 @@ impl Scheduler {
             }
         }
         for id in to_start.drain(..) {
-            self.start_attempt(id, &authorization);
+            self.start_attempt(id, &authorization, now);
         }
         self.to_start = to_start;
+        // A channel's state goes once it is idle; while Graph recently limited it (or accepted
+        // on it, which a throughput cut estimates the limit from) it stays.
         self.channels.retain(|_, s| {
-            !s.ready.is_empty() || s.refill_timer_armed || s.bucket.tokens < s.bucket.capacity
+            !s.ready.is_empty()
+                || s.refill_timer_armed
+                || s.bucket.tokens < s.bucket.capacity
+                || s.bucket.is_throttled()
+                || s.paused_until.is_some_and(|until| until > now)
+                || s.accepted.is_recent(now)
         });
     }
 
-    fn start_attempt(&mut self, id: QueueId, authorization: &HeaderValue) {
+    fn start_attempt(&mut self, id: QueueId, authorization: &HeaderValue, started: Instant) {
         let Some(queue) = self.queues.get_mut(id) else {
             return;
         };
@@ -562,7 +743,11 @@ impl Scheduler {
         // Polled by this task (no spawn per request): dropping it abandons the request.
         self.running.push(Box::pin(async move {
             let outcome = graph.send(&channel, authorization, body).await;
-            Done { id, outcome }
+            Done {
+                id,
+                started,
+                outcome,
+            }
         }));
         queue.in_flight = true;
     }
@@ -575,7 +760,7 @@ impl Scheduler {
             return;
         }
         let now = Instant::now();
-        let Some(head) = queue.pending.front() else {
+        let Some(head) = queue.pending.front_mut() else {
             return;
         };
         let attempts = head.attempts;
@@ -585,13 +770,36 @@ impl Scheduler {
                 if queue.slow_until.is_some_and(|until| until > now) {
                     queue.not_before = Some(now + self.config.pair_rate_backoff);
                 }
+                if let Some(state) = self.channels.get_mut(&queue.key.0) {
+                    state.accepted.add(now);
+                }
                 Ok(wamid)
             }
             Attempt::Failed(failure) => {
+                if failure.pair_rate_limited || failure.throughput_limited {
+                    head.throttled += 1;
+                }
+                let counted = attempts - head.throttled;
                 if failure.pair_rate_limited {
                     queue.slow_until = Some(now + self.config.pair_rate_backoff * 10);
                 }
-                match retry_delay(&self.config, &failure, attempts, age) {
+                if failure.throughput_limited {
+                    let channel = &queue.key.0;
+                    let rate = self
+                        .channels
+                        .entry(channel.clone())
+                        .or_insert_with(|| ChannelState::new(self.config.channel_rate_per_sec, now))
+                        .throughput_limited(done.started, failure.retry_after, now);
+                    if let Some(rate) = rate {
+                        tracing::info!(
+                            %channel,
+                            rate = rate.round() as u64,
+                            "Graph's throughput limit for the number was reached (130429): \
+                             pausing its sends, then sending at the rate given"
+                        );
+                    }
+                }
+                match retry_delay(&self.config, &failure, counted, age) {
                     Some(delay) if !self.closing => {
                         let text = self.credentials.redact(&failure.text);
                         tracing::debug!(attempt = attempts, delay_ms = delay.as_millis() as u64, error = %text, "retrying");
@@ -926,7 +1134,10 @@ fn closing_text() -> String {
     "the client was closed before the message was sent".to_string()
 }
 
-/// The wait before the next attempt, or `None` when the failure is final.
+/// The wait before the next attempt, or `None` when the failure is final. `attempts` counts
+/// the attempts made that count against `max_attempts`: refusals for a rate limit (throughput,
+/// pair rate) do not, so that a lasting limit delays messages rather than failing them; the
+/// message's age bounds those.
 fn retry_delay(
     config: &ClientConfig,
     failure: &Failure,
@@ -935,6 +1146,12 @@ fn retry_delay(
 ) -> Option<Duration> {
     if !failure.retryable || attempts >= config.max_attempts {
         return None;
+    }
+    if failure.throughput_limited {
+        // The whole channel waits and slows down (`ChannelState::throughput_limited`); the
+        // message only needs to queue again.
+        let delay = failure.retry_after.unwrap_or(Duration::ZERO);
+        return (age + delay <= config.max_retry_age).then_some(delay);
     }
     let exponent = attempts.saturating_sub(1).min(20);
     let backoff = config
@@ -964,6 +1181,7 @@ mod tests {
             retryable,
             retry_after,
             pair_rate_limited: false,
+            throughput_limited: false,
         }
     }
 
@@ -992,6 +1210,107 @@ mod tests {
             retry_delay(&config, &f, 1, Duration::ZERO),
             Some(Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn throughput_refusals_are_bounded_by_age_not_attempts() {
+        let config = ClientConfig {
+            max_attempts: 3,
+            max_retry_age: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let refused = |retry_after| Failure {
+            throughput_limited: true,
+            ..failure(true, retry_after)
+        };
+        // `attempts` leaves refusals out (see `on_done`); the channel does the waiting.
+        assert_eq!(
+            retry_delay(&config, &refused(None), 2, Duration::from_secs(9)),
+            Some(Duration::ZERO)
+        );
+        let later = refused(Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_delay(&config, &later, 0, Duration::from_secs(8)),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            retry_delay(&config, &later, 0, Duration::from_secs(9)),
+            None,
+            "past its age"
+        );
+    }
+
+    #[test]
+    fn a_throughput_refusal_pauses_the_channel_then_slows_it() {
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut channel = ChannelState::new(80, start);
+        // Graph accepted 20 in the first 150 ms, then refused one started at 150 ms.
+        for _ in 0..20 {
+            channel.accepted.add(ms(100));
+        }
+        assert_eq!(
+            channel.throughput_limited(ms(150), None, ms(160)),
+            Some(17.0)
+        );
+        assert!(channel.bucket.is_throttled());
+        assert_eq!(channel.paused_until, Some(ms(1160)));
+        // Refusals of attempts that started before the pause ends were answered by it.
+        assert_eq!(channel.throughput_limited(ms(155), None, ms(170)), None);
+        assert_eq!(channel.paused_until, Some(ms(1160)));
+        // From the end of the pause, a second holds fewer sends than Graph accepted.
+        let sent = (1160..2160)
+            .filter(|t| channel.bucket.try_take(ms(*t)))
+            .count();
+        assert!((15..20).contains(&sent), "{sent} sends in the second after");
+        // A refusal after the pause counts again, and a Retry-After sets the pause.
+        let rate = channel.throughput_limited(ms(2100), Some(Duration::from_secs(3)), ms(2110));
+        assert!(rate.is_some_and(|r| r < 17.0), "{rate:?}");
+        assert_eq!(channel.paused_until, Some(ms(5110)));
+    }
+
+    #[test]
+    fn a_throttled_rate_recovers_gradually() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut bucket = TokenBucket::new(80, start);
+        bucket.throttle(20.0, start);
+        assert_eq!(bucket.rate, 17.0);
+        assert!(bucket.try_take(at(10)));
+        assert!(bucket.rate > 17.0 && bucket.rate < 80.0, "{}", bucket.rate);
+        assert!(bucket.try_take(at(100)));
+        assert_eq!(bucket.rate, 80.0);
+        assert!(!bucket.is_throttled());
+        // Graph accepting as many as were sent (inbound messages used the rest): slower still.
+        bucket.throttle(200.0, at(100));
+        assert_eq!(bucket.rate, 68.0);
+
+        // Without an estimate the rate halves; an unlimited channel starts from Meta's default.
+        let mut unlimited = TokenBucket::new(0, start);
+        unlimited.throttle(0.0, start);
+        assert_eq!(unlimited.rate, 40.0);
+        unlimited.throttle(0.0, start);
+        assert_eq!(unlimited.rate, 20.0);
+        assert!(unlimited.try_take(at(100)));
+        assert!(unlimited.is_throttled(), "{}", unlimited.rate);
+        assert!(unlimited.try_take(at(10_000)));
+        assert!(!unlimited.is_throttled(), "unlimited again");
+        assert!((0..10_000).all(|_| unlimited.try_take(at(10_000))));
+    }
+
+    #[test]
+    fn accepted_sends_are_counted_per_second() {
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut count = AcceptedCount::new(start);
+        for _ in 0..10 {
+            count.add(ms(500));
+        }
+        assert_eq!(count.last_second(ms(900)), 10.0);
+        // Half of the previous second is still inside the last one.
+        assert_eq!(count.last_second(ms(1500)), 5.0);
+        assert!(count.is_recent(ms(1500)));
+        assert!(!count.is_recent(ms(3500)));
     }
 
     #[test]

@@ -567,6 +567,72 @@ fn sending_is_paced_per_channel() {
     }
 }
 
+/// Graph's real limit for the number is a quarter of what the client was told: the 130429
+/// answers slow the whole channel down (and their retries are bounded by the message's age, not
+/// its attempts), so that every message of the burst is delivered, late rather than failed, in
+/// per-recipient order.
+#[test]
+fn a_lower_throughput_limit_delays_messages_instead_of_failing_them() {
+    const MESSAGES: usize = 120;
+    const RECIPIENTS: usize = 6;
+    let emu = Emulator::start();
+    emu.config(json!({"throughput_mps": 40}));
+    // The test options: 4 attempts within 60 s, backoff 20..200 ms.
+    let opts = Opts::for_emulator(&emu);
+    assert_eq!(wa_options_set_channel_rate(opts.0, 160), wa_result::WA_OK);
+    let host = Host::new(&opts);
+    host.set_token(TOKEN);
+    let to = |i: usize| format!("+1555000{:04}", i % RECIPIENTS);
+    for i in 0..MESSAGES {
+        assert_eq!(host.text(&format!("t{i}"), &to(i), i), wa_result::WA_OK);
+    }
+    let results = host.wait_results(MESSAGES, 30 * SECS);
+    ok_results(&results);
+    let sends = emu.sends();
+    for k in 0..RECIPIENTS {
+        let expected: Vec<usize> = (k..MESSAGES).step_by(RECIPIENTS).collect();
+        let answered: Vec<usize> = results
+            .iter()
+            .map(|r| r.ctx)
+            .filter(|c| c % RECIPIENTS == k)
+            .collect();
+        assert_eq!(answered, expected, "results to recipient {k} in send order");
+        let delivered: Vec<usize> = sends
+            .iter()
+            .filter(|s| s["response_status"] == 200 && s["to"].as_str() == Some(&to(k)))
+            .map(|s| {
+                s["body"]["text"]["body"].as_str().unwrap()[1..]
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(delivered, expected, "order at Graph for recipient {k}");
+    }
+    let refused = sends
+        .iter()
+        .filter(|s| s["response_body"]["error"]["code"] == 130429)
+        .count();
+    assert!(refused > 0, "the limit was hit");
+    // Only the channel slowing down keeps the refusals this rare: at the configured rate, with
+    // only the refused recipients backing off, most of the offered excess came back as 130429.
+    assert!(
+        refused <= MESSAGES / 4,
+        "{refused} requests answered 130429 for {MESSAGES} messages"
+    );
+}
+
+/// Refusals for throughput do not use up a message's attempts (4 in the test options): only
+/// its age bounds them.
+#[test]
+fn throughput_refusals_do_not_use_up_the_attempts() {
+    let emu = Emulator::start();
+    let host = Host::with_token(&emu);
+    emu.fault(json!({"times": 5, "action": {"error": {"code": 130429}, "retry_after_s": 0}}));
+    let (r, sends) = one_result(&emu, &host, PHONE_ID);
+    assert_eq!(r.error, WHATSAPP_ERR_OK, "{r:?}");
+    assert_eq!(sends.len(), 6, "five refusals, then the message went out");
+}
+
 #[test]
 fn pair_rate_limit_slows_the_recipient() {
     let emu = Emulator::start();

@@ -220,6 +220,8 @@ pub extern "C" fn wa_options_set_request_timeout_ms(
 /// included; default 5; 1 = never retry), no retry later than `max_age_ms` after the message was
 /// accepted (default 300000), exponential backoff from `backoff_initial_ms` (default 500) up to
 /// `backoff_max_ms` (default 30000) with jitter. A `Retry-After` from Graph is honoured.
+/// Refusals for Graph's rate limits (130429 throughput, 131056 pair rate) do not count as
+/// attempts: only `max_age_ms` bounds them.
 #[no_mangle]
 pub extern "C" fn wa_options_set_retry(
     options: *mut wa_options,
@@ -256,7 +258,9 @@ pub extern "C" fn wa_options_set_outbox_capacity(
 }
 
 /// Sends per second per channel (phone number id), default 80 (Meta's default throughput);
-/// 0 = unlimited.
+/// 0 = unlimited. When Graph answers 130429 (the number's throughput is lower), the channel
+/// pauses (for the `Retry-After`, else a second), then sends a little below what Graph accepted
+/// in the last second, recovering gradually towards this rate.
 #[no_mangle]
 pub extern "C" fn wa_options_set_channel_rate(
     options: *mut wa_options,
