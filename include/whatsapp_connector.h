@@ -635,6 +635,11 @@ wa_result wa_options_set_drain_timeout_ms(wa_options *options,
 wa_result wa_options_set_max_in_flight(wa_options *options,
                                        uint32_t max_in_flight);
 
+// Media requests (`wa_client_request_media`, `wa_client_download_media`, uploads) transferring
+// at once (default 16; must be > 0); further ones wait their turn in acceptance order.
+wa_result wa_options_set_max_media_in_flight(wa_options *options,
+                                             uint32_t max_media_in_flight);
+
 // Runtime worker threads of the client (default 1, at most 64).
 wa_result wa_options_set_worker_threads(wa_options *options,
                                         uint32_t threads);

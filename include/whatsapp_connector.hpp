@@ -247,6 +247,7 @@ public:
     Options& TokenHoldMs(uint32_t ms) { return U32(&wa_options_set_token_hold_ms, ms); }
     Options& DrainTimeoutMs(uint32_t ms) { return U32(&wa_options_set_drain_timeout_ms, ms); }
     Options& MaxInFlight(uint32_t n) { return U32(&wa_options_set_max_in_flight, n); }
+    Options& MaxMediaInFlight(uint32_t n) { return U32(&wa_options_set_max_media_in_flight, n); }
     Options& WorkerThreads(uint32_t n) { return U32(&wa_options_set_worker_threads, n); }
     Options& DispatchMode(wa_dispatch_mode mode) { return U32(&wa_options_set_dispatch_mode, static_cast<uint32_t>(mode)); }
     Options& DispatchBatchingUs(uint32_t us) { return U32(&wa_options_set_dispatch_batching_us, us); }

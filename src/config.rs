@@ -19,6 +19,12 @@ pub const DEFAULT_API_VERSION: &str = "v26.0";
 /// below the delay of Meta's own webhook delivery.
 pub const DEFAULT_DISPATCH_BATCHING: Duration = Duration::from_millis(4);
 
+/// Media jobs running at once by default. Each holds connections (Graph, the media host, a
+/// destination) and, for downloads and file uploads, a file for as long as its transfer takes;
+/// thousands at once would exhaust the process's file descriptors. A few transfers already
+/// fill a link: more only split it.
+pub const DEFAULT_MAX_MEDIA_IN_FLIGHT: usize = 16;
+
 /// How callbacks reach the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DispatchMode {
@@ -80,6 +86,8 @@ pub struct ClientConfig {
     pub drain_timeout: Duration,
     /// Requests on the wire at once, over all recipients.
     pub max_in_flight: usize,
+    /// Media jobs (forward, download, upload) running at once; the others wait their turn.
+    pub max_media_in_flight: usize,
     pub dispatch_mode: DispatchMode,
     /// Thread mode: while events stream in, how long the dispatcher lets a batch gather
     /// (it runs sooner once 32 events are pending); zero = every event at once.
@@ -118,6 +126,7 @@ impl Default for ClientConfig {
             token_hold: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(5),
             max_in_flight: 256,
+            max_media_in_flight: DEFAULT_MAX_MEDIA_IN_FLIGHT,
             dispatch_mode: DispatchMode::Poll,
             dispatch_batching: DEFAULT_DISPATCH_BATCHING,
             log_level: LogLevel::Info,
@@ -156,6 +165,7 @@ pub struct Options {
     pub token_hold: Option<Duration>,
     pub drain_timeout: Option<Duration>,
     pub max_in_flight: Option<usize>,
+    pub max_media_in_flight: Option<usize>,
     pub dispatch_mode: Option<DispatchMode>,
     pub dispatch_batching: Option<Duration>,
     pub log_level: Option<LogLevel>,
@@ -256,6 +266,10 @@ impl Options {
             token_hold: self.token_hold.unwrap_or(d.token_hold),
             drain_timeout: self.drain_timeout.unwrap_or(d.drain_timeout),
             max_in_flight: self.max_in_flight.unwrap_or(d.max_in_flight).max(1),
+            max_media_in_flight: self
+                .max_media_in_flight
+                .unwrap_or(d.max_media_in_flight)
+                .max(1),
             dispatch_mode: self.dispatch_mode.unwrap_or(d.dispatch_mode),
             dispatch_batching: self.dispatch_batching.unwrap_or(d.dispatch_batching),
             log_level: self.log_level.unwrap_or(d.log_level),

@@ -468,7 +468,8 @@ pub struct Scheduler {
     config: Arc<ClientConfig>,
     graph: Arc<GraphClient>,
     media: Arc<MediaClient>,
-    /// Media jobs waiting for a token, in acceptance order.
+    /// Media jobs waiting for a token or for a free place among the running ones
+    /// (`max_media_in_flight`), in acceptance order.
     media_waiting: VecDeque<MediaJob>,
     /// Media jobs running, by id: their task and what their result carries.
     media_running: HashMap<u64, (AbortHandle, usize, String)>,
@@ -612,9 +613,7 @@ impl Scheduler {
                 if self.token.is_none() {
                     self.arm_hold_timer();
                 } else {
-                    for job in std::mem::take(&mut self.media_waiting) {
-                        self.start_media(job);
-                    }
+                    self.start_waiting_media();
                 }
             }
             Command::Close => self.start_close(),
@@ -1020,17 +1019,28 @@ impl Scheduler {
                 job.callback_info,
                 Err((DeliveryError::MissingVersion, text)),
             );
-        } else if self.token.is_none() {
-            self.media_waiting.push_back(job);
-            self.arm_hold_timer();
         } else {
+            self.media_waiting.push_back(job);
+            if self.token.is_none() {
+                self.arm_hold_timer();
+            }
+            self.start_waiting_media();
+        }
+    }
+
+    /// Starts waiting media jobs, oldest first, while there is a token and a free place.
+    fn start_waiting_media(&mut self) {
+        while self.token.is_some() && self.media_running.len() < self.config.max_media_in_flight {
+            let Some(job) = self.media_waiting.pop_front() else {
+                return;
+            };
             self.start_media(job);
         }
     }
 
     fn start_media(&mut self, job: MediaJob) {
         let Some(token) = self.token.clone() else {
-            self.media_waiting.push_back(job);
+            self.media_waiting.push_front(job);
             return;
         };
         let id = self.next_media_id;
@@ -1067,6 +1077,9 @@ impl Scheduler {
     fn on_media_done(&mut self, done: MediaDone) {
         if let Some((_, request_ctx, info)) = self.media_running.remove(&done.id) {
             self.finish_media(request_ctx, info, done.result);
+        }
+        if !self.closing {
+            self.start_waiting_media();
         }
     }
 

@@ -74,6 +74,10 @@ fn null_arguments_are_reported_not_dereferenced() {
         wa_result::WA_ERR_NULL_ARGUMENT
     );
     assert_eq!(
+        wa_options_set_max_media_in_flight(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
         wa_options_set_worker_threads(null_mut(), 1),
         wa_result::WA_ERR_NULL_ARGUMENT
     );
@@ -302,6 +306,10 @@ fn option_setters_validate_their_values() {
         WA_ERR_INVALID_ARGUMENT
     );
     assert_eq!(wa_options_set_max_in_flight(o, 0), WA_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        wa_options_set_max_media_in_flight(o, 0),
+        WA_ERR_INVALID_ARGUMENT
+    );
     assert_eq!(wa_options_set_worker_threads(o, 0), WA_ERR_INVALID_ARGUMENT);
     assert_eq!(wa_options_set_dispatch_mode(o, 7), WA_ERR_INVALID_ARGUMENT);
     assert_eq!(

@@ -5,6 +5,7 @@
 mod common;
 
 use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -106,6 +107,101 @@ fn request_media_forwards_the_bytes_to_the_destination() {
     assert_eq!(
         receiver.requests()[1].header("content-type"),
         Some("application/x-custom")
+    );
+}
+
+/// A destination that holds every POST for a while once its body arrived, and counts the most
+/// requests in progress at once (from the request line to the answer).
+struct SlowDestination {
+    url: String,
+    in_progress: Arc<Mutex<(usize, usize)>>,
+}
+
+impl SlowDestination {
+    fn start(hold: Duration) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/in", listener.local_addr().unwrap());
+        let in_progress = Arc::new(Mutex::new((0, 0)));
+        let counts = in_progress.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let counts = counts.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    {
+                        let mut c = counts.lock().unwrap();
+                        c.0 += 1;
+                        c.1 = c.1.max(c.0);
+                    }
+                    let mut length = 0usize;
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = header.trim_end().split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    let _ = reader.read_exact(&mut body);
+                    std::thread::sleep(hold);
+                    counts.lock().unwrap().0 -= 1;
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                });
+            }
+        });
+        SlowDestination { url, in_progress }
+    }
+
+    /// The most requests that were in progress at once.
+    fn peak(&self) -> usize {
+        self.in_progress.lock().unwrap().1
+    }
+}
+
+#[test]
+fn media_jobs_run_at_most_max_media_in_flight_at_once() {
+    const JOBS: usize = 6;
+    let emu = Emulator::start();
+    let host = media_host(&emu, |o| {
+        assert_eq!(wa_options_set_max_media_in_flight(o.0, 2), wa_result::WA_OK);
+    });
+    let destination = SlowDestination::start(Duration::from_millis(300));
+    let (id, _) = emu.create_media("image/png", 10_000);
+    for ctx in 0..JOBS {
+        assert_eq!(
+            request_media(&host, &destination.url, &id, None, ctx),
+            wa_result::WA_OK
+        );
+    }
+    // The others waited their turn, in acceptance order, and all completed.
+    let results = host.wait_results(JOBS, 20 * SECS);
+    for r in &results {
+        assert_eq!(
+            (r.error, r.content.as_str()),
+            (WHATSAPP_ERR_OK, "200"),
+            "{r:?}"
+        );
+    }
+    let mut answered: Vec<usize> = results.iter().map(|r| r.ctx).collect();
+    answered.sort_unstable();
+    assert_eq!(answered, (0..JOBS).collect::<Vec<_>>());
+    // Unbounded, all six were held by the destination at once.
+    assert!(
+        destination.peak() <= 2,
+        "{} transfers in progress at once",
+        destination.peak()
     );
 }
 

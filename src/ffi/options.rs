@@ -321,6 +321,21 @@ pub extern "C" fn wa_options_set_max_in_flight(
     })
 }
 
+/// Media requests (`wa_client_request_media`, `wa_client_download_media`, uploads) transferring
+/// at once (default 16; must be > 0); further ones wait their turn in acceptance order.
+#[no_mangle]
+pub extern "C" fn wa_options_set_max_media_in_flight(
+    options: *mut wa_options,
+    max_media_in_flight: u32,
+) -> wa_result {
+    set_nonzero(
+        options,
+        max_media_in_flight,
+        "max_media_in_flight",
+        |o, v| o.max_media_in_flight = Some(v as usize),
+    )
+}
+
 /// Runtime worker threads of the client (default 1, at most 64).
 #[no_mangle]
 pub extern "C" fn wa_options_set_worker_threads(
