@@ -439,7 +439,8 @@ wa_result wa_client_post(wa_client *client,
                          void (*task)(void *arg),
                          void *arg);
 
-// Messages accepted by this client and not yet answered (0 for NULL).
+// Requests (messages, media requests) accepted by this client whose `send_result` callback has
+// not run yet: a result waiting to be dispatched counts (0 for NULL).
 size_t wa_client_pending(const wa_client *client);
 
 // The port the built-in webhook listener is bound to (useful after listening on port 0).
@@ -605,8 +606,10 @@ wa_result wa_options_set_retry(wa_options *options,
                                uint32_t backoff_initial_ms,
                                uint32_t backoff_max_ms);
 
-// Most messages accepted and not yet answered (default 100000); beyond it `send_message`
-// returns `WA_ERR_QUEUE_FULL`.
+// Most requests (messages, media requests) accepted whose `send_result` callback has not run
+// yet (default 100000); beyond it `send_message` returns `WA_ERR_QUEUE_FULL`. A result
+// waiting to be dispatched still holds its place, so a host that stops dispatching is
+// refused rather than results piling up in memory.
 wa_result wa_options_set_outbox_capacity(wa_options *options,
                                          size_t capacity);
 

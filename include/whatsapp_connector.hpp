@@ -452,7 +452,7 @@ public:
     virtual int EventFd() = 0;
     // Delivers every pending callback on the calling thread. Not from inside a callback.
     virtual void Dispatch() = 0;
-    // Messages accepted and not yet answered.
+    // Requests accepted whose result callback has not run yet (undispatched results count).
     virtual size_t Pending() = 0;
     // Port of the built-in webhook listener (0 when none is configured).
     virtual uint16_t WebhookPort() = 0;

@@ -52,7 +52,10 @@ pub struct Client {
     config: Arc<ClientConfig>,
     credentials: Arc<Credentials>,
     commands: mpsc::UnboundedSender<Command>,
-    outstanding: Arc<AtomicUsize>,
+    /// Requests accepted whose result has not reached the host yet: a result waiting in the
+    /// event queue still holds its place, so that a host that does not dispatch gets
+    /// `QueueFull` instead of results piling up without bound.
+    outstanding: AtomicUsize,
     closed: AtomicBool,
     runtime: Mutex<Option<Runtime>>,
     scheduler: Mutex<Option<JoinHandle<()>>>,
@@ -96,7 +99,7 @@ impl Client {
             Arc::new(GraphClient::new(&config)?)
         };
         let credentials = Arc::new(Credentials::default());
-        let outstanding = Arc::new(AtomicUsize::new(0));
+        let outstanding = AtomicUsize::new(0);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (durable, resumed) = match &config.outbox_path {
             Some(path) => {
@@ -144,7 +147,6 @@ impl Client {
             media,
             sink.clone(),
             credentials.clone(),
-            outstanding.clone(),
         );
         let handle = runtime.spawn(scheduler.run(command_rx));
         // Messages a previous client accepted and did not finish go first, in their order.
@@ -494,9 +496,15 @@ impl Client {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Messages accepted and not yet answered.
+    /// Requests accepted whose result has not reached the host yet.
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// The consumer of the event queue hands a `SendResult` to the host: its request's place
+    /// in the outbox is free again.
+    pub fn result_delivered(&self) {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Stops everything at once (a close still draining is cut short) and joins the runtime's

@@ -11,7 +11,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -478,8 +477,6 @@ pub struct Scheduler {
     media_rx: mpsc::UnboundedReceiver<MediaDone>,
     sink: Arc<dyn EventSink>,
     credentials: Arc<Credentials>,
-    /// Accepted messages without a final result; shared with `Client::send` for the capacity check.
-    outstanding: Arc<AtomicUsize>,
     token: Option<Arc<str>>,
     /// The token as a ready `Authorization` header value.
     authorization: Option<HeaderValue>,
@@ -504,7 +501,6 @@ impl Scheduler {
         media: Arc<MediaClient>,
         sink: Arc<dyn EventSink>,
         credentials: Arc<Credentials>,
-        outstanding: Arc<AtomicUsize>,
     ) -> Self {
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         Self {
@@ -518,7 +514,6 @@ impl Scheduler {
             media_rx,
             sink,
             credentials,
-            outstanding,
             token: None,
             authorization: None,
             queues: Queues::default(),
@@ -1102,8 +1097,9 @@ impl Scheduler {
         self.push_result(msg.request_ctx, msg.callback_info, msg.seq, result, log);
     }
 
-    /// Counts a request as answered and queues its one result; a failure's text is redacted
-    /// and, unless the client is closing, logged by `log`.
+    /// Queues a request's one result (its place in the outbox is freed once the result reached
+    /// the host: `Client::result_delivered`); a failure's text is redacted and, unless the
+    /// client is closing, logged by `log`.
     fn push_result(
         &mut self,
         request_ctx: usize,
@@ -1112,7 +1108,6 @@ impl Scheduler {
         result: Result<String, (DeliveryError, String)>,
         log: impl FnOnce(DeliveryError, &str),
     ) {
-        self.outstanding.fetch_sub(1, Ordering::AcqRel);
         let (error, content) = match result {
             Ok(content) => (None, content),
             Err((error, text)) => {

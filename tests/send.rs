@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -689,6 +690,95 @@ fn a_full_outbox_refuses_at_once() {
         "room again after results"
     );
     host.wait_results(6, 5 * SECS);
+}
+
+/// A result holds its message's place in the outbox until the host's callback got it: a host
+/// that does not dispatch is refused instead of results piling up in memory.
+#[test]
+fn results_not_yet_dispatched_hold_their_place_in_the_outbox() {
+    let emu = Emulator::start();
+    let opts = Opts::for_emulator(&emu);
+    assert_eq!(wa_options_set_outbox_capacity(opts.0, 10), wa_result::WA_OK);
+    // No version: every message fails at once, without a request.
+    assert_eq!(
+        wa_options_set_api_version(opts.0, cstr("").as_ptr()),
+        wa_result::WA_OK
+    );
+    let host = Host::new(&opts);
+    host.set_token(TOKEN);
+    for i in 0..10 {
+        assert_eq!(host.text("x", TO, i), wa_result::WA_OK);
+    }
+    // Give the results time to be queued (they are, within microseconds).
+    let mut fd = -1;
+    assert_eq!(
+        whatsapp_connector::ffi::client::wa_client_event_fd(host.client, &mut fd),
+        wa_result::WA_OK
+    );
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    assert_eq!(
+        unsafe { libc::poll(&mut poll, 1, 5000) },
+        1,
+        "results queued"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 10..20 {
+        assert_eq!(
+            host.text("x", TO, i),
+            wa_result::WA_ERR_QUEUE_FULL,
+            "message {i} accepted while 10 results wait to be dispatched"
+        );
+    }
+    assert_eq!(
+        whatsapp_connector::ffi::client::wa_client_pending(host.client),
+        10
+    );
+    let results = host.wait_results(10, 5 * SECS);
+    assert!(results
+        .iter()
+        .all(|r| r.error == WHATSAPP_ERR_MISSING_VERSION && r.ctx < 10));
+    assert_eq!(
+        whatsapp_connector::ffi::client::wa_client_pending(host.client),
+        0
+    );
+    for i in 20..30 {
+        assert_eq!(
+            host.text("x", TO, i),
+            wa_result::WA_OK,
+            "room once dispatched"
+        );
+    }
+    assert_eq!(host.text("x", TO, 30), wa_result::WA_ERR_QUEUE_FULL);
+    // A host sending again from inside a result callback finds the room that result left,
+    // though the nine results after it still wait.
+    let client = host.client as usize;
+    let again = Arc::new(Mutex::new(None));
+    let seen_again = again.clone();
+    *host.state.on_result.lock().unwrap() = Some(Box::new(move |r| {
+        if r.ctx == 20 {
+            let json = cstr(r#"{"body":"again"}"#);
+            let result = whatsapp_connector::ffi::client::wa_client_send_message(
+                client as *mut whatsapp_connector::ffi::client::wa_client,
+                json.as_ptr(),
+                cstr(TO).as_ptr(),
+                cstr("text").as_ptr(),
+                cstr(PHONE_ID).as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                31 as *mut std::ffi::c_void,
+            );
+            *seen_again.lock().unwrap() = Some(result);
+        }
+    }));
+    host.wait_results(20, 5 * SECS);
+    assert_eq!(*again.lock().unwrap(), Some(wa_result::WA_OK));
+    let results = host.wait_results(21, 5 * SECS);
+    assert_eq!(results[20].ctx, 31);
 }
 
 #[test]

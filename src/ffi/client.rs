@@ -186,11 +186,10 @@ impl Shared {
             {
                 break;
             }
-            if let Event::SendResult {
-                stored: Some(row), ..
-            } = &event
-            {
-                delivered.push(*row);
+            if let Event::SendResult { stored, .. } = &event {
+                // Before the callback: a host that sends again from inside it finds the room.
+                self.core.result_delivered();
+                delivered.extend(*stored);
             }
             self.invoke(event);
             count += 1;
@@ -819,7 +818,8 @@ pub extern "C" fn wa_client_post(
     })
 }
 
-/// Messages accepted by this client and not yet answered (0 for NULL).
+/// Requests (messages, media requests) accepted by this client whose `send_result` callback has
+/// not run yet: a result waiting to be dispatched counts (0 for NULL).
 #[no_mangle]
 pub extern "C" fn wa_client_pending(client: *const wa_client) -> usize {
     guard_value(0, || shared_of(client).map_or(0, |s| s.core.outstanding()))

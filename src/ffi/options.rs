@@ -245,8 +245,10 @@ pub extern "C" fn wa_options_set_retry(
     })
 }
 
-/// Most messages accepted and not yet answered (default 100000); beyond it `send_message`
-/// returns `WA_ERR_QUEUE_FULL`.
+/// Most requests (messages, media requests) accepted whose `send_result` callback has not run
+/// yet (default 100000); beyond it `send_message` returns `WA_ERR_QUEUE_FULL`. A result
+/// waiting to be dispatched still holds its place, so a host that stops dispatching is
+/// refused rather than results piling up in memory.
 #[no_mangle]
 pub extern "C" fn wa_options_set_outbox_capacity(
     options: *mut wa_options,
