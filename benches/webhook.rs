@@ -210,6 +210,7 @@ fn handler_cost(bodies: &[(Bytes, String)]) -> f64 {
     let settings = WebhookSettings {
         max_body: 1 << 20,
         dedupe_capacity: 100_000,
+        max_backlog: 0,
         allowed_channels: Default::default(),
         raw_changes: false,
     };

@@ -694,8 +694,17 @@ wa_result wa_options_set_webhook_max_connections(wa_options *options,
 wa_result wa_options_set_dedupe_capacity(wa_options *options,
                                          size_t capacity);
 
+// Callbacks waiting for the host (queued and not yet dispatched) beyond which webhook POSTs are
+// answered 503 without callbacks, so that a host that stopped dispatching does not make memory
+// grow without bound; Meta delivers them again later (default 50000, 0 = no limit, at most
+// 10000000). A warning says so at most once a minute.
+wa_result wa_options_set_webhook_max_backlog(wa_options *options,
+                                             uint32_t max_backlog);
+
 // Adds a phone number id to the webhook allow-list. With a non-empty list, changes for other
-// phone numbers are answered 200 and dropped with a log line. Default: every number.
+// phone numbers, and message changes naming none, are answered 200 and dropped with a log line;
+// changes of the whole account (no phone number id) still reach raw_change. Default: every
+// number.
 wa_result wa_options_add_allowed_channel(wa_options *options,
                                          const char *channel);
 

@@ -114,6 +114,7 @@ impl Client {
             WebhookSettings {
                 max_body: config.webhook_max_body,
                 dedupe_capacity: config.dedupe_capacity,
+                max_backlog: config.webhook_max_backlog,
                 allowed_channels: config.allowed_channels.iter().cloned().collect(),
                 raw_changes: config.raw_changes,
             },

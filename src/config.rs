@@ -54,6 +54,8 @@ pub struct ClientConfig {
     pub webhook_max_connections: Option<usize>,
     /// Message and status ids remembered to drop redeliveries; 0 disables dedupe.
     pub dedupe_capacity: usize,
+    /// Callbacks waiting for the host beyond which webhooks are refused (503); 0 = no limit.
+    pub webhook_max_backlog: usize,
     /// Phone number ids whose webhook changes are delivered; empty = all.
     pub allowed_channels: Vec<String>,
     /// Whether raw-change events are produced (the host registered that callback).
@@ -108,6 +110,7 @@ impl Default for ClientConfig {
             webhook_idle_timeout: Some(crate::listener::DEFAULT_IDLE_TIMEOUT),
             webhook_max_connections: Some(crate::listener::DEFAULT_MAX_CONNECTIONS),
             dedupe_capacity: crate::webhook::DEFAULT_DEDUPE_CAPACITY,
+            webhook_max_backlog: crate::webhook::DEFAULT_MAX_BACKLOG,
             allowed_channels: Vec::new(),
             raw_changes: true,
             media_hosts: vec![crate::media::DEFAULT_MEDIA_HOST.to_string()],
@@ -149,6 +152,7 @@ pub struct Options {
     /// `Some(None)`: no limit.
     pub webhook_max_connections: Option<Option<usize>>,
     pub dedupe_capacity: Option<usize>,
+    pub webhook_max_backlog: Option<usize>,
     pub allowed_channels: Vec<String>,
     pub extra_media_hosts: Vec<String>,
     pub media_max_bytes: Option<u64>,
@@ -244,6 +248,7 @@ impl Options {
                 .webhook_max_connections
                 .unwrap_or(d.webhook_max_connections),
             dedupe_capacity: self.dedupe_capacity.unwrap_or(d.dedupe_capacity),
+            webhook_max_backlog: self.webhook_max_backlog.unwrap_or(d.webhook_max_backlog),
             allowed_channels: self.allowed_channels.clone(),
             raw_changes: d.raw_changes,
             media_hosts: d

@@ -368,6 +368,11 @@ pub trait EventSink: Send + Sync + 'static {
             self.push(event);
         }
     }
+
+    /// Events waiting for the host (an estimate: read without a lock).
+    fn backlog(&self) -> usize {
+        0
+    }
 }
 
 struct QueueState {
@@ -394,6 +399,8 @@ pub struct EventQueue {
     available: Condvar,
     /// Poll mode: readable while events are pending.
     wake_fd: Option<OwnedFd>,
+    /// The queue's length after its last change, for `backlog` without taking the lock.
+    queued: std::sync::atomic::AtomicUsize,
 }
 
 impl EventQueue {
@@ -421,7 +428,14 @@ impl EventQueue {
             }),
             available: Condvar::new(),
             wake_fd,
+            queued: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Records the queue's length; called under the lock after every change of it.
+    fn note_len(&self, state: &QueueState) {
+        self.queued
+            .store(state.events.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -456,12 +470,17 @@ impl EventQueue {
         self.clear_fd();
         let mut state = self.lock();
         state.draining = true;
-        std::mem::take(&mut state.events)
+        let events = std::mem::take(&mut state.events);
+        self.note_len(&state);
+        events
     }
 
     /// Poll mode: takes what arrived during the dispatch so far.
     pub fn take_during_drain(&self) -> VecDeque<Event> {
-        std::mem::take(&mut self.lock().events)
+        let mut state = self.lock();
+        let events = std::mem::take(&mut state.events);
+        self.note_len(&state);
+        events
     }
 
     /// Poll mode: puts events taken but not dispatched back at the front, in order.
@@ -469,6 +488,7 @@ impl EventQueue {
         let mut state = self.lock();
         let newer = std::mem::replace(&mut state.events, events);
         state.events.extend(newer);
+        self.note_len(&state);
     }
 
     /// Poll mode: ends a dispatch; if events are still pending the fd is made readable so the
@@ -508,7 +528,9 @@ impl EventQueue {
             // Close-complete is the last event: nothing more will join its batch.
             let last = state.finished && !state.events.is_empty();
             if state.events.len() >= count || last || timed_out {
-                return Some(std::mem::take(&mut state.events));
+                let events = std::mem::take(&mut state.events);
+                self.note_len(&state);
+                return Some(events);
             }
             state.consumer_waiting = true;
             state.wake_at = count;
@@ -577,6 +599,7 @@ impl EventQueue {
         let mut state = self.lock();
         state.events.clear();
         state.finished = true;
+        self.note_len(&state);
     }
 }
 
@@ -600,6 +623,10 @@ impl EventSink for EventQueue {
     fn push_batch(&self, events: Vec<Event>) {
         self.push_all(events);
     }
+
+    fn backlog(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl EventQueue {
@@ -617,6 +644,7 @@ impl EventQueue {
         for event in events {
             Self::push_locked(&mut state, event);
         }
+        self.note_len(&state);
         let arrived = before == 0 && !state.events.is_empty();
         let signal_fd = arrived && !state.draining && self.wake_fd.is_some();
         // One wake-up when the pending events reach what the dispatcher waits for.

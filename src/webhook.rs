@@ -17,6 +17,11 @@ use crate::store::Durable;
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_PATH: &str = "/webhook";
 pub const DEFAULT_DEDUPE_CAPACITY: usize = 100_000;
+/// Callbacks waiting for the host beyond which webhooks are refused with 503: a host that
+/// stopped dispatching must not make the queue grow without bound (Meta redelivers later).
+pub const DEFAULT_MAX_BACKLOG: usize = 50_000;
+/// A refused delivery is logged at most this often: Meta's retries would repeat the line.
+const BACKLOG_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The HTTP answer for one webhook request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +45,8 @@ impl Reply {
 pub struct WebhookSettings {
     pub max_body: usize,
     pub dedupe_capacity: usize,
+    /// Callbacks waiting for the host beyond which POSTs are answered 503; 0 = no limit.
+    pub max_backlog: usize,
     /// Phone number ids whose changes are delivered; empty = all.
     pub allowed_channels: HashSet<String>,
     /// Whether the host wants every change as raw JSON (it registered that callback).
@@ -61,6 +68,9 @@ pub struct WebhookHandler {
     /// Set when the client closes: no callback may follow its close-complete, so deliveries
     /// are refused (Meta retries them, to the next client).
     closed: AtomicBool,
+    max_backlog: usize,
+    /// When a full backlog was last logged.
+    backlog_warned: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Decodes `sha256=<hex>`; `None` when malformed.
@@ -155,6 +165,23 @@ impl WebhookHandler {
             raw_changes: settings.raw_changes,
             durable,
             closed: AtomicBool::new(false),
+            max_backlog: settings.max_backlog,
+            backlog_warned: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn warn_backlog_full(&self) {
+        let mut warned = self
+            .backlog_warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if warned.is_none_or(|at| at.elapsed() >= BACKLOG_WARNING_INTERVAL) {
+            *warned = Some(std::time::Instant::now());
+            tracing::warn!(
+                "webhooks refused (503, Meta delivers them again later): {} callbacks are waiting \
+                 for the host to dispatch them (logged at most once a minute)",
+                self.max_backlog
+            );
         }
     }
 
@@ -213,6 +240,11 @@ impl WebhookHandler {
         if !valid {
             tracing::warn!("webhook refused: signature does not match");
             return Reply::text(403, "invalid signature");
+        }
+        if self.max_backlog > 0 && self.sink.backlog() >= self.max_backlog {
+            // Before dedupe: the redelivery must not be taken for a repeat.
+            self.warn_backlog_full();
+            return Reply::text(503, "the host is not keeping up");
         }
         let changes = match map_payload(body, self.raw_changes) {
             Ok(changes) => changes,

@@ -101,6 +101,10 @@ fn null_arguments_are_reported_not_dereferenced() {
         wa_options_set_webhook_max_connections(null_mut(), 1),
         wa_result::WA_ERR_NULL_ARGUMENT
     );
+    assert_eq!(
+        wa_options_set_webhook_max_backlog(null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
     wa_options_free(null_mut());
 
     assert_eq!(wa_options_new(&mut opts), wa_result::WA_OK);
@@ -335,6 +339,12 @@ fn option_setters_validate_their_values() {
     );
     assert_eq!(wa_options_set_webhook_max_connections(o, 1_000_000), WA_OK);
     assert_eq!(wa_options_set_webhook_max_connections(o, 0), WA_OK);
+    assert_eq!(
+        wa_options_set_webhook_max_backlog(o, 10_000_001),
+        WA_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(wa_options_set_webhook_max_backlog(o, 10_000_000), WA_OK);
+    assert_eq!(wa_options_set_webhook_max_backlog(o, 0), WA_OK);
     assert_eq!(wa_options_set_log_level(o, 99), WA_ERR_INVALID_ARGUMENT);
     let bad = [0xc3u8, 0x28, 0];
     assert_eq!(

@@ -1360,3 +1360,60 @@ fn a_too_small_answer_buffer_says_the_length_needed() {
     assert_eq!(answer(needed).0, wa_result::WA_ERR_BUFFER_TOO_SMALL);
     assert_eq!(answer(needed + 1), (wa_result::WA_OK, 300, Some(challenge)));
 }
+
+/// A host that stops dispatching does not make the queue grow without bound: beyond the
+/// backlog limit POSTs are refused (503, not remembered as seen), with one warning; once the
+/// host dispatched, Meta's redelivery is taken.
+#[test]
+fn a_host_that_stops_dispatching_gets_webhooks_refused_until_it_catches_up() {
+    both_ways(|way| {
+        let inbox = Inbox::with(way, |opts| {
+            assert_eq!(
+                // Each text below is two callbacks (raw change, then message): three texts.
+                wa_options_set_webhook_max_backlog(opts.0, 6),
+                wa_result::WA_OK
+            );
+            // Only the webhook's own lines: the log callback's lines are events too.
+            assert_eq!(
+                wa_options_set_log_level(opts.0, wa_log_level::WA_LOG_WARN as u32),
+                wa_result::WA_OK
+            );
+        });
+        let text = |id: &str| {
+            inbound_message(json!({"from":"16505551234","id":id,"type":"text","text":{"body":id}}))
+        };
+        // Whatever the set-up queued (log lines) is dispatched first; then nothing is, and three
+        // texts wait.
+        inbox.host.drain_inbound(SETTLE);
+        for id in ["wamid.B1", "wamid.B2", "wamid.B3"] {
+            assert_eq!(inbox.deliver(&text(id)).status, 200, "{way:?}");
+        }
+        for _ in 0..2 {
+            let refused = inbox.deliver(&text("wamid.B4"));
+            assert_eq!(
+                (refused.status, refused.body.as_str()),
+                (503, "the host is not keeping up"),
+                "{way:?}"
+            );
+        }
+        let got: Vec<_> = inbox
+            .mapped()
+            .into_iter()
+            .map(|i| i.args[4].clone().unwrap())
+            .collect();
+        assert_eq!(got, ["wamid.B1", "wamid.B2", "wamid.B3"], "{way:?}");
+        let full: Vec<_> = warnings(&inbox)
+            .into_iter()
+            .filter(|w| w.starts_with("webhooks refused (503"))
+            .collect();
+        assert_eq!(full.len(), 1, "{way:?}: once a minute at most: {full:?}");
+        // Meta's redelivery, now that the host caught up: delivered, not taken for a repeat.
+        assert_eq!(inbox.deliver(&text("wamid.B4")).status, 200, "{way:?}");
+        let got: Vec<_> = inbox
+            .mapped()
+            .into_iter()
+            .map(|i| i.args[4].clone().unwrap())
+            .collect();
+        assert_eq!(got.last().map(String::as_str), Some("wamid.B4"), "{way:?}");
+    });
+}

@@ -500,8 +500,24 @@ pub extern "C" fn wa_options_set_dedupe_capacity(
     )
 }
 
+/// Callbacks waiting for the host (queued and not yet dispatched) beyond which webhook POSTs are
+/// answered 503 without callbacks, so that a host that stopped dispatching does not make memory
+/// grow without bound; Meta delivers them again later (default 50000, 0 = no limit, at most
+/// 10000000). A warning says so at most once a minute.
+#[no_mangle]
+pub extern "C" fn wa_options_set_webhook_max_backlog(
+    options: *mut wa_options,
+    max_backlog: u32,
+) -> wa_result {
+    set_at_most(options, max_backlog, 10_000_000, "max_backlog", |o, max| {
+        o.webhook_max_backlog = Some(max as usize)
+    })
+}
+
 /// Adds a phone number id to the webhook allow-list. With a non-empty list, changes for other
-/// phone numbers are answered 200 and dropped with a log line. Default: every number.
+/// phone numbers, and message changes naming none, are answered 200 and dropped with a log line;
+/// changes of the whole account (no phone number id) still reach raw_change. Default: every
+/// number.
 #[no_mangle]
 pub extern "C" fn wa_options_add_allowed_channel(
     options: *mut wa_options,
