@@ -1233,6 +1233,16 @@ fn signature_of(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
+/// Meta's legacy `X-Hub-Signature` value: `sha1=<hex HMAC-SHA1(secret, body)>`.
+fn legacy_signature_of(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha1={hex}")
+}
+
 impl Receiver {
     /// Answers like a correct subscriber: 403 to a bad signature or verify token, the challenge
     /// to a good verification GET, 200 otherwise.
@@ -1420,6 +1430,12 @@ fn webhook_is_signed_over_the_exact_bytes_with_graph_escaping() {
         Some(signature.as_str())
     );
     assert_eq!(answer["delivery"]["signature"], signature.as_str());
+    // The legacy header over the same bytes, verifiable on its own (receivers on older
+    // frameworks check only this one).
+    let legacy = legacy_signature_of(APP_SECRET, &request.body);
+    assert_eq!(request.header("x-hub-signature"), Some(legacy.as_str()));
+    assert_eq!(legacy.len(), 5 + 40);
+    assert_eq!(answer["delivery"]["signature_sha1"], legacy.as_str());
     let text = String::from_utf8(request.body.clone()).expect("ASCII body");
     assert!(text.is_ascii());
     assert_eq!(answer["delivery"]["body"], text.as_str());
@@ -1471,6 +1487,10 @@ fn webhook_is_signed_over_the_exact_bytes_with_graph_escaping() {
     assert_eq!(
         request.header("x-hub-signature-256"),
         Some(signature_of("another secret", &request.body).as_str())
+    );
+    assert_eq!(
+        request.header("x-hub-signature"),
+        Some(legacy_signature_of("another secret", &request.body).as_str())
     );
 
     // An inbound wamid can be marked as read (it is not mistaken for an outgoing one).
@@ -1899,6 +1919,10 @@ fn raw_deliveries_with_wrong_or_missing_signature() {
         received[0].header("x-hub-signature-256"),
         Some(signature_of(APP_SECRET, exact.as_bytes()).as_str())
     );
+    assert_eq!(
+        received[0].header("x-hub-signature"),
+        Some(legacy_signature_of(APP_SECRET, exact.as_bytes()).as_str())
+    );
 
     let answer = emulator.control_post(
         "webhook/raw",
@@ -1910,19 +1934,33 @@ fn raw_deliveries_with_wrong_or_missing_signature() {
         receiver.wait_for(2)[1].header("x-hub-signature-256"),
         Some("sha256=0000")
     );
+    // A forged signature is not accompanied by a valid legacy one.
+    assert_eq!(receiver.wait_for(2)[1].header("x-hub-signature"), None);
 
     let answer = emulator.control_post("webhook/raw", &json!({"body_text":exact,"signature":null}));
     assert_eq!(answer["status"], 403);
     assert_eq!(receiver.wait_for(3)[2].header("x-hub-signature-256"), None);
+    assert_eq!(receiver.wait_for(3)[2].header("x-hub-signature"), None);
 
     // JSON bodies get Meta's escaping.
     let answer = emulator.control_post("webhook/raw", &json!({"body":{"u":"a/b é"}}));
     assert_eq!(answer["status"], 200);
     assert_eq!(receiver.wait_for(4)[3].body, br#"{"u":"a\/b \u00e9"}"#);
 
+    // A given legacy signature is sent as is.
+    let answer = emulator.control_post(
+        "webhook/raw",
+        &json!({"body_text":exact,"signature_sha1":"sha1=0000"}),
+    );
+    assert_eq!(answer["status"], 200);
+    assert_eq!(
+        receiver.wait_for(5)[4].header("x-hub-signature"),
+        Some("sha1=0000")
+    );
+
     // Raw deliveries are never retried.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(receiver.received().len(), 4);
+    assert_eq!(receiver.received().len(), 5);
     let (status, _) = emulator.control_post_status("webhook/raw", &json!({}));
     assert_eq!(status, 400);
 }

@@ -48,8 +48,9 @@ OPTIONS:
     --webhook-url URL         Target of webhook deliveries, e.g.
                               http://127.0.0.1:8080/webhook (default: none; set it at run
                               time with POST /_emulator/webhook/config).
-    --app-secret SECRET       App secret signing webhooks (X-Hub-Signature-256)
-                              (default test-app-secret).
+    --app-secret SECRET       App secret signing webhooks (X-Hub-Signature-256: sha256=..
+                              and the legacy X-Hub-Signature: sha1=.., both HMACs of the
+                              exact body bytes) (default test-app-secret).
     --verify-token TOKEN      hub.verify_token of the verification GET
                               (default test-verify-token).
     --auto-statuses           Follow every accepted send with status webhooks sent,
@@ -191,7 +192,10 @@ routes answer after the FIRST attempt, with its outcome):
                                                   with another key or with none of messages,
                                                   statuses, errors answers 400
     POST   /_emulator/webhook/raw                {\"body_text\":\"...\"} or {\"body\":{..}}, optional
-                                                  \"signature\":\"sha256=...\"|null; one attempt
+                                                  \"signature\":\"sha256=...\"|null and
+                                                  \"signature_sha1\":\"sha1=...\"|null (absent:
+                                                  the real one unless signature is given);
+                                                  one attempt
     POST   /_emulator/webhook/verify             Meta's GET ?hub.mode=subscribe&hub.challenge=..
                                                   &hub.verify_token=..; optional {\"verify_token\"}
     GET    /_emulator/webhook/deliveries         every delivery with its attempts

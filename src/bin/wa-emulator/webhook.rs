@@ -14,6 +14,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::{json, Value};
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -157,6 +158,7 @@ struct Delivery {
     url: String,
     body: Arc<str>,
     signature: Option<String>,
+    signature_sha1: Option<String>,
     attempts: Vec<AttemptRecord>,
     delivered: bool,
     duplicate_of: Option<u64>,
@@ -176,6 +178,7 @@ impl Delivery {
             "url": self.url,
             "body": &*self.body,
             "signature": self.signature,
+            "signature_sha1": self.signature_sha1,
             "attempts": attempts,
             "delivered": self.delivered,
             "duplicate_of": self.duplicate_of,
@@ -199,6 +202,7 @@ struct Job {
     url: String,
     body: Arc<str>,
     signature: Option<String>,
+    signature_sha1: Option<String>,
     /// 1-based number of this attempt.
     attempt: u32,
     /// `None`: a single attempt (raw deliveries).
@@ -213,7 +217,10 @@ struct Job {
 struct Outgoing {
     kind: &'static str,
     body: String,
+    /// `X-Hub-Signature-256` (`sha256=…`).
     signature: Option<String>,
+    /// The legacy `X-Hub-Signature` (`sha1=…`).
+    signature_sha1: Option<String>,
     retry: bool,
     duplicate: bool,
     ids: Vec<String>,
@@ -394,6 +401,7 @@ impl Hub {
                 url: url.to_string(),
                 body: body.clone(),
                 signature: outgoing.signature.clone(),
+                signature_sha1: outgoing.signature_sha1.clone(),
                 attempts: Vec::new(),
                 delivered: false,
                 duplicate_of,
@@ -411,6 +419,7 @@ impl Hub {
             url: url.to_string(),
             body,
             signature: outgoing.signature,
+            signature_sha1: outgoing.signature_sha1,
             attempt: 1,
             retry: outgoing.retry.then_some(config.retry),
             timeout: Duration::from_millis(config.timeout_ms),
@@ -498,6 +507,7 @@ async fn run_attempt(state: &Arc<AppState>, mut job: Job) {
                 kind: job.kind,
                 body: job.body.to_string(),
                 signature: job.signature.clone(),
+                signature_sha1: job.signature_sha1.clone(),
                 retry: job.retry.is_some(),
                 duplicate: false,
                 ids: Vec::new(),
@@ -532,6 +542,9 @@ async fn post(client: &reqwest::Client, job: &Job) -> AttemptOutcome {
         .body(job.body.as_bytes().to_vec());
     if let Some(signature) = &job.signature {
         request = request.header("x-hub-signature-256", signature.as_str());
+    }
+    if let Some(signature) = &job.signature_sha1 {
+        request = request.header("x-hub-signature", signature.as_str());
     }
     match request.send().await {
         Ok(response) => {
@@ -596,6 +609,22 @@ pub fn sign(app_secret: &str, body: &[u8]) -> String {
     text
 }
 
+/// `sha1=<lowercase hex HMAC-SHA1(app_secret, body)>`, Meta's legacy `X-Hub-Signature`, sent
+/// next to `X-Hub-Signature-256` over the same bytes.
+pub fn sign_sha1(app_secret: &str, body: &[u8]) -> String {
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(app_secret.as_bytes()) else {
+        return "sha1=".to_string();
+    };
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let mut text = String::with_capacity(5 + 40);
+    text.push_str("sha1=");
+    for byte in digest {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
+}
+
 /// Encodes, signs and queues a payload, then waits for its first attempt.
 async fn deliver_payload(
     state: &AppState,
@@ -608,10 +637,12 @@ async fn deliver_payload(
     let url = config.url.clone().ok_or_else(no_url)?;
     let body = encode_graph_json(payload);
     let signature = sign(&config.app_secret, body.as_bytes());
+    let signature_sha1 = sign_sha1(&config.app_secret, body.as_bytes());
     let outgoing = Outgoing {
         kind,
         body: body.clone(),
         signature: Some(signature.clone()),
+        signature_sha1: Some(signature_sha1.clone()),
         retry: true,
         duplicate,
         ids,
@@ -624,6 +655,7 @@ async fn deliver_payload(
         "attempts": 1,
         "body": body,
         "signature": signature,
+        "signature_sha1": signature_sha1,
         "response_body": outcome.response_body,
     }))
 }
@@ -1268,10 +1300,21 @@ pub async fn raw(state: &AppState, body: &[u8]) -> Result<Value, String> {
         Some(Json::String(given)) => Some(given.clone()),
         Some(_) => return Err("signature: must be a string or null".to_string()),
     };
+    // Absent: the real one, unless `signature` was given or null (a forged or missing
+    // X-Hub-Signature-256 must not be rescued by a valid legacy header).
+    let signature_sha1 = match spec.get("signature_sha1") {
+        None if spec.get("signature").is_none() => {
+            Some(sign_sha1(&config.app_secret, body.as_bytes()))
+        }
+        None | Some(Json::Null) => None,
+        Some(Json::String(given)) => Some(given.clone()),
+        Some(_) => return Err("signature_sha1: must be a string or null".to_string()),
+    };
     let outgoing = Outgoing {
         kind: "raw",
         body,
         signature,
+        signature_sha1,
         retry: false,
         duplicate: false,
         ids: Vec::new(),
@@ -1480,6 +1523,7 @@ pub fn after_accepted_send(
             let outgoing = Outgoing {
                 kind: "auto_status",
                 signature: Some(sign(&config.app_secret, body.as_bytes())),
+                signature_sha1: Some(sign_sha1(&config.app_secret, body.as_bytes())),
                 body,
                 retry: true,
                 duplicate: false,
@@ -1501,6 +1545,15 @@ mod unit {
         assert_eq!(
             signature,
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn legacy_signature_is_lowercase_hex_hmac_sha1() {
+        // RFC 2202 test case 2.
+        assert_eq!(
+            sign_sha1("Jefe", b"what do ya want for nothing?"),
+            "sha1=effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
         );
     }
 
