@@ -259,6 +259,8 @@ fn help_exits_zero_and_documents_every_flag() {
         "/_emulator/onboarding",
         "/_emulator/webhook/inbound",
         "async_error",
+        "omit_url",
+        "signature_sha1",
         "--help",
         "curl",
     ] {
@@ -2759,6 +2761,50 @@ fn inbound_webhook_media_resolves_to_real_bytes() {
         base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes));
     assert_eq!(image["sha256"], base64_digest);
     assert_eq!(&bytes[..4], &[0xff, 0xd8, 0xff, 0xe0]);
+
+    // Since Meta's 2025-11-12 rollout the webhook itself carries a download URL (after `id`,
+    // with `source=webhook`), written with Graph's `\/` escaping like every URL on the wire.
+    let body = answer["delivery"]["body"].as_str().expect("body");
+    assert!(
+        body.contains(&format!(r#""id":"{media_id}","url":"http:\/\/127.0.0.1:"#)),
+        "{body}"
+    );
+    let url = image["url"].as_str().expect("webhook url");
+    assert!(url.contains("source=webhook&ext="), "{url}");
+    let response = emulator.download(url);
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().expect("bytes"), bytes);
+    // The token is needed, as for any download URL.
+    let response = emulator.client.get(url).send().expect("download");
+    assert_eq!(response.status(), 401);
+
+    // "omit_url":true gives the older shape.
+    let answer = emulator.control_post(
+        "webhook/inbound",
+        &json!({"type":"document","document":{"filename":"a.pdf"},"omit_url":true}),
+    );
+    let payload: Value =
+        serde_json::from_str(answer["delivery"]["body"].as_str().expect("body")).expect("json");
+    let document = &only_value(&payload)["messages"][0]["document"];
+    assert!(document["id"].is_string(), "{document}");
+    assert!(document.get("url").is_none(), "{document}");
+    assert!(only_value(&payload)["messages"][0]
+        .get("omit_url")
+        .is_none());
+
+    // Webhook URLs live as long as lookup URLs (url_ttl_ms): expired, they answer 404.
+    emulator.control_post("media/config", &json!({"url_ttl_ms": 0}));
+    let answer = emulator.control_post(
+        "webhook/inbound",
+        &json!({"type":"audio","audio":{"voice":true}}),
+    );
+    let payload: Value =
+        serde_json::from_str(answer["delivery"]["body"].as_str().expect("body")).expect("json");
+    let url = only_value(&payload)["messages"][0]["audio"]["url"]
+        .as_str()
+        .expect("audio url")
+        .to_string();
+    assert_eq!(emulator.download(&url).status(), 404);
 }
 
 #[test]

@@ -168,6 +168,8 @@ MEDIA CONTROL:
     GET    /_emulator/media/config               current media config
     POST   /_emulator/media/config               {\"url_ttl_ms\":300000,\"corrupt_sha256\":bool,
                                                   \"url_host\":\"127.0.0.2\"|null,\"expire_next_urls\":N}
+                                                  (expire_next_urls: the next N lookups hand
+                                                  out an already expired URL)
     Recorded upload bodies keep their first 1 KiB only (\"body_truncated\":true).
 
 WEBHOOK DRIVER (deliveries are signed with the app secret, retried on any non-200 answer,
@@ -180,8 +182,12 @@ routes answer after the FIRST attempt, with its outcome):
                                                   \"timeout_ms\":5000,\"waba_id\",\"display_phone_number\"}
     POST   /_emulator/webhook/inbound            a user's message: {\"from\",\"name\",\"phone_number_id\",
                                                   \"type\",\"<type>\":{...},\"context\",\"id\",\"timestamp\",
-                                                  \"duplicate\":true,\"omit_phone\":true}; media without
-                                                  an id get a stored generated file
+                                                  \"duplicate\":true,\"omit_phone\":true,
+                                                  \"omit_url\":true}; media without an id get
+                                                  a stored generated file, and a download URL
+                                                  (\"url\" after \"id\", source=webhook, lives
+                                                  url_ttl_ms like lookup URLs) unless omit_url
+                                                  gives the shape from before 2025-11-12
     POST   /_emulator/webhook/status             {\"id\",\"status\",\"recipient_id\",\"phone_number_id\",
                                                   \"biz_opaque_callback_data\",\"errors\":[{\"code\"}]}
     POST   /_emulator/webhook/batch              {\"entries\":[{\"id\",\"changes\":[{\"messages\":[..],

@@ -274,6 +274,54 @@ impl MediaStore {
         self.lock().config.clone()
     }
 
+    /// A download URL for an inbound media webhook (Meta's `source=webhook` URL, rolling out
+    /// since 2025-11-12): issued like the ones `GET /{media_id}` hands out, with the same
+    /// lifetime (`url_ttl_ms`); `expire_next_urls` only concerns those lookups. `None` for an
+    /// id this emulator does not hold.
+    pub fn webhook_url(&self, media_id: &str) -> Option<String> {
+        let now_ms = unix_ms();
+        let mut inner = self.lock();
+        let Inner { entries, config } = &mut *inner;
+        let entry = entries.get_mut(media_id).filter(|entry| !entry.deleted)?;
+        Some(self.issue_url(config, entry, media_id, now_ms, false, Some("webhook")))
+    }
+
+    /// Records a fresh download URL of `entry` and answers it; `expired` issues one that is
+    /// already past its `ext`, `source` adds Meta's `source=` parameter.
+    fn issue_url(
+        &self,
+        config: &MediaConfig,
+        entry: &mut MediaEntry,
+        media_id: &str,
+        now_ms: u64,
+        expired: bool,
+        source: Option<&str>,
+    ) -> String {
+        let (ext, expires_at_unix_ms) = if expired {
+            ((now_ms / 1000).saturating_sub(1), 0)
+        } else {
+            let expires = now_ms.saturating_add(config.url_ttl_ms);
+            (expires.div_ceil(1000), expires)
+        };
+        let hash = URL_SAFE_NO_PAD.encode(std::array::from_fn::<u8, 32, _>(|_| fastrand::u8(..)));
+        entry
+            .urls
+            .retain(|issued| issued.expires_at_unix_ms > now_ms);
+        if entry.urls.len() >= MAX_LIVE_URLS_PER_MEDIA {
+            entry.urls.pop_front();
+        }
+        entry.urls.push_back(IssuedUrl {
+            hash: hash.clone(),
+            ext,
+            expires_at_unix_ms,
+        });
+        let source = source.map_or_else(String::new, |source| format!("source={source}&"));
+        format!(
+            "http://{}/media/download/{media_id}?{source}ext={ext}&hash={hash}",
+            self.url_authority(config.url_host.as_deref())
+        )
+    }
+
     /// The default host of download URLs: the listening IP, or the IPv4 loopback when bound
     /// to an unspecified address.
     fn url_authority(&self, host_override: Option<&str>) -> String {
@@ -413,25 +461,13 @@ pub fn lookup(
             return Err(unknown());
         }
     }
-    let (ext, expires_at_unix_ms) = if config.expire_next_urls > 0 {
+    let expired = config.expire_next_urls > 0;
+    if expired {
         config.expire_next_urls -= 1;
-        ((now_ms / 1000).saturating_sub(1), 0)
-    } else {
-        let expires = now_ms.saturating_add(config.url_ttl_ms);
-        (expires.div_ceil(1000), expires)
-    };
-    let hash = URL_SAFE_NO_PAD.encode(std::array::from_fn::<u8, 32, _>(|_| fastrand::u8(..)));
-    entry
-        .urls
-        .retain(|issued| issued.expires_at_unix_ms > now_ms);
-    if entry.urls.len() >= MAX_LIVE_URLS_PER_MEDIA {
-        entry.urls.pop_front();
     }
-    entry.urls.push_back(IssuedUrl {
-        hash: hash.clone(),
-        ext,
-        expires_at_unix_ms,
-    });
+    let url = state
+        .media
+        .issue_url(config, entry, media_id, now_ms, expired, None);
     let sha256 = if config.corrupt_sha256 {
         // A well-formed but wrong digest, so clients must really verify.
         sha256_hex(entry.sha256_hex.as_bytes())
@@ -439,10 +475,7 @@ pub fn lookup(
         entry.sha256_hex.clone()
     };
     let answer = UrlAnswer {
-        url: format!(
-            "http://{}/media/download/{media_id}?ext={ext}&hash={hash}",
-            state.media.url_authority(config.url_host.as_deref())
-        ),
+        url,
         mime_type: entry.mime_type.clone(),
         sha256,
         file_size: entry.file_size,

@@ -41,7 +41,7 @@ const RESPONSE_BODY_LIMIT: usize = 64 * 1024;
 /// Media types whose inbound content object names a downloadable file.
 const MEDIA_TYPES: [&str; 5] = ["image", "audio", "video", "document", "sticker"];
 /// Keys of an inbound spec that steer the emulator; every other key is copied into the message.
-const INBOUND_CONTROL_KEYS: [&str; 14] = [
+const INBOUND_CONTROL_KEYS: [&str; 15] = [
     "from",
     "name",
     "username",
@@ -55,6 +55,7 @@ const INBOUND_CONTROL_KEYS: [&str; 14] = [
     "type",
     "duplicate",
     "omit_phone",
+    "omit_url",
     "context",
 ];
 /// Keys of a status spec that the emulator places itself; others are appended verbatim.
@@ -765,19 +766,21 @@ fn build_inbound(state: &AppState, spec: &Object) -> Result<Built, String> {
     let is_media = MEDIA_TYPES.contains(&kind.as_str());
     // The media belongs to the number the message was sent to, when the spec names it.
     let owner = text_field(spec, "phone_number_id")?;
+    let with_url = !bool_field(spec, "omit_url")?;
     for (key, value) in spec.iter() {
         if INBOUND_CONTROL_KEYS.contains(&key.as_str()) {
             continue;
         }
         let value = if is_media && *key == kind {
-            media_content(state, &kind, value, owner.clone())?
+            media_content(state, &kind, value, owner.clone(), with_url)?
         } else {
             value.clone()
         };
         message.insert(key.as_str(), value);
     }
     if is_media && !message.contains_key(&kind) {
-        let content = media_content(state, &kind, &Json::Object(Object::new()), owner)?;
+        let empty = Json::Object(Object::new());
+        let content = media_content(state, &kind, &empty, owner, with_url)?;
         message.insert(kind.as_str(), content);
     }
 
@@ -836,13 +839,16 @@ fn generated_media(mime_type: &str) -> Vec<u8> {
 }
 
 /// The content object of a media message: copied verbatim when it names an `id`; otherwise a
-/// file is generated and stored, and `mime_type`, `sha256` (base64, as webhooks carry it) and
-/// `id` are filled in (plus `animated`/`voice` for stickers/audio, which Meta always sends).
+/// file is generated and stored, and `mime_type`, `sha256` (base64, as webhooks carry it),
+/// `id` and, unless `with_url` is false (the shape before Meta's 2025-11-12 rollout), `url` are
+/// filled in (plus `animated`/`voice` for stickers/audio, which Meta always sends). The `url`
+/// is a download URL of this emulator with `source=webhook`, as in Meta's captures.
 fn media_content(
     state: &AppState,
     kind: &str,
     content: &Json,
     owner: Option<String>,
+    with_url: bool,
 ) -> Result<Json, String> {
     let object = as_spec(content, kind)?;
     if object.contains_key("id") {
@@ -864,7 +870,12 @@ fn media_content(
     let mut filled = object.clone();
     filled.insert("mime_type", mime_type);
     filled.insert("sha256", sha256);
-    filled.insert("id", id);
+    filled.insert("id", id.as_str());
+    if with_url && !filled.contains_key("url") {
+        if let Some(url) = state.media.webhook_url(&id) {
+            filled.insert("url", url);
+        }
+    }
     if kind == "sticker" && !filled.contains_key("animated") {
         filled.insert("animated", false);
     }
