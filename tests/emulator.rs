@@ -403,6 +403,33 @@ fn other_valid_forms_are_accepted() {
         answer["contacts"][0],
         json!({"input":"US.13491208655302741918","user_id":"US.13491208655302741918"})
     );
+    // A parent BSUID (with ENT) is a valid recipient too.
+    let (status, answer) = json_of(emulator.send(
+        &json!({"messaging_product":"whatsapp","recipient":"US.ENT.11815799212886844830","text":{"body":"hi"}}),
+    ));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["contacts"][0]["user_id"],
+        "US.ENT.11815799212886844830"
+    );
+    // A group send: `to` is the opaque group ID, echoed as input and wa_id, and the message
+    // names the group.
+    let group_id = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD";
+    let (status, answer) = json_of(emulator.send(
+        &json!({"messaging_product":"whatsapp","recipient_type":"group","to":group_id,"type":"text","text":{"body":"hi all"}}),
+    ));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["contacts"],
+        json!([{"input":group_id,"wa_id":group_id}])
+    );
+    assert_eq!(answer["messages"][0]["group_id"], group_id);
+    assert!(answer["messages"][0]["id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("wamid.")));
+    // An individual send has no group_id.
+    let (_, answer) = json_of(emulator.send(&text_body("solo")));
+    assert!(answer["messages"][0].get("group_id").is_none(), "{answer}");
     let others = [
         // 4096 two-byte characters: the limit counts characters, not bytes.
         text_body(&"é".repeat(4096)),
@@ -468,6 +495,21 @@ fn violations() -> Vec<(Value, &'static str)> {
         (json!({"messaging_product":"whatsapp","text":{"body":"x"}}), "to: required"),
         (json!({"messaging_product":"whatsapp","to":"abc","text":{"body":"x"}}), "to: must be a phone number"),
         (json!({"messaging_product":"whatsapp","to":true,"text":{"body":"x"}}), "to: must be a phone number"),
+        // A group ID needs recipient_type group.
+        (json!({"messaging_product":"whatsapp","to":"Y2FwaV9ncm91cDoxNz","text":{"body":"x"}}), "to: must be a phone number"),
+        (json!({"messaging_product":"whatsapp","recipient_type":"group","text":{"body":"x"}}), "to: required (the group ID)"),
+        (json!({"messaging_product":"whatsapp","recipient_type":"group","to":"a group","text":{"body":"x"}}), "to: must be a group ID"),
+        (json!({"messaging_product":"whatsapp","recipient_type":"group","to":123,"text":{"body":"x"}}), "to: must be a group ID"),
+        // BSUIDs: two upper-case letters, '.', optional ENT., 1 to 128 alphanumerics.
+        (json!({"messaging_product":"whatsapp","recipient":"13491208655302741918","text":{"body":"x"}}), "recipient: must be a business-scoped user ID"),
+        (json!({"messaging_product":"whatsapp","recipient":"us.13491208655302741918","text":{"body":"x"}}), "recipient: must be a business-scoped user ID"),
+        (json!({"messaging_product":"whatsapp","recipient":"USA.1349","text":{"body":"x"}}), "recipient: must be a business-scoped user ID"),
+        (json!({"messaging_product":"whatsapp","recipient":"US.","text":{"body":"x"}}), "recipient: must be a business-scoped user ID"),
+        (json!({"messaging_product":"whatsapp","recipient":"US.ENT.","text":{"body":"x"}}), "recipient: must be a business-scoped user ID"),
+        (json!({"messaging_product":"whatsapp","recipient":"US.1349-1208","text":{"body":"x"}}), "recipient: must be a business-scoped user ID"),
+        (json!({"messaging_product":"whatsapp","recipient":format!("US.{}", "1".repeat(129)),"text":{"body":"x"}}), "recipient: must be a business-scoped user ID"),
+        // Checked even when `to` (which wins) is present.
+        (json!({"messaging_product":"whatsapp","to":"1","recipient":"bogus","text":{"body":"x"}}), "recipient: must be a business-scoped user ID"),
         (json!({"messaging_product":"whatsapp","to":"1","type":"fax"}), "type: must be one of"),
         (json!({"messaging_product":"whatsapp","to":"1","type":"image"}), "image: required"),
         (json!({"messaging_product":"whatsapp","to":"1","type":"text","text":{"body":"x"},"image":{"id":"1"}}), "image: not allowed when type is text"),
@@ -2045,6 +2087,7 @@ fn auto_statuses_follow_an_accepted_send() {
     );
     let metadata = &received[0].json()["entry"][0]["changes"][0]["value"]["metadata"];
     assert_eq!(metadata["phone_number_id"], PHONE_ID);
+
     for request in &received {
         assert_eq!(
             request.header("x-hub-signature-256"),
@@ -2063,6 +2106,23 @@ fn auto_statuses_follow_an_accepted_send() {
     assert_eq!(emulator.send(&text_body("quiet")).status(), 200);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(receiver.received().len(), 3);
+
+    emulator.control_post("webhook/config", &json!({"auto_statuses":true}));
+    // A group send's statuses name the group, as on Meta's group messaging page: recipient_id
+    // is the group ID, recipient_type group, no BSUID and no contacts.
+    let group_id = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD";
+    let response = emulator.send(
+        &json!({"messaging_product":"whatsapp","recipient_type":"group","to":group_id,"text":{"body":"hi"}}),
+    );
+    assert_eq!(response.status(), 200);
+    let group_received = receiver.wait_for(6);
+    let sent = group_received[3].json();
+    let value = only_value(&sent);
+    assert!(value.get("contacts").is_none(), "{value}");
+    let status = &value["statuses"][0];
+    assert_eq!(status["recipient_id"], group_id);
+    assert_eq!(status["recipient_type"], "group");
+    assert!(status.get("recipient_user_id").is_none(), "{status}");
 }
 
 #[test]

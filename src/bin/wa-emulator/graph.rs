@@ -583,6 +583,12 @@ fn accept_send(
 ) -> Result<Reply, GraphError> {
     // `to` wins over `recipient` when both are given, as on Graph.
     let (contact, recipient_key) = match (&send.to, &send.recipient) {
+        // A group send echoes the group ID as both `input` and `wa_id` (Meta's group messaging
+        // page shows `"contacts":[{"input":"Y2FwaV9ncm91cDo….","wa_id":"Y2FwaV9ncm91cDo…."}]`).
+        (Some(Value::String(group_id)), _) if send.group => (
+            json!({"input": group_id, "wa_id": group_id}),
+            group_id.clone(),
+        ),
         (Some(to), _) => {
             let as_text = match to {
                 Value::String(text) => text.clone(),
@@ -614,6 +620,10 @@ fn accept_send(
         })?;
     let wamid = state.issue_wamid(&recipient_key);
     let mut message = json!({"id": wamid});
+    if send.group {
+        // cloud-api.md §2.3: "`messages[0].group_id` appears for group sends".
+        message["group_id"] = json!(recipient_key);
+    }
     if send.message_type == "template" {
         message["message_status"] = json!("accepted");
     }

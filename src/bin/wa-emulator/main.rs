@@ -70,7 +70,12 @@ SIGTERM and SIGINT end the process at once with exit status 0 (no state to flush
 
 GRAPH ROUTES (bearer token required on all; 401 / code 190 otherwise). Every route also
 answers without its /{version} prefix, at the default version v26.0, as Graph does:
-    POST   /{version}/{phone_number_id}/messages  send a message, mark as read / typing
+    POST   /{version}/{phone_number_id}/messages  send a message, mark as read / typing;
+                                                  \"recipient_type\":\"group\" takes an opaque
+                                                  group ID as `to` (contacts echo it as input
+                                                  and wa_id, messages[0].group_id names it);
+                                                  \"recipient\" must be a BSUID
+                                                  (CC.[ENT.]1-128 alphanumerics), else 100
     POST   /{version}/{phone_number_id}/media     upload: multipart/form-data with fields
                                                   messaging_product=whatsapp, type=<MIME>,
                                                   file (filename + part Content-Type); MIME

@@ -357,10 +357,18 @@ fn follow_with_status_webhooks(
             .and_then(Value::as_str)
             .map(str::to_string)
     };
+    let group = body
+        .and_then(|body| body.get("recipient_type"))
+        .and_then(Value::as_str)
+        == Some("group");
     let send = webhook::AcceptedSend {
         wamid: wamid.to_string(),
         phone_number_id: request.object_id().unwrap_or_default().to_string(),
-        wa_id: request.to_text().map(|to| digits_only(&to)),
+        group_id: group.then(|| request.to_text()).flatten(),
+        wa_id: request
+            .to_text()
+            .filter(|_| !group)
+            .map(|to| digits_only(&to)),
         bsuid: text_member("recipient"),
         biz_opaque_callback_data: text_member("biz_opaque_callback_data"),
         template: request.message_type().as_deref() == Some("template"),

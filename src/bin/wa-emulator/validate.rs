@@ -41,6 +41,8 @@ pub struct ValidSend {
     pub to: Option<Value>,
     /// The BSUID, used only when `to` is absent.
     pub recipient: Option<String>,
+    /// `recipient_type` is `"group"`: `to` is an opaque group ID.
+    pub group: bool,
     pub message_type: &'static str,
 }
 
@@ -258,15 +260,23 @@ fn validate_mark_read(top: &Fields<'_>) -> Checked<ValidBody> {
 
 fn validate_send(top: &Fields<'_>) -> Checked<ValidSend> {
     check_messaging_product(top)?;
-    top.optional_one_of("recipient_type", &["individual", "group"])?;
+    let group = top.optional_one_of("recipient_type", &["individual", "group"])? == Some("group");
     let recipient = top
         .optional_string("recipient", 1, usize::MAX)?
         .map(str::to_string);
+    if let Some(recipient) = &recipient {
+        check_bsuid(recipient)?;
+    }
     let to = match top.get("to") {
+        Some(to) if group => {
+            check_group_id(to)?;
+            Some(to.clone())
+        }
         Some(to) => {
             check_to(to)?;
             Some(to.clone())
         }
+        None if group => return fail("to", "required (the group ID) when recipient_type is group"),
         None if recipient.is_some() => None,
         None => return fail("to", "required"),
     };
@@ -327,8 +337,49 @@ fn validate_send(top: &Fields<'_>) -> Checked<ValidSend> {
     Ok(ValidSend {
         to,
         recipient,
+        group,
         message_type,
     })
+}
+
+/// A business-scoped user ID (cloud-api.md §5.4): "ISO-3166 alpha-2 country code + `.` + up
+/// to 128 alphanumerics", parent BSUIDs with `ENT.` after the country
+/// (`^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$`).
+fn check_bsuid(recipient: &str) -> Checked {
+    let valid = recipient.split_once('.').is_some_and(|(country, rest)| {
+        let rest = rest.strip_prefix("ENT.").unwrap_or(rest);
+        country.len() == 2
+            && country.bytes().all(|byte| byte.is_ascii_uppercase())
+            && (1..=128).contains(&rest.len())
+            && rest.bytes().all(|byte| byte.is_ascii_alphanumeric())
+    });
+    if valid {
+        Ok(())
+    } else {
+        fail(
+            "recipient",
+            "must be a business-scoped user ID: an ISO 3166 alpha-2 country code, '.', \
+             optionally 'ENT.', then 1 to 128 letters or digits (e.g. US.13491208655302741918)",
+        )
+    }
+}
+
+/// The group ID of a group send: an opaque token from the Groups API (Meta's example
+/// `Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD`), so only its form is checked.
+fn check_group_id(to: &Value) -> Checked {
+    match to {
+        Value::String(text)
+            if !text.is_empty()
+                && text.len() <= 512
+                && text.bytes().all(|byte| byte.is_ascii_graphic()) =>
+        {
+            Ok(())
+        }
+        _ => fail(
+            "to",
+            "must be a group ID (a non-empty string without spaces) when recipient_type is group",
+        ),
+    }
 }
 
 /// `to` is a phone number (digits with `+`, spaces, `-`, `(`, `)` tolerated) or a JSON number.

@@ -59,8 +59,9 @@ const INBOUND_CONTROL_KEYS: [&str; 15] = [
     "context",
 ];
 /// Keys of a status spec that the emulator places itself; others are appended verbatim.
-const STATUS_CONTROL_KEYS: [&str; 15] = [
+const STATUS_CONTROL_KEYS: [&str; 16] = [
     "id",
+    "recipient_type",
     "status",
     "timestamp",
     "recipient_id",
@@ -969,6 +970,9 @@ fn build_status(hub: &Hub, spec: &Object) -> Result<Built, String> {
         text_field(spec, "recipient_user_id")?.unwrap_or_else(|| bsuid_for(&recipient_id));
     let timestamp = text_field(spec, "timestamp")?.unwrap_or_else(unix_seconds_text);
     let failed = status == "failed";
+    // Group statuses (Meta's group messaging page): `recipient_id` is the group ID, with
+    // `recipient_type: "group"`, no BSUID and no contacts.
+    let group = text_field(spec, "recipient_type")?.as_deref() == Some("group");
 
     let mut object = Object::new()
         .with("id", id.as_str())
@@ -977,7 +981,11 @@ fn build_status(hub: &Hub, spec: &Object) -> Result<Built, String> {
     if !omit_phone {
         object.insert("recipient_id", recipient_id.as_str());
     }
-    object.insert("recipient_user_id", recipient_user_id.as_str());
+    if group {
+        object.insert("recipient_type", "group");
+    } else {
+        object.insert("recipient_user_id", recipient_user_id.as_str());
+    }
     if let Some(data) = text_field(spec, "biz_opaque_callback_data")? {
         object.insert("biz_opaque_callback_data", data);
     }
@@ -1013,7 +1021,7 @@ fn build_status(hub: &Hub, spec: &Object) -> Result<Built, String> {
     }
 
     // Since the 2026 BSUID change statuses carry contacts, except `failed` ones.
-    let contact = (!failed).then(|| {
+    let contact = (!failed && !group).then(|| {
         let name = text_field(spec, "name")
             .ok()
             .flatten()
@@ -1461,7 +1469,9 @@ pub fn config_for_phone(
 pub struct AcceptedSend {
     pub wamid: String,
     pub phone_number_id: String,
-    /// Digits of `to`; `None` for a send to a BSUID (`recipient`).
+    /// `to` of a group send (`recipient_type` `"group"`).
+    pub group_id: Option<String>,
+    /// Digits of `to`; `None` for a send to a BSUID (`recipient`) or a group.
     pub wa_id: Option<String>,
     pub bsuid: Option<String>,
     pub biz_opaque_callback_data: Option<String>,
@@ -1503,6 +1513,11 @@ pub fn after_accepted_send(
                 .with("status", *status)
                 .with("phone_number_id", send.phone_number_id.as_str());
             match (&send.wa_id, &send.bsuid) {
+                _ if send.group_id.is_some() => {
+                    let group_id = send.group_id.as_deref().unwrap_or_default();
+                    spec.insert("recipient_id", group_id);
+                    spec.insert("recipient_type", "group");
+                }
                 (Some(wa_id), _) => spec.insert("recipient_id", wa_id.as_str()),
                 (None, Some(bsuid)) => {
                     spec.insert("omit_phone", true);
