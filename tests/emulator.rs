@@ -4074,3 +4074,74 @@ fn unversioned_graph_paths_use_the_default_version() {
         .expect("send");
     assert_graph_error(response, 401, 190);
 }
+
+#[test]
+fn api_versions_are_served_upgraded_or_unknown() {
+    let emulator = Emulator::start();
+    let send_at = |version: &str| {
+        emulator
+            .client
+            .post(format!("{}/{version}/{PHONE_ID}/messages", emulator.base))
+            .bearer_auth("test-token")
+            .json(&text_body("versioned"))
+            .send()
+            .expect("send")
+    };
+    // Live versions are served as asked, without a warning (v25.0 and v26.0 are live until
+    // at least 2028 per cloud-api.md §7).
+    for version in ["v25.0", "v26.0"] {
+        let response = send_at(version);
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["facebook-api-version"], version);
+        assert!(!response.headers().contains_key("x-ad-api-version-warning"));
+    }
+    // Retired versions (v19.0 ended 2026-05-21, v2.3 long ago) are auto-upgraded to the oldest
+    // live one, which answers, with Graph's warning.
+    for retired in ["v19.0", "v2.3"] {
+        let response = send_at(retired);
+        assert_eq!(response.status(), 200);
+        let served = response.headers()["facebook-api-version"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert_ne!(served, retired);
+        let major: u32 = served
+            .trim_start_matches('v')
+            .trim_end_matches(".0")
+            .parse()
+            .expect("served version");
+        assert!((21..=26).contains(&major), "{served}");
+        assert_eq!(
+            response.headers()["x-ad-api-version-warning"],
+            format!("The call has been auto-upgraded to {served} as {retired} will be deprecated.")
+                .as_str()
+        );
+        let (_, answer) = json_of(response);
+        assert!(answer["messages"][0]["id"].is_string(), "{answer}");
+    }
+    // Versions that never existed answer a bad-path error before anything else (even the
+    // token check), on every route.
+    for unknown in ["v99999.0", "v0.5", "v26.1"] {
+        let response = send_at(unknown);
+        assert_eq!(response.headers()["facebook-api-version"], "v26.0");
+        let (status, answer) = json_of(response);
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["code"], 100);
+        assert_eq!(answer["error"]["type"], "OAuthException");
+        assert!(answer["error"].get("error_subcode").is_none(), "{answer}");
+        assert_eq!(
+            answer["error"]["message"],
+            format!("Unknown path components: /{unknown}/{PHONE_ID}/messages")
+        );
+    }
+    let (status, answer) = json_of(
+        emulator
+            .client
+            .get(format!("{}/v0.5/123", emulator.base))
+            .send()
+            .expect("get"),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["code"], 100, "{answer}");
+    assert_eq!(emulator.control_get("stats")["accepted_sends"], 4);
+}

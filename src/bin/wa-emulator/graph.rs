@@ -15,6 +15,130 @@ use crate::validate::{validate_body, ValidBody, ValidSend};
 /// Version reported when the request's own version is unusable (the newest at time of writing).
 pub const DEFAULT_VERSION: &str = "v26.0";
 
+/// A calendar date: year, month, day.
+type Date = (i64, u32, u32);
+
+/// The versions of cloud-api.md §7's table, newest first, with the last day each is available
+/// (`None`: no end announced). Earlier releases are all retired.
+const VERSION_TABLE: [(&str, Option<Date>); 8] = [
+    ("v26.0", None),
+    ("v25.0", Some((2028, 7, 29))),
+    ("v24.0", Some((2028, 2, 18))),
+    ("v23.0", Some((2027, 10, 8))),
+    ("v22.0", Some((2027, 5, 20))),
+    ("v21.0", Some((2027, 1, 21))),
+    ("v20.0", Some((2026, 9, 24))),
+    ("v19.0", Some((2026, 5, 21))),
+];
+
+/// How a request's `/{version}` is served (cloud-api.md §1.4: "`facebook-api-version: v20.0`
+/// (the version actually served), `X-Ad-Api-Version-Warning: The call has been auto-upgraded
+/// to v20.0 as v19.0 will be deprecated.`").
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServedVersion {
+    /// A live version as asked, or the default for an unversioned path.
+    Live(String),
+    /// A retired version, answered by the oldest live one.
+    Upgraded {
+        requested: String,
+        served: &'static str,
+    },
+    /// Shaped like a version but never released (`v0.5`, `v99999.0`, `v27.0` today).
+    Unknown(String),
+}
+
+impl ServedVersion {
+    /// The `facebook-api-version` value.
+    pub fn served(&self) -> &str {
+        match self {
+            ServedVersion::Live(version) => version,
+            ServedVersion::Upgraded { served, .. } => served,
+            ServedVersion::Unknown(_) => DEFAULT_VERSION,
+        }
+    }
+
+    /// The `X-Ad-Api-Version-Warning` value of an auto-upgraded call.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            ServedVersion::Upgraded { requested, served } => Some(format!(
+                "The call has been auto-upgraded to {served} as {requested} will be deprecated."
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn today_days() -> i64 {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    i64::try_from(seconds / 86_400).unwrap_or(i64::MAX)
+}
+
+/// Releases before the table: v1.0, v2.0–v2.12, v3.0–v3.3, v4.0–v18.0.
+fn is_old_release(major: u32, minor: u32) -> bool {
+    match major {
+        1 | 4..=18 => minor == 0,
+        2 => minor <= 12,
+        3 => minor <= 3,
+        _ => false,
+    }
+}
+
+/// Resolves a requested version on day `today` (days since the epoch).
+fn resolve_version(requested: Option<&str>, today: i64) -> ServedVersion {
+    let Some(requested) = requested else {
+        return ServedVersion::Live(DEFAULT_VERSION.to_string());
+    };
+    let live = |end: &Option<Date>| {
+        end.is_none_or(|(year, month, day)| today <= days_from_civil(year, month, day))
+    };
+    let oldest_live = VERSION_TABLE
+        .iter()
+        .rev()
+        .find(|(_, end)| live(end))
+        .map_or(DEFAULT_VERSION, |(version, _)| *version);
+    let upgraded = || ServedVersion::Upgraded {
+        requested: requested.to_string(),
+        served: oldest_live,
+    };
+    if let Some((_, end)) = VERSION_TABLE
+        .iter()
+        .find(|(version, _)| *version == requested)
+    {
+        return if live(end) {
+            ServedVersion::Live(requested.to_string())
+        } else {
+            upgraded()
+        };
+    }
+    let parsed = requested
+        .strip_prefix('v')
+        .and_then(|number| number.split_once('.'))
+        .and_then(|(major, minor)| Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?)));
+    // Only the canonical spelling: `v05.0` is not a release.
+    match parsed {
+        Some((major, minor))
+            if is_old_release(major, minor) && requested == format!("v{major}.{minor}") =>
+        {
+            upgraded()
+        }
+        _ => ServedVersion::Unknown(requested.to_string()),
+    }
+}
+
 /// Bodies larger than this are refused before parsing.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -41,6 +165,11 @@ impl GraphRequest {
     pub fn version(&self) -> Option<&str> {
         let first = self.path.trim_start_matches('/').split('/').next()?;
         is_version(first).then_some(first)
+    }
+
+    /// How the request's version is served today (cloud-api.md §7's table).
+    pub fn served_version(&self) -> ServedVersion {
+        resolve_version(self.version(), today_days())
     }
 
     /// The segments after the version, or all of them for an unversioned path (Graph serves
@@ -415,6 +544,19 @@ pub fn encode_graph_json(value: &impl Serialize) -> String {
 /// Answers one Graph request (faults were already considered by the server). Async only for
 /// the routes that call out (the `subscribed_apps` verification GET).
 pub async fn route(state: &AppState, config: &Config, request: &GraphRequest) -> Reply {
+    if let ServedVersion::Unknown(_) = request.served_version() {
+        // The reference documents no dedicated error for a version that never existed; Graph
+        // resolves the path first and answers an unknown component as a bad path.
+        return GraphError {
+            http_status: 400,
+            code: 100,
+            subcode: None,
+            message: format!("Unknown path components: {}", request.path),
+            error_type: "OAuthException".to_string(),
+            details: None,
+        }
+        .into_reply();
+    }
     match route_inner(state, config, request).await {
         Ok(reply) => reply,
         Err(error) => error.into_reply(),
@@ -648,6 +790,72 @@ mod unit {
     fn graph_encoding_escapes_slash_and_non_ascii() {
         let text = encode_graph_json(&json!({"u": "a/b é 😀"}));
         assert_eq!(text, r#"{"u":"a\/b \u00e9 \ud83d\ude00"}"#);
+    }
+
+    #[test]
+    fn versions_resolve_per_the_table_and_the_day() {
+        let day = |year, month, day| days_from_civil(year, month, day);
+        assert_eq!(day(1970, 1, 1), 0);
+        assert_eq!(day(2026, 11, 26), 20_783);
+        let today = day(2026, 11, 26);
+        for live in ["v21.0", "v22.0", "v23.0", "v24.0", "v25.0", "v26.0"] {
+            assert_eq!(
+                resolve_version(Some(live), today),
+                ServedVersion::Live(live.to_string())
+            );
+        }
+        assert_eq!(
+            resolve_version(None, today),
+            ServedVersion::Live("v26.0".to_string())
+        );
+        for retired in ["v20.0", "v19.0", "v18.0", "v4.0", "v3.3", "v2.12", "v1.0"] {
+            let resolved = resolve_version(Some(retired), today);
+            assert_eq!(resolved.served(), "v21.0", "{retired}");
+            assert_eq!(
+                resolved.warning().as_deref(),
+                Some(
+                    format!(
+                        "The call has been auto-upgraded to v21.0 as {retired} will be deprecated."
+                    )
+                    .as_str()
+                )
+            );
+        }
+        for unknown in [
+            "v0.5",
+            "v99999.0",
+            "v27.0",
+            "v26.1",
+            "v2.13",
+            "v3.4",
+            "v05.0",
+            "v1.00",
+            "v99999999999.0",
+        ] {
+            assert_eq!(
+                resolve_version(Some(unknown), today),
+                ServedVersion::Unknown(unknown.to_string()),
+                "{unknown}"
+            );
+        }
+        // The last day listed is still served; the next day upgrades.
+        assert_eq!(
+            resolve_version(Some("v21.0"), day(2027, 1, 21)).served(),
+            "v21.0"
+        );
+        assert_eq!(
+            resolve_version(Some("v21.0"), day(2027, 1, 22)).served(),
+            "v22.0"
+        );
+        assert_eq!(
+            resolve_version(Some("v20.0"), day(2026, 9, 24)).served(),
+            "v20.0"
+        );
+        // Once only v26.0 is left, everything older lands there.
+        assert_eq!(
+            resolve_version(Some("v19.0"), day(2030, 1, 1)).served(),
+            "v26.0"
+        );
     }
 
     #[test]

@@ -69,7 +69,14 @@ On startup exactly one line is printed to stdout:
 SIGTERM and SIGINT end the process at once with exit status 0 (no state to flush).
 
 GRAPH ROUTES (bearer token required on all; 401 / code 190 otherwise). Every route also
-answers without its /{version} prefix, at the default version v26.0, as Graph does:
+answers without its /{version} prefix, at the default version v26.0, as Graph does.
+Versions follow Meta's table (v19.0 .. v26.0 and their end dates) against today's date:
+a live version is served as asked (facebook-api-version echoes it); a retired one (v20.0
+and older, later ones once past their end) is auto-upgraded to the oldest live version,
+named in facebook-api-version, with X-Ad-Api-Version-Warning: The call has been
+auto-upgraded to vA.0 as vB.0 will be deprecated.; a version that never existed (v0.5,
+v99999.0, v26.1, an unreleased v27.0) answers 400 OAuthException code 100 \"Unknown path
+components: /PATH\" before any other check.
     POST   /{version}/{phone_number_id}/messages  send a message, mark as read / typing;
                                                   \"recipient_type\":\"group\" takes an opaque
                                                   group ID as `to` (contacts echo it as input

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::control;
-use crate::graph::{self, GraphError, GraphRequest, Reply, DEFAULT_VERSION, MAX_BODY_BYTES};
+use crate::graph::{self, GraphError, GraphRequest, Reply, MAX_BODY_BYTES};
 use crate::media::{self, Download, MAX_UPLOAD_BODY_BYTES, RECORDED_BODY_LIMIT};
 use crate::state::{
     digits_only, AppState, AsyncError, FaultAction, FaultSubject, Record, RecordedResponse,
@@ -235,10 +235,11 @@ async fn handle_graph(
         },
     };
 
-    let version = graph_request
-        .version()
-        .unwrap_or(DEFAULT_VERSION)
-        .to_string();
+    let served = graph_request.served_version();
+    let version = VersionHeaders {
+        served: served.served().to_string(),
+        warning: served.warning(),
+    };
     let (status, recorded_response, response, wamid, accepted_send) = match outcome {
         Outcome::Drop => (None, None, None, None, false),
         Outcome::Graph(reply) => {
@@ -469,11 +470,29 @@ fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-fn graph_response(reply: &Reply, version: &str) -> HttpResponse {
-    let mut builder = Response::builder()
+/// `facebook-api-version` (the version served) and, for an auto-upgraded call,
+/// `X-Ad-Api-Version-Warning` (cloud-api.md §1.4).
+struct VersionHeaders {
+    served: String,
+    warning: Option<String>,
+}
+
+impl VersionHeaders {
+    fn apply(&self, mut builder: hyper::http::response::Builder) -> hyper::http::response::Builder {
+        builder = builder.header("facebook-api-version", self.served.as_str());
+        if let Some(warning) = &self.warning {
+            builder = builder.header("x-ad-api-version-warning", warning.as_str());
+        }
+        builder
+    }
+}
+
+fn graph_response(reply: &Reply, version: &VersionHeaders) -> HttpResponse {
+    let builder = Response::builder()
         .status(status_code(reply.status))
-        .header("content-type", "application/json; charset=UTF-8")
-        .header("facebook-api-version", version)
+        .header("content-type", "application/json; charset=UTF-8");
+    let mut builder = version
+        .apply(builder)
         .header(
             "x-fb-trace-id",
             graph::random_trace_id().get(..11).unwrap_or(""),
@@ -492,12 +511,12 @@ fn raw_response(
     content_type: &str,
     body: &str,
     retry_after_s: Option<u64>,
-    version: &str,
+    version: &VersionHeaders,
 ) -> HttpResponse {
-    let mut builder = Response::builder()
+    let builder = Response::builder()
         .status(status_code(status))
-        .header("content-type", content_type)
-        .header("facebook-api-version", version);
+        .header("content-type", content_type);
+    let mut builder = version.apply(builder);
     if let Some(seconds) = retry_after_s {
         builder = builder.header("retry-after", seconds.to_string());
     }
