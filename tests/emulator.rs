@@ -4145,3 +4145,78 @@ fn api_versions_are_served_upgraded_or_unknown() {
     assert_eq!(answer["error"]["code"], 100, "{answer}");
     assert_eq!(emulator.control_get("stats")["accepted_sends"], 4);
 }
+
+#[test]
+fn unknown_numbers_and_wabas_answer_100_33_once_onboarding_state_exists() {
+    let emulator = Emulator::start();
+    let pin = json!({"messaging_product":"whatsapp","pin":"123456"});
+    // Without onboarding state any id is taken as given.
+    let (status, answer) = emulator.register("test-token", "777000111", &pin);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        json_of(emulator.subscribe("test-token", "888000111", None)).0,
+        200
+    );
+
+    let (token, waba, phone) = emulator.onboarded_token();
+    // Unknown ids now answer GraphMethodException 100/33 (cloud-api.md §6.6).
+    let unsupported = |(status, answer): (u16, Value), id: &str, method: &str| {
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["code"], 100, "{answer}");
+        assert_eq!(answer["error"]["error_subcode"], 33, "{answer}");
+        assert_eq!(
+            answer["error"]["message"],
+            format!(
+                "Unsupported {method} request. Object with ID '{id}' does not exist, cannot be \
+                 loaded due to missing permissions, or does not support this operation"
+            )
+        );
+    };
+    unsupported(
+        emulator.register(&token, "999000111", &pin),
+        "999000111",
+        "post",
+    );
+    unsupported(
+        json_of(
+            emulator
+                .graph(reqwest::Method::POST, "999000111/deregister", &token)
+                .json(&json!({"messaging_product":"whatsapp"}))
+                .send()
+                .expect("deregister"),
+        ),
+        "999000111",
+        "post",
+    );
+    unsupported(
+        json_of(emulator.subscribe(&token, "999000222", None)),
+        "999000222",
+        "post",
+    );
+    unsupported(
+        json_of(
+            emulator
+                .graph(reqwest::Method::DELETE, "999000222/subscribed_apps", &token)
+                .send()
+                .expect("unsubscribe"),
+        ),
+        "999000222",
+        "delete",
+    );
+    // Refused calls do not count against the number's register limit.
+    let state = emulator.control_get("onboarding");
+    assert!(!state.to_string().contains("999000111"), "{state}");
+
+    // The onboarded ids and the emulator's defaults keep working.
+    assert_eq!(json_of(emulator.subscribe(&token, &waba, None)).0, 200);
+    assert_eq!(emulator.register(&token, &phone, &pin).0, 200);
+    assert_eq!(
+        json_of(emulator.subscribe("test-token", "102290129340398", None)).0,
+        200
+    );
+    assert_eq!(emulator.register("test-token", PHONE_ID, &pin).0, 200);
+
+    // A reset forgets the onboarding state: any id is accepted again.
+    emulator.control_post("reset", &json!({}));
+    assert_eq!(emulator.register("test-token", "999000111", &pin).0, 200);
+}

@@ -614,7 +614,7 @@ async fn route_inner(
             Ok(onboarding::list_subscribed_apps(state, waba_id))
         }
         (&Method::DELETE, [waba_id, "subscribed_apps"]) if is_graph_id(waba_id) => {
-            Ok(onboarding::unsubscribe(state, waba_id))
+            onboarding::unsubscribe(state, waba_id)
         }
         (&Method::GET, [waba_id, "phone_numbers"]) if is_graph_id(waba_id) => {
             Ok(onboarding::phone_numbers(state, waba_id))

@@ -163,7 +163,36 @@ struct Inner {
     phones: BTreeMap<String, Phone>,
 }
 
+/// Which kind of object an onboarding route addresses.
+#[derive(Clone, Copy)]
+enum Object {
+    Phone,
+    Waba,
+}
+
 impl Inner {
+    /// Whether `id` names an object Graph would find (cloud-api.md §6.6: an
+    /// "unknown/unauthorised ID (400, code 100/33)"). Before any code was created there is no
+    /// onboarding state and every id is taken as given (the emulator's defaults, tests that
+    /// register arbitrary numbers); once there is, only the ids of codes are known, plus the
+    /// emulator's default phone number id and WABA (and the WABA of the webhook config).
+    fn knows(&self, object: Object, id: &str, configured_waba: &str) -> bool {
+        if self.codes.is_empty() {
+            return true;
+        }
+        match object {
+            Object::Phone => {
+                id == webhook::DEFAULT_PHONE_NUMBER_ID
+                    || self.codes.iter().any(|code| code.phone_number_id == id)
+            }
+            Object::Waba => {
+                id == webhook::DEFAULT_WABA_ID
+                    || id == configured_waba
+                    || self.codes.iter().any(|code| code.waba_id == id)
+            }
+        }
+    }
+
     fn new(config: OnboardingConfig) -> Self {
         Inner {
             config,
@@ -569,13 +598,17 @@ pub fn list_subscribed_apps(state: &AppState, waba_id: &str) -> Reply {
 }
 
 /// `DELETE /{version}/{waba_id}/subscribed_apps`: unsubscribes (and forgets the override).
-pub fn unsubscribe(state: &AppState, waba_id: &str) -> Reply {
+pub fn unsubscribe(state: &AppState, waba_id: &str) -> Result<Reply, GraphError> {
+    let configured_waba = state.webhooks.config().waba_id.clone();
     let mut inner = state.onboarding.lock();
+    if !inner.knows(Object::Waba, waba_id, &configured_waba) {
+        return Err(GraphError::unsupported(&hyper::Method::DELETE, waba_id));
+    }
     let waba = inner.wabas.entry(waba_id.to_string()).or_default();
     waba.subscribed = false;
     waba.override_callback_uri = None;
     waba.verify_token = None;
-    success()
+    Ok(success())
 }
 
 /// `POST /{version}/{waba_id}/subscribed_apps`: subscribes; with `override_callback_uri` and
@@ -586,6 +619,14 @@ pub async fn subscribe(
     request: &GraphRequest,
     waba_id: &str,
 ) -> Result<Reply, GraphError> {
+    let configured_waba = state.webhooks.config().waba_id.clone();
+    if !state
+        .onboarding
+        .lock()
+        .knows(Object::Waba, waba_id, &configured_waba)
+    {
+        return Err(GraphError::unsupported(&hyper::Method::POST, waba_id));
+    }
     let parameters = parameters(request)?;
     let uri = text_parameter(&parameters, "override_callback_uri")?.filter(|uri| !uri.is_empty());
     let Some(uri) = uri else {
@@ -673,7 +714,16 @@ pub fn register(
     deregister: bool,
 ) -> Result<Reply, GraphError> {
     let parameters = parameters(request);
+    let configured_waba = state.webhooks.config().waba_id.clone();
     let mut inner = state.onboarding.lock();
+    // An unknown number is refused before its calls are counted: there is nothing to count
+    // them against.
+    if !inner.knows(Object::Phone, phone_number_id, &configured_waba) {
+        return Err(GraphError::unsupported(
+            &hyper::Method::POST,
+            phone_number_id,
+        ));
+    }
     let fail_code = inner.config.register_fail_code;
     let phone = inner
         .phones

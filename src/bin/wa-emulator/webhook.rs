@@ -26,9 +26,9 @@ use crate::state::{AppState, AsyncError};
 
 pub const DEFAULT_APP_SECRET: &str = "test-app-secret";
 pub const DEFAULT_VERIFY_TOKEN: &str = "test-verify-token";
-const DEFAULT_WABA_ID: &str = "102290129340398";
+pub const DEFAULT_WABA_ID: &str = "102290129340398";
 const DEFAULT_DISPLAY_PHONE_NUMBER: &str = "15550783881";
-const DEFAULT_PHONE_NUMBER_ID: &str = "106540352242922";
+pub const DEFAULT_PHONE_NUMBER_ID: &str = "106540352242922";
 const DEFAULT_SENDER: &str = "16505551234";
 const DEFAULT_SENDER_NAME: &str = "Sheena Nelson";
 const ERROR_HREF: &str =
