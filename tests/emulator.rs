@@ -1776,11 +1776,13 @@ fn status_webhooks_sent_delivered_failed() {
         status["errors"],
         json!([{"code":131047,"title":"Re-engagement message","message":"Re-engagement message",
                 "error_data":{"details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."},
-                "href":"https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"}])
+                "href":"https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes"}])
     );
     let text = String::from_utf8_lossy(&received[2].body).into_owned();
     assert!(
-        text.contains(r#""href":"https:\/\/developers.facebook.com\/docs"#),
+        text.contains(
+            r#""href":"https:\/\/developers.facebook.com\/documentation\/business-messaging"#
+        ),
         "{text}"
     );
 
@@ -3959,7 +3961,6 @@ fn batch_carries_value_level_errors_and_refuses_unknown_or_empty_changes() {
         "webhook/batch",
         &json!({"entries":[{"changes":[{"phone_number_id":"111","errors":[
             {"code":130429,"title":"Rate limit hit",
-             "href":"/documentation/business-messaging/whatsapp/support/error-codes",
              "details":"Message failed to send because there were too many messages sent from this phone number in a short period of time"}]}]}]}),
     );
     assert_eq!(answer["delivery"]["status"], 200, "{answer}");
@@ -3967,12 +3968,24 @@ fn batch_carries_value_level_errors_and_refuses_unknown_or_empty_changes() {
     let value = only_value(&payload);
     assert_eq!(value["metadata"]["phone_number_id"], "111");
     assert!(value.get("messages").is_none() && value.get("statuses").is_none());
-    // cloud-api.md §5.8 shape: code, title, message, error_data.details, href.
+    // cloud-api.md §5.8 shape: code, title, message, error_data.details, href (by default
+    // the relative one of §5.8's sample).
     assert_eq!(
         value["errors"],
         json!([{"code":130429,"title":"Rate limit hit","message":"Rate limit hit",
             "error_data":{"details":"Message failed to send because there were too many messages sent from this phone number in a short period of time"},
             "href":"/documentation/business-messaging/whatsapp/support/error-codes"}])
+    );
+
+    // A given href is kept as is.
+    emulator.control_post(
+        "webhook/batch",
+        &json!({"entries":[{"changes":[{"errors":[{"code":131000,"href":"https://example.com/e"}]}]}]}),
+    );
+    let payload = receiver.wait_for(2)[1].json();
+    assert_eq!(
+        only_value(&payload)["errors"][0]["href"],
+        "https://example.com/e"
     );
 
     for (bad, expected) in [
@@ -3996,7 +4009,7 @@ fn batch_carries_value_level_errors_and_refuses_unknown_or_empty_changes() {
             "{bad}: {body}"
         );
     }
-    assert_eq!(receiver.received().len(), 1, "refused batches send nothing");
+    assert_eq!(receiver.received().len(), 2, "refused batches send nothing");
 }
 
 #[test]

@@ -210,7 +210,10 @@ routes answer after the FIRST attempt, with its outcome):
                                                   \"statuses\":[..],\"errors\":[{\"code\",\"title\",
                                                   \"message\",\"details\",\"href\"}],\"phone_number_id\",
                                                   \"display_phone_number\"}]}]} in ONE POST;
-                                                  errors are value-level (§5.8 shape); a change
+                                                  errors are value-level (§5.8 shape; default
+                                                  href /documentation/business-messaging/
+                                                  whatsapp/support/error-codes, status errors
+                                                  get that page's full https:// URL); a change
                                                   with another key or with none of messages,
                                                   statuses, errors answers 400
     POST   /_emulator/webhook/raw                {\"body_text\":\"...\"} or {\"body\":{..}}, optional

@@ -31,8 +31,13 @@ const DEFAULT_DISPLAY_PHONE_NUMBER: &str = "15550783881";
 pub const DEFAULT_PHONE_NUMBER_ID: &str = "106540352242922";
 const DEFAULT_SENDER: &str = "16505551234";
 const DEFAULT_SENDER_NAME: &str = "Sheena Nelson";
+/// The error-code page at its current address (cloud-api.md [S8]: Meta's docs moved from
+/// `/docs/whatsapp/cloud-api/…` to `/documentation/business-messaging/whatsapp/…`), the
+/// default `href` of status and message errors.
 const ERROR_HREF: &str =
-    "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/";
+    "https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes";
+/// The default `href` of value-level errors, relative as in cloud-api.md §5.8's sample.
+const VALUE_ERROR_HREF: &str = "/documentation/business-messaging/whatsapp/support/error-codes";
 /// Deliveries kept in the log, oldest dropped first, so a long benchmark with auto statuses
 /// cannot grow memory without bound.
 const DELIVERY_LOG_LIMIT: usize = 10_000;
@@ -907,8 +912,8 @@ fn default_error_details(code: i64) -> Option<&'static str> {
 }
 
 /// Completes an `errors[]` item to the §3.2 shape: code, title, message (= title),
-/// `error_data.details`, href.
-fn full_error(item: &Json) -> Result<Json, String> {
+/// `error_data.details`, href (`default_href` unless the item gives one).
+fn full_error(item: &Json, default_href: &str) -> Result<Json, String> {
     let object = as_spec(item, "errors[]")?;
     let code = object
         .get("code")
@@ -927,7 +932,7 @@ fn full_error(item: &Json) -> Result<Json, String> {
                 .unwrap_or_else(|| title.clone()),
         ),
     };
-    let href = text_field(object, "href")?.unwrap_or_else(|| ERROR_HREF.to_string());
+    let href = text_field(object, "href")?.unwrap_or_else(|| default_href.to_string());
     Ok(Json::Object(
         Object::new()
             .with("code", code)
@@ -1003,16 +1008,17 @@ fn build_status(hub: &Hub, spec: &Object) -> Result<Built, String> {
         }
     }
     let errors = match spec.get("errors") {
-        None | Some(Json::Null) if failed => Some(vec![full_error(&Json::Object(
-            Object::new().with("code", 131_000_i64),
-        ))?]),
+        None | Some(Json::Null) if failed => Some(vec![full_error(
+            &Json::Object(Object::new().with("code", 131_000_i64)),
+            ERROR_HREF,
+        )?]),
         None | Some(Json::Null) => None,
         Some(errors) => Some(
             errors
                 .as_array()
                 .ok_or("errors: must be an array")?
                 .iter()
-                .map(full_error)
+                .map(|error| full_error(error, ERROR_HREF))
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
@@ -1264,7 +1270,7 @@ pub async fn batch(state: &AppState, body: &[u8]) -> Result<Value, String> {
             // Value-level errors (cloud-api.md §5.8): system or account problems, no wamid.
             let mut errors = Vec::new();
             for (index, error_spec) in list("errors")?.iter().enumerate() {
-                let error = full_error(error_spec).map_err(|reason| {
+                let error = full_error(error_spec, VALUE_ERROR_HREF).map_err(|reason| {
                     format!(
                         "{path}.errors[{index}]{}",
                         reason.strip_prefix("errors[]").unwrap_or(&reason)
