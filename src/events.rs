@@ -363,10 +363,12 @@ pub trait EventSink: Send + Sync + 'static {
     fn push(&self, event: Event);
 
     /// Several events at once, in order (one wake-up of the consumer instead of one each).
-    fn push_batch(&self, events: Vec<Event>) {
+    /// False when the sink takes no more events (close-complete was queued): none was taken.
+    fn push_batch(&self, events: Vec<Event>) -> bool {
         for event in events {
             self.push(event);
         }
+        true
     }
 
     /// Events waiting for the host (an estimate: read without a lock).
@@ -620,8 +622,8 @@ impl EventSink for EventQueue {
         self.push_all(std::iter::once(event));
     }
 
-    fn push_batch(&self, events: Vec<Event>) {
-        self.push_all(events);
+    fn push_batch(&self, events: Vec<Event>) -> bool {
+        self.push_all(events)
     }
 
     fn backlog(&self) -> usize {
@@ -630,13 +632,13 @@ impl EventSink for EventQueue {
 }
 
 impl EventQueue {
-    /// Queues `events` under one lock, with at most one wake-up of the consumer.
     /// Queues `event` unless close-complete was queued already; false then (nothing queued).
     pub fn try_push(&self, event: Event) -> bool {
         self.push_all(std::iter::once(event))
     }
 
-    /// False when the queue had finished (close-complete queued): nothing was queued.
+    /// Queues `events` under one lock, with at most one wake-up of the consumer. False when the
+    /// queue had finished (close-complete queued): nothing was queued.
     fn push_all(&self, events: impl IntoIterator<Item = Event>) -> bool {
         let mut state = self.lock();
         let before = state.events.len();

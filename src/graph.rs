@@ -198,7 +198,8 @@ impl GraphClient {
                 return Attempt::Failed(Failure {
                     error: DeliveryError::OtherHttp,
                     text: format!(
-                        "HTTP {status}, but the answer was cut off: the message was probably                          sent (not retried, to avoid a duplicate)"
+                        "HTTP {status}, but the answer was cut off: the message was probably \
+                         sent (not retried, to avoid a duplicate)"
                     ),
                     retryable: false,
                     retry_after: None,

@@ -321,12 +321,15 @@ impl WebhookHandler {
                 }
             }
         }
+        if !events.is_empty() && !self.sink.push_batch(events) {
+            // The client closed while this body was being read: its close-complete is queued
+            // and nothing may follow it. Not answered 200, so Meta delivers it again (the ids
+            // are not stored as seen).
+            return Reply::text(503, "client closed");
+        }
         // Stored before answering 200: a redelivery after a restart is still recognised.
         if let Some(durable) = &self.durable {
             durable.remember(&remembered, self.dedupe.capacity());
-        }
-        if !events.is_empty() {
-            self.sink.push_batch(events);
         }
         Reply::text(200, "OK")
     }
@@ -335,6 +338,43 @@ impl WebhookHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink whose consumer has finished (close-complete queued) takes nothing.
+    struct Finished;
+    impl EventSink for Finished {
+        fn push(&self, _: Event) {}
+        fn push_batch(&self, _: Vec<Event>) -> bool {
+            false
+        }
+    }
+
+    /// A POST that loses the race with close (the queue finished while it was being read) is
+    /// not answered 200: Meta would not deliver the lost messages again.
+    #[test]
+    fn a_delivery_the_closed_queue_refuses_is_not_acknowledged() {
+        use hmac::Mac;
+        let credentials = Arc::new(Credentials::default());
+        credentials.set_config("token", "secret");
+        let settings = WebhookSettings {
+            max_body: 1 << 20,
+            dedupe_capacity: 100,
+            max_backlog: 0,
+            allowed_channels: HashSet::new(),
+            raw_changes: false,
+        };
+        let handler = WebhookHandler::new(settings, credentials, Arc::new(Finished), None);
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"106540352242922"},"messages":[{"from":"16505551234","id":"wamid.RACE","type":"text","text":{"body":"hi"}}]}}]}]}"#;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"secret").unwrap();
+        mac.update(body);
+        let signature: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let reply = handler.handle("POST", "", Some(&format!("sha256={signature}")), body);
+        assert_eq!((reply.status, reply.body.as_ref()), (503, "client closed"));
+    }
 
     #[test]
     fn query_values_are_percent_and_plus_decoded() {
