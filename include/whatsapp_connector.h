@@ -595,11 +595,12 @@ wa_result wa_options_set_request_timeout_ms(wa_options *options,
                                             uint32_t timeout_ms);
 
 // Retry limits for transient failures: at most `max_attempts` attempts per message (first
-// included; default 5; 1 = never retry), no retry later than `max_age_ms` after the message was
-// accepted (default 300000), exponential backoff from `backoff_initial_ms` (default 500) up to
-// `backoff_max_ms` (default 30000) with jitter. A `Retry-After` from Graph is honoured.
-// Refusals for Graph's rate limits (130429 throughput, 131056 pair rate) do not count as
-// attempts: only `max_age_ms` bounds them.
+// included; default 5; 1 = no retry of other failures), no retry later than `max_age_ms` after
+// the message was accepted (default 300000), exponential backoff from `backoff_initial_ms`
+// (default 500) up to `backoff_max_ms` (default 30000) with jitter. A `Retry-After` from Graph
+// is honoured. Refusals for Graph's rate limits (130429 throughput, 131056 pair rate) do not
+// count as attempts, also with `max_attempts` 1: only `max_age_ms` bounds them. A 130429
+// pauses the whole phone number for its Retry-After, at most 10 s, then sends slower.
 wa_result wa_options_set_retry(wa_options *options,
                                uint32_t max_attempts,
                                uint32_t max_age_ms,

@@ -230,6 +230,17 @@ impl Queues {
 /// How long a channel pauses when Graph answers 130429 without a Retry-After: Meta counts a
 /// number's throughput per second, so after a second the count starts afresh.
 const THROUGHPUT_PAUSE: Duration = Duration::from_secs(1);
+/// The longest a 130429 pauses a channel, whatever its Retry-After (which may say up to a day):
+/// the pause holds every message of the number, also those never refused, whose age limit does
+/// not run while they wait unsent. After it, a limit still there is answered again.
+const MAX_THROUGHPUT_PAUSE: Duration = Duration::from_secs(10);
+
+/// The pause after a 130429 (see `MAX_THROUGHPUT_PAUSE`).
+fn throughput_pause(retry_after: Option<Duration>) -> Duration {
+    retry_after
+        .unwrap_or(THROUGHPUT_PAUSE)
+        .min(MAX_THROUGHPUT_PAUSE)
+}
 /// After a throughput cut, the rate grows by this fraction per second until it is back at the
 /// configured rate: a limit that was only low for a while is found again within about half a
 /// minute, and a lasting one is hit again only every few seconds.
@@ -428,7 +439,7 @@ impl ChannelState {
         if self.paused_until.is_some_and(|until| started < until) {
             return None;
         }
-        let resume = now + retry_after.unwrap_or(THROUGHPUT_PAUSE);
+        let resume = now + throughput_pause(retry_after);
         let accepted = self.accepted.last_second(now);
         self.bucket.throttle(accepted, resume);
         self.paused_until = Some(resume);
@@ -1157,8 +1168,10 @@ fn retry_delay(
     }
     if failure.throughput_limited {
         // The whole channel waits and slows down (`ChannelState::throughput_limited`); the
-        // message only needs to queue again.
-        let delay = failure.retry_after.unwrap_or(Duration::ZERO);
+        // message only needs to queue again, within the channel's (bounded) pause.
+        let delay = failure
+            .retry_after
+            .map_or(Duration::ZERO, |after| throughput_pause(Some(after)));
         return (age + delay <= config.max_retry_age).then_some(delay);
     }
     let exponent = attempts.saturating_sub(1).min(20);
@@ -1275,6 +1288,10 @@ mod tests {
         let rate = channel.throughput_limited(ms(2100), Some(Duration::from_secs(3)), ms(2110));
         assert!(rate.is_some_and(|r| r < 17.0), "{rate:?}");
         assert_eq!(channel.paused_until, Some(ms(5110)));
+        // A Retry-After of an hour pauses the number at most MAX_THROUGHPUT_PAUSE: the pause
+        // holds messages never refused, whose age limit does not run while they wait.
+        channel.throughput_limited(ms(5200), Some(Duration::from_secs(3600)), ms(5210));
+        assert_eq!(channel.paused_until, Some(ms(5210) + MAX_THROUGHPUT_PAUSE));
     }
 
     #[test]
