@@ -588,11 +588,18 @@ wa_result wa_options_set_app_id(wa_options *options,
 wa_result wa_options_set_webhook_listen(wa_options *options,
                                         const char *address);
 
-// Timeout of one HTTP request in milliseconds (default 30000; must be > 0). A media transfer
-// (upload, download, forward) may take longer as long as bytes keep moving: it fails once
-// nothing moved for this long.
+// Timeout of one HTTP request in milliseconds (default 30000; must be > 0). Media transfers have
+// their own idle bound (`wa_options_set_media_idle_timeout_ms`).
 wa_result wa_options_set_request_timeout_ms(wa_options *options,
                                             uint32_t timeout_ms);
+
+// A media transfer (upload, download, forward) may take as long as it needs while it makes
+// progress: it fails once nothing moved for `timeout_ms` (default 120000; must be > 0).
+// Progress is seen when the connection takes data, and the kernel's send buffer may take a few
+// MB at once: on a slow link the time between two takes is that buffer's drain time, so lower
+// this only for fast links (the default allows a 4 MB buffer down to about 270 kbit/s).
+wa_result wa_options_set_media_idle_timeout_ms(wa_options *options,
+                                               uint32_t timeout_ms);
 
 // Retry limits for transient failures: at most `max_attempts` attempts per message (first
 // included; default 5; 1 = no retry of other failures), no retry later than `max_age_ms` after

@@ -243,6 +243,7 @@ public:
     Options& AllowChannel(std::string channel) { return Str(&wa_options_add_allowed_channel, std::move(channel)); }
     Options& WebhookMaxBacklog(uint32_t n) { return U32(&wa_options_set_webhook_max_backlog, n); }
     Options& RequestTimeoutMs(uint32_t ms) { return U32(&wa_options_set_request_timeout_ms, ms); }
+    Options& MediaIdleTimeoutMs(uint32_t ms) { return U32(&wa_options_set_media_idle_timeout_ms, ms); }
     Options& ChannelRate(uint32_t perSecond) { return U32(&wa_options_set_channel_rate, perSecond); }
     Options& PairRateBackoffMs(uint32_t ms) { return U32(&wa_options_set_pair_rate_backoff_ms, ms); }
     Options& TokenHoldMs(uint32_t ms) { return U32(&wa_options_set_token_hold_ms, ms); }

@@ -69,6 +69,8 @@ pub struct ClientConfig {
     /// The durable outbox's file; `None` keeps the outbox in memory.
     pub outbox_path: Option<std::path::PathBuf>,
     pub request_timeout: Duration,
+    /// A media transfer fails once nothing moved for this long.
+    pub media_idle_timeout: Duration,
     pub connect_timeout: Duration,
     /// Attempts per message, the first included.
     pub max_attempts: u32,
@@ -118,6 +120,7 @@ impl Default for ClientConfig {
             media_access_token: None,
             outbox_path: None,
             request_timeout: Duration::from_secs(30),
+            media_idle_timeout: crate::media::DEFAULT_IDLE_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
             max_attempts: 5,
             max_retry_age: Duration::from_secs(300),
@@ -159,6 +162,7 @@ pub struct Options {
     pub media_access_token: Option<crate::secrets::Secret>,
     pub outbox_path: Option<std::path::PathBuf>,
     pub request_timeout: Option<Duration>,
+    pub media_idle_timeout: Option<Duration>,
     pub max_attempts: Option<u32>,
     pub max_retry_age: Option<Duration>,
     pub backoff_initial: Option<Duration>,
@@ -260,6 +264,7 @@ impl Options {
             media_access_token: self.media_access_token.clone(),
             outbox_path: self.outbox_path.clone(),
             request_timeout,
+            media_idle_timeout: self.media_idle_timeout.unwrap_or(d.media_idle_timeout),
             connect_timeout: d.connect_timeout.min(request_timeout),
             max_attempts: self.max_attempts.unwrap_or(d.max_attempts).max(1),
             max_retry_age: self.max_retry_age.unwrap_or(d.max_retry_age),

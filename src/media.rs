@@ -129,6 +129,12 @@ where
     })
 }
 
+/// How long a media transfer may make no progress. Progress is seen when the connection takes
+/// data, and the kernel's send buffer (up to a few MB where Linux tunes it up) takes a lot at
+/// once: on a slow link the time between two takes, and after the last one until the answer,
+/// is the buffer's drain time. Two minutes allow buffers of 4 MB down to about 270 kbit/s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The idle timeout of a transfer whose request carries a large body (an upload, a forward's
 /// POST to the destination).
 ///
@@ -411,9 +417,10 @@ pub struct MediaClient {
     allowed_hosts: HashSet<String>,
     graph_origin: (String, String, Option<u16>),
     max_bytes: u64,
-    /// The bound of a small request (a lookup, a download's answer head) and the idle timeout of
-    /// a transfer: a transfer fails once nothing moved for this long, however long it takes.
+    /// The bound of a small request (a lookup, a download's answer head).
     timeout: Duration,
+    /// A transfer fails once nothing moved for this long, however long it takes.
+    idle: Duration,
 }
 
 impl MediaClient {
@@ -456,6 +463,7 @@ impl MediaClient {
             ),
             max_bytes: config.media_max_bytes,
             timeout: config.request_timeout,
+            idle: config.media_idle_timeout,
         })
     }
 
@@ -628,13 +636,7 @@ impl MediaClient {
         MediaError,
     > {
         let (info, response) = self.open(media_id, token).await?;
-        let stream = verified_stream(
-            response,
-            &info,
-            self.max_bytes,
-            self.timeout,
-            Arc::default(),
-        );
+        let stream = verified_stream(response, &info, self.max_bytes, self.idle, Arc::default());
         Ok((info, stream))
     }
 
@@ -658,15 +660,9 @@ impl MediaClient {
             })?;
         let (info, response) = self.open(media_id, token).await?;
         let problem = StreamProblem::default();
-        let stream = verified_stream(
-            response,
-            &info,
-            self.max_bytes,
-            self.timeout,
-            problem.clone(),
-        );
+        let stream = verified_stream(response, &info, self.max_bytes, self.idle, problem.clone());
         // The download times its own chunks; the destination is idle only when it takes none.
-        let watchdog = Watchdog::new(self.timeout);
+        let watchdog = Watchdog::new(self.idle);
         let body = reqwest::Body::wrap_stream(watchdog.watch(in_pieces(stream), true));
         let content_type = mime_type
             .filter(|m| !m.is_empty())
@@ -688,7 +684,7 @@ impl MediaClient {
         let Ok(sent) = sent else {
             return fail(
                 DeliveryError::OtherHttp,
-                timed_out_text("posting to the destination failed", self.timeout),
+                timed_out_text("posting to the destination failed", self.idle),
             );
         };
         let response = sent.map_err(|e| {
@@ -730,7 +726,7 @@ impl MediaClient {
             response,
             &info,
             self.max_bytes,
-            self.timeout,
+            self.idle,
             Arc::default()
         ));
         while let Some(chunk) = stream.next().await {
@@ -754,7 +750,7 @@ impl MediaClient {
         token: &str,
     ) -> Result<String, MediaError> {
         // Every chunk the connection takes is progress; a file that hangs is a stall too.
-        let watchdog = Watchdog::new(self.timeout);
+        let watchdog = Watchdog::new(self.idle);
         let part = match source {
             UploadSource::Buffer { data, filename } => {
                 let size = data.len();
@@ -809,7 +805,7 @@ impl MediaClient {
             .map_err(|Stalled| {
                 (
                     DeliveryError::OtherHttp,
-                    timed_out_text("media upload failed", self.timeout),
+                    timed_out_text("media upload failed", self.idle),
                 )
             })?
             .map_err(|e| {

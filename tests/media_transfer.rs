@@ -200,6 +200,10 @@ fn short_timeout(options: *mut wa_options) {
         wa_options_set_request_timeout_ms(options, TIMEOUT_MS),
         wa_result::WA_OK
     );
+    assert_eq!(
+        wa_options_set_media_idle_timeout_ms(options, TIMEOUT_MS),
+        wa_result::WA_OK
+    );
 }
 
 fn host_with(graph_base_url: &str, configure: impl FnOnce(*mut wa_options)) -> Host {
@@ -631,4 +635,36 @@ fn a_download_cut_short_by_closing_leaves_no_temporary_file() {
     assert_eq!(entries(&dir), Vec::<String>::new());
     gate.open();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Media transfers have their own idle bound, apart from the request timeout of Graph calls:
+/// a short request timeout does not cut a transfer short.
+#[test]
+fn the_media_idle_bound_is_its_own_option() {
+    let graph = stalled_reader();
+    let idle_ms = 4 * TIMEOUT_MS;
+    let host = host_with(&graph.url, |options| {
+        assert_eq!(
+            wa_options_set_request_timeout_ms(options, TIMEOUT_MS),
+            wa_result::WA_OK
+        );
+        assert_eq!(
+            wa_options_set_media_idle_timeout_ms(options, idle_ms),
+            wa_result::WA_OK
+        );
+    });
+    assert_eq!(
+        wa_options_set_media_idle_timeout_ms(std::ptr::null_mut(), 1),
+        wa_result::WA_ERR_NULL_ARGUMENT
+    );
+    let data = vec![7u8; SLOW_SIZE];
+    assert_eq!(upload(&host, &data), wa_result::WA_OK, "{}", last_error());
+    let r = host.wait_results(1, 30 * SECS).remove(0);
+    assert_eq!(r.error, WHATSAPP_ERR_OTHER_HTTP, "{r:?}");
+    assert!(
+        r.content
+            .contains(&format!("timed out, nothing moved for {idle_ms} ms")),
+        "{}",
+        r.content
+    );
 }

@@ -203,9 +203,8 @@ pub extern "C" fn wa_options_set_webhook_listen(
     })
 }
 
-/// Timeout of one HTTP request in milliseconds (default 30000; must be > 0). A media transfer
-/// (upload, download, forward) may take longer as long as bytes keep moving: it fails once
-/// nothing moved for this long.
+/// Timeout of one HTTP request in milliseconds (default 30000; must be > 0). Media transfers have
+/// their own idle bound (`wa_options_set_media_idle_timeout_ms`).
 #[no_mangle]
 pub extern "C" fn wa_options_set_request_timeout_ms(
     options: *mut wa_options,
@@ -213,6 +212,21 @@ pub extern "C" fn wa_options_set_request_timeout_ms(
 ) -> wa_result {
     set_nonzero(options, timeout_ms, "timeout_ms", |o, v| {
         o.request_timeout = Some(ms(v))
+    })
+}
+
+/// A media transfer (upload, download, forward) may take as long as it needs while it makes
+/// progress: it fails once nothing moved for `timeout_ms` (default 120000; must be > 0).
+/// Progress is seen when the connection takes data, and the kernel's send buffer may take a few
+/// MB at once: on a slow link the time between two takes is that buffer's drain time, so lower
+/// this only for fast links (the default allows a 4 MB buffer down to about 270 kbit/s).
+#[no_mangle]
+pub extern "C" fn wa_options_set_media_idle_timeout_ms(
+    options: *mut wa_options,
+    timeout_ms: u32,
+) -> wa_result {
+    set_nonzero(options, timeout_ms, "timeout_ms", |o, v| {
+        o.media_idle_timeout = Some(ms(v))
     })
 }
 
