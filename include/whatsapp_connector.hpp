@@ -695,12 +695,14 @@ private:
     {
         {
             std::lock_guard<std::mutex> lock(mutex_);
+            if (threadMode_ && closeDelivered_)
+                return; // nothing runs after CloseComplete
             tasks_.push_back(Task{std::move(owner), std::move(task), afterLibrary});
-        }
-        if (threadMode_) {
-            // Run on the library's dispatch thread, in sequence with the callbacks.
-            wa_client_post(client_, &OnPosted, shim_);
-            return;
+            if (threadMode_) {
+                // Run on the library's dispatch thread, in sequence with the callbacks.
+                PostLocked();
+                return;
+            }
         }
         if (wakeFd_ >= 0) {
             uint64_t one = 1;
@@ -807,19 +809,30 @@ private:
         item.text = std::string(ResultText(r)) + (detail.empty() ? "" : ": " + detail);
         {
             std::lock_guard<std::mutex> lock(mutex_);
+            if (threadMode_ && closeDelivered_)
+                return; // after CloseComplete the call gets no result, like any other
             deferred_.push_back(std::move(item));
-        }
-        if (threadMode_) {
-            // Delivered on the library's dispatch thread, in sequence with the callbacks (after
-            // close-complete nothing is: the call then gets no result, like any other).
-            wa_client_post(client_, &OnPosted, shim_);
-            return;
+            if (threadMode_) {
+                // Delivered on the library's dispatch thread, in sequence with the callbacks.
+                PostLocked();
+                return;
+            }
         }
         if (wakeFd_ >= 0) {
             uint64_t one = 1;
             ssize_t n = ::write(wakeFd_, &one, sizeof one);
             (void)n;
         }
+    }
+
+    // Thread mode, under mutex_: one OnPosted in the library's queue at a time delivers all that
+    // waits. When the library refuses (its close-complete is queued), OnCloseComplete delivers
+    // what waits before the user's CloseComplete.
+    void PostLocked() noexcept
+    {
+        if (postQueued_)
+            return;
+        postQueued_ = wa_client_post(client_, &OnPosted, shim_) == WA_OK;
     }
 
     // Delivers the refusals waiting for Dispatch(); false when a callback deleted this object.
@@ -910,11 +923,25 @@ private:
         ClientImpl* self = Self(userData);
         if (self == nullptr || self->user_ == nullptr)
             return;
+        std::weak_ptr<char> watch = self->life_; // a callback below may delete the client
         // A send refused after Close() (from a callback of this same dispatch) still comes
         // before CloseComplete, which is the last callback.
         if (!self->DeliverRefusals())
             return;
-        std::weak_ptr<char> watch = self->life_; // the handler may delete the client, then throw
+        if (self->threadMode_) {
+            // Tasks posted once the library took no more (its close-complete was queued).
+            self->RunTasks(watch, false);
+            if (watch.expired())
+                return;
+            self->RunTasks(watch, true);
+            if (watch.expired())
+                return;
+            std::lock_guard<std::mutex> lock(self->mutex_);
+            // Anything refused from here on gets no callback: CloseComplete is the last one.
+            self->closeDelivered_ = true;
+            self->deferred_.clear();
+            self->tasks_.clear();
+        }
         try {
             self->user_->WhatsAppClientCloseComplete(self);
         } catch (const std::exception& e) {
@@ -945,6 +972,11 @@ private:
         ClientImpl* self = Self(userData);
         if (self == nullptr)
             return;
+        {
+            // From now on a new refusal or task needs a new post.
+            std::lock_guard<std::mutex> lock(self->mutex_);
+            self->postQueued_ = false;
+        }
         std::weak_ptr<char> watch = self->life_; // a callback below may delete the client
         if (!self->DeliverRefusals())
             return;
@@ -1036,9 +1068,11 @@ private:
     std::unique_ptr<detail::HostBinding> binding_;
     std::shared_ptr<char> life_ = std::make_shared<char>(0);
     Shim* shim_;
-    std::mutex mutex_; // guards deferred_ and tasks_
+    std::mutex mutex_; // guards deferred_, tasks_, postQueued_ and closeDelivered_
     std::deque<Deferred> deferred_;
     std::deque<Task> tasks_;
+    bool postQueued_ = false;     // thread mode: an OnPosted waits in the library's queue
+    bool closeDelivered_ = false; // thread mode: CloseComplete ran; nothing is delivered after it
     int dispatchDepth_ = 0; // Dispatch() calls running on the loop thread
     std::shared_ptr<std::recursive_mutex> taskRun_ = std::make_shared<std::recursive_mutex>(); // held while a posted task runs
 };

@@ -530,6 +530,14 @@ int main()
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
+        // After CloseComplete a refused call gets no callback and leaves nothing pending.
+        tc->SendMessage(&t, "{bad", kTo, "text", kChannel, "after-close");
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        CHECK(tc->Pending() == 0);
+        {
+            std::lock_guard<std::mutex> lock(t.mutex);
+            CHECK(t.results.size() == 2);
+        }
         delete tc;
         CHECK(t.closed.size() == 1);
     });
