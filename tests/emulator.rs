@@ -3873,6 +3873,15 @@ fn onboarded_number_webhooks_follow_waba_subscription() {
     assert_eq!(answer["delivery"]["status"], 200, "{answer}");
     let received = app.wait_for(1);
     assert_eq!(received[0].json()["entry"][0]["id"], waba.as_str());
+    // A crafted batch is routed the same way, by its first change's number.
+    let answer = emulator.control_post(
+        "webhook/batch",
+        &json!({"entries":[{"changes":[{"phone_number_id": phone,
+            "messages":[{"type":"text","text":{"body":"batched"}}]}]}]}),
+    );
+    assert_eq!(answer["delivery"]["status"], 200, "{answer}");
+    let received = app.wait_for(2);
+    assert_eq!(received[1].json()["entry"][0]["id"], waba.as_str());
 
     // Unsubscribed: statuses of a send go nowhere.
     let response = emulator
@@ -3886,13 +3895,19 @@ fn onboarded_number_webhooks_follow_waba_subscription() {
     assert_eq!(response.status(), 200);
     let response = emulator.send_to_phone(&phone, &text_body("dropped"));
     assert_eq!(response.status(), 200);
+    let (status, answer) = emulator.control_post_status(
+        "webhook/batch",
+        &json!({"entries":[{"changes":[{"phone_number_id": phone,
+            "messages":[{"type":"text","text":{"body":"unsubscribed"}}]}]}]}),
+    );
+    assert_eq!(status, 400, "{answer}");
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(app.received().len(), 1);
+    assert_eq!(app.received().len(), 2);
     assert_eq!(waba_receiver.received().len(), 4);
     // Numbers onboarding does not know keep using the app URL.
     let response = emulator.send(&text_body("default"));
     assert_eq!(response.status(), 200);
-    app.wait_for(4);
+    app.wait_for(5);
 }
 
 #[test]

@@ -1204,7 +1204,10 @@ const BATCH_CHANGE_KEYS: [&str; 5] = [
 /// `POST /_emulator/webhook/batch`: several entries / changes / messages / statuses in ONE POST.
 pub async fn batch(state: &AppState, body: &[u8]) -> Result<Value, String> {
     let config = state.webhooks.config();
+    // As on Meta, an app callback URL comes first (overrides are set on top of it).
     config.url.as_ref().ok_or_else(no_url)?;
+    // Routed like Meta's deliveries (cloud-api.md §5.10): by the first change's phone number.
+    let mut routed: Option<Arc<WebhookConfig>> = None;
     let spec = parse_spec(body)?;
     let spec = as_spec(&spec, "batch")?;
     let entry_specs = spec
@@ -1216,7 +1219,8 @@ pub async fn batch(state: &AppState, body: &[u8]) -> Result<Value, String> {
     let mut entries = Vec::new();
     for (entry_index, entry_spec) in entry_specs.iter().enumerate() {
         let entry_spec = as_spec(entry_spec, &format!("entries[{entry_index}]"))?;
-        let waba_id = text_field(entry_spec, "id")?.unwrap_or_else(|| config.waba_id.clone());
+        let explicit_waba_id = text_field(entry_spec, "id")?;
+        let mut entry_route: Option<Arc<WebhookConfig>> = None;
         let change_specs = entry_spec
             .get("changes")
             .and_then(Json::as_array)
@@ -1286,6 +1290,9 @@ pub async fn batch(state: &AppState, body: &[u8]) -> Result<Value, String> {
             let phone_number_id = text_field(change_spec, "phone_number_id")?
                 .or(first_phone_number_id)
                 .unwrap_or_else(|| DEFAULT_PHONE_NUMBER_ID.to_string());
+            if entry_route.is_none() {
+                entry_route = Some(config_for_phone(state, &phone_number_id)?);
+            }
             let display = text_field(change_spec, "display_phone_number")?
                 .unwrap_or_else(|| config.display_phone_number.clone());
             values.push(change_value(
@@ -1297,12 +1304,18 @@ pub async fn batch(state: &AppState, body: &[u8]) -> Result<Value, String> {
                 errors,
             ));
         }
+        let entry_route = entry_route.unwrap_or_else(|| config.clone());
+        // entry.id is the WABA that owns the number (§5.3), unless the spec names one.
+        let waba_id = explicit_waba_id.unwrap_or_else(|| entry_route.waba_id.clone());
+        routed.get_or_insert(entry_route);
         entries.push((waba_id, values));
     }
+    let routed = routed.unwrap_or(config);
+    routed.url.as_ref().ok_or_else(no_url)?;
     let payload = envelope(entries);
     let duplicate = bool_field(spec, "duplicate")?;
     let delivery =
-        deliver_payload(state, &config, "batch", &payload, duplicate, ids.clone()).await?;
+        deliver_payload(state, &routed, "batch", &payload, duplicate, ids.clone()).await?;
     Ok(json!({"ids": ids, "delivery": delivery}))
 }
 
