@@ -140,15 +140,31 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Serves one connection until it ends or stops making progress. Hyper's own header timeout
 /// would need a timer armed for every request (about 0.4 µs per webhook); this is one per
-/// period per connection.
+/// period per connection, checking two rules: no byte moved for the idle timeout, or a request
+/// head still incomplete `HEAD_DEADLINE` after its bytes started (a head trickled a byte at a
+/// time makes progress forever and would hold its connection slot: slowloris).
 async fn serve_connection(stream: tokio::net::TcpStream, routes: Arc<Routes>) {
-    let progress = Arc::new(AtomicU64::new(0));
+    let idle_timeout = routes.idle_timeout;
+    // One allocation per connection, one reference count per request (as `routes` alone was).
+    let connection_state = Arc::new(ConnectionState {
+        routes,
+        counts: Counts::default(),
+    });
+    let counts = connection_state.clone();
     let io = TokioIo::new(Watched {
         stream,
-        progress: progress.clone(),
+        state: connection_state.clone(),
     });
-    let idle_timeout = routes.idle_timeout;
-    let service = service_fn(move |request| serve(request, routes.clone()));
+    let service = service_fn(move |request| {
+        let state = connection_state.clone();
+        async move {
+            // A complete head reached the service; its body and handler have their own bounds.
+            state.counts.active.fetch_add(1, Ordering::Relaxed);
+            let answer = serve(request, &state.routes).await;
+            state.counts.active.fetch_sub(1, Ordering::Relaxed);
+            answer
+        }
+    });
     let connection = http1::Builder::new()
         .keep_alive(true)
         // Answers are a few bytes: copied behind their headers and sent with one write(2)
@@ -161,21 +177,115 @@ async fn serve_connection(stream: tokio::net::TcpStream, routes: Arc<Routes>) {
         let _ = connection.await;
         return;
     };
+    let head_deadline = idle_timeout.min(HEAD_DEADLINE);
+    let period = head_deadline.min(CHECK_PERIOD);
     tokio::pin!(connection);
-    let mut seen = 0;
+    let mut watch = ConnectionWatch::new(tokio::time::Instant::now());
     loop {
         tokio::select! {
             biased;
             _ = &mut connection => return,
-            () = tokio::time::sleep(idle_timeout) => {
-                let now = progress.load(Ordering::Relaxed);
-                if now == seen {
-                    tracing::debug!("closing a webhook listener connection without progress");
-                    // Dropping the connection closes the socket.
-                    return;
+            () = tokio::time::sleep(period) => {
+                let now = tokio::time::Instant::now();
+                match watch.check(&counts.counts, now, idle_timeout, head_deadline) {
+                    Verdict::Open => {}
+                    Verdict::Idle => {
+                        tracing::debug!("closing a webhook listener connection without progress");
+                        // Dropping the connection closes the socket.
+                        return;
+                    }
+                    Verdict::SlowHead => {
+                        tracing::debug!(
+                            "closing a webhook listener connection whose request head took \
+                             longer than {} ms",
+                            head_deadline.as_millis()
+                        );
+                        return;
+                    }
                 }
-                seen = now;
             }
+        }
+    }
+}
+
+/// How long a request head may take from its first bytes: Meta sends a head at once.
+const HEAD_DEADLINE: Duration = Duration::from_secs(30);
+/// How often a connection's rules are checked (at most; less with shorter timeouts).
+const CHECK_PERIOD: Duration = Duration::from_secs(10);
+
+/// What the service and the socket of one connection share.
+struct ConnectionState {
+    routes: Arc<Routes>,
+    counts: Counts,
+}
+
+/// What moved on a connection: bytes read, bytes written (events, not sizes), and the requests
+/// being handled (head received, answer not yet produced).
+#[derive(Default)]
+struct Counts {
+    reads: AtomicU64,
+    writes: AtomicU64,
+    active: AtomicU64,
+}
+
+/// A connection's state between two checks.
+struct ConnectionWatch {
+    seen: (u64, u64),
+    last_progress: tokio::time::Instant,
+    /// Since when bytes arrive without a complete head or an answer: a head is being received.
+    head_since: Option<tokio::time::Instant>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Open,
+    Idle,
+    SlowHead,
+}
+
+impl ConnectionWatch {
+    fn new(now: tokio::time::Instant) -> Self {
+        Self {
+            seen: (0, 0),
+            last_progress: now,
+            head_since: None,
+        }
+    }
+
+    fn check(
+        &mut self,
+        counts: &Counts,
+        now: tokio::time::Instant,
+        idle_timeout: Duration,
+        head_deadline: Duration,
+    ) -> Verdict {
+        let current = (
+            counts.reads.load(Ordering::Relaxed),
+            counts.writes.load(Ordering::Relaxed),
+        );
+        let (read, wrote) = (current.0 != self.seen.0, current.1 != self.seen.1);
+        self.seen = current;
+        if read || wrote {
+            self.last_progress = now;
+        }
+        let handling = counts.active.load(Ordering::Relaxed) > 0;
+        if wrote || handling {
+            // An answer went out (so every head before it was complete) or a request is being
+            // handled (its body and handler have their own bounds): the next head starts with
+            // its next bytes.
+            self.head_since = None;
+        } else if read && self.head_since.is_none() {
+            self.head_since = Some(now);
+        }
+        if now.duration_since(self.last_progress) >= idle_timeout {
+            Verdict::Idle
+        } else if self
+            .head_since
+            .is_some_and(|since| now.duration_since(since) >= head_deadline)
+        {
+            Verdict::SlowHead
+        } else {
+            Verdict::Open
         }
     }
 }
@@ -183,20 +293,16 @@ async fn serve_connection(stream: tokio::net::TcpStream, routes: Arc<Routes>) {
 /// A connection's socket that counts the reads and writes that moved bytes.
 struct Watched {
     stream: tokio::net::TcpStream,
-    progress: Arc<AtomicU64>,
+    state: Arc<ConnectionState>,
 }
 
 impl Watched {
-    fn moved(&self, bytes: usize) {
-        if bytes > 0 {
-            self.progress.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// `written` (a write's outcome), counted.
     fn wrote(&self, written: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
         if let Poll::Ready(Ok(n)) = written {
-            self.moved(n);
+            if n > 0 {
+                self.state.counts.writes.fetch_add(1, Ordering::Relaxed);
+            }
         }
         written
     }
@@ -211,7 +317,9 @@ impl AsyncRead for Watched {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = Pin::new(&mut this.stream).poll_read(cx, buf);
-        this.moved(buf.filled().len() - before);
+        if buf.filled().len() > before {
+            this.state.counts.reads.fetch_add(1, Ordering::Relaxed);
+        }
         result
     }
 }
@@ -269,10 +377,7 @@ fn plain(status: u16, body: impl Into<Cow<'static, str>>) -> Response<Body> {
     response(Reply::text(status, body))
 }
 
-async fn serve(
-    request: Request<Incoming>,
-    routes: Arc<Routes>,
-) -> Result<Response<Body>, Infallible> {
+async fn serve(request: Request<Incoming>, routes: &Routes) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path();
     if path == routes.webhook_path {
         // A body may take 30 s, or the idle timeout if that is shorter.
@@ -282,7 +387,7 @@ async fn serve(
         return Ok(webhook(request, &routes.webhook, body_timeout).await);
     }
     if path == GET_MEDIA_PATH {
-        return Ok(get_media(request, &routes).await);
+        return Ok(get_media(request, routes).await);
     }
     Ok(plain(404, "not found"))
 }
@@ -433,5 +538,53 @@ async fn get_media(request: Request<Incoming>, routes: &Routes) -> Response<Body
             };
             plain(status, routes.credentials.redact(&text))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two rules of `serve_connection`, checked period by period.
+    #[test]
+    fn connections_close_when_idle_or_when_a_head_drags() {
+        let start = tokio::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let (idle, head) = (Duration::from_millis(1000), Duration::from_millis(300));
+        let bump = |counter: &AtomicU64| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        };
+
+        // A head trickled in: progress every period, but no complete head nor answer.
+        let counts = Counts::default();
+        let mut watch = ConnectionWatch::new(start);
+        bump(&counts.reads);
+        assert_eq!(watch.check(&counts, at(100), idle, head), Verdict::Open);
+        bump(&counts.reads);
+        assert_eq!(watch.check(&counts, at(200), idle, head), Verdict::Open);
+        bump(&counts.reads);
+        assert_eq!(watch.check(&counts, at(400), idle, head), Verdict::SlowHead);
+
+        // A body trickled in after its head: the handler's own bound applies, not the head's.
+        let counts = Counts::default();
+        let mut watch = ConnectionWatch::new(start);
+        bump(&counts.reads);
+        bump(&counts.active);
+        for ms in [100, 200, 300, 400, 500, 600] {
+            bump(&counts.reads);
+            assert_eq!(watch.check(&counts, at(ms), idle, head), Verdict::Open);
+        }
+        // Answered; then the next head arrives at once: no deadline reached.
+        counts.active.fetch_sub(1, Ordering::Relaxed);
+        bump(&counts.writes);
+        assert_eq!(watch.check(&counts, at(700), idle, head), Verdict::Open);
+        bump(&counts.reads);
+        assert_eq!(watch.check(&counts, at(800), idle, head), Verdict::Open);
+        bump(&counts.writes);
+        assert_eq!(watch.check(&counts, at(1000), idle, head), Verdict::Open);
+
+        // Kept alive with nothing moving: closed after the idle timeout.
+        assert_eq!(watch.check(&counts, at(1900), idle, head), Verdict::Open);
+        assert_eq!(watch.check(&counts, at(2000), idle, head), Verdict::Idle);
     }
 }

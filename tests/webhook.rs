@@ -726,6 +726,29 @@ fn idle_and_stalled_listener_connections_are_closed() {
         .unwrap();
     let (sent, took) = until_closed(&mut half_head);
     assert!(sent.is_empty() && closes_in_time(took), "{sent:?} {took:?}");
+    // A head trickled a byte every 100 ms: progress, but never a complete head (slowloris). Closed
+    // once the head took longer than its deadline (the idle timeout, when shorter than 30 s).
+    let mut trickled_head = connect(&inbox);
+    let head_writer = trickled_head.try_clone().unwrap();
+    let head_feeder = std::thread::spawn(move || {
+        let mut writer = head_writer;
+        for byte in b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Padding: "
+            .iter()
+            .chain([b'a'; 200].iter())
+        {
+            if writer.write_all(&[*byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let (sent, took) = until_closed(&mut trickled_head);
+    assert!(sent.is_empty(), "{sent:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "a trickled head held its connection {took:?}"
+    );
+    head_feeder.join().unwrap();
     // A whole request, then silence: answered, then closed.
     let body = hi_with_id("wamid.IDLE");
     let mut answered = connect(&inbox);

@@ -459,11 +459,13 @@ pub extern "C" fn wa_options_set_webhook_max_body(
 }
 
 /// The built-in listener closes a connection that moved no byte either way for `timeout_ms`
-/// (checked once per period, so after one to two periods): peers that vanished, idle
-/// kept-alive connections, stalled requests, answers nobody reads. Default 75000 (longer than
-/// the 60 s idle timeouts of common reverse proxies, which should close first); 0 never
-/// closes; at most 86400000 (a day). A webhook's body must also arrive within this time of its
-/// head, and always within 30 s (408 otherwise).
+/// (checked every 10 s at most, so a little later): peers that vanished, idle kept-alive
+/// connections, stalled requests, answers nobody reads. Default 75000 (longer than the 60 s
+/// idle timeouts of common reverse proxies, which should close first); 0 never closes (and
+/// sets no deadline below); at most 86400000 (a day). A request head must arrive within 30 s
+/// of its first bytes (or this time, if shorter), else the connection is closed: a head
+/// trickled a byte at a time would hold its slot forever. A webhook's body must also arrive
+/// within this time of its head, and always within 30 s (408 otherwise).
 #[no_mangle]
 pub extern "C" fn wa_options_set_webhook_idle_timeout_ms(
     options: *mut wa_options,
