@@ -739,10 +739,11 @@ wa_result wa_options_set_media_access_token(wa_options *options,
 // (created if missing; its directory must exist) before `wa_client_send_message` returns
 // WA_OK, and removed once its `send_result` callback has run. A client created on an
 // existing store first resends the messages left in it, in their original order; their
-// results carry a NULL request context and the stored callback_info. The store also keeps the webhook dedupe window, so Meta's redeliveries after a
-// restart are recognised. One client at a time
-// may use a store. `wa_client_new` fails with WA_ERR_STORAGE when the store cannot be used;
-// it never falls back to memory. Default: in memory.
+// results carry a NULL request context and the stored callback_info. The store also keeps the
+// webhook dedupe window, so Meta's redeliveries after a restart are recognised. One client at a
+// time may use a store. `wa_client_new` fails with WA_ERR_STORAGE when the store cannot be
+// used (also when the file is another application's SQLite database, which is left
+// unchanged); it never falls back to memory. Default: in memory.
 wa_result wa_options_set_outbox_path(wa_options *options,
                                      const char *path);
 

@@ -14,6 +14,11 @@ use rusqlite::{params, Connection, OpenFlags};
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration step below.
 const SCHEMA_VERSION: i64 = 2;
+/// Written into the file's header (`PRAGMA application_id`, "WAC1"): a store is recognised as
+/// this library's before anything in it is changed.
+const APPLICATION_ID: i64 = 0x5741_4331;
+/// The tables a store holds; a file with other tables belongs to someone else.
+const STORE_TABLES: [&str; 3] = ["outbox", "seen", "seen_order"];
 
 /// A message as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +75,8 @@ impl SqliteStore {
         // A locked store is an error at once, not a wait.
         conn.busy_timeout(std::time::Duration::ZERO)
             .map_err(|e| sql_error("cannot configure", e))?;
+        // Before anything is changed: a host's own database given by mistake is left alone.
+        Self::check_identity(&conn)?;
         // One client owns a store: a second one (or process) is refused instead of both
         // resending the same messages.
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
@@ -87,6 +94,8 @@ impl SqliteStore {
         // Take the exclusive lock now, so that a locked store fails at creation.
         conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
             .map_err(|e| Self::explain(e, "cannot write"))?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(|e| Self::explain(e, "cannot write"))?;
         let check: String = conn
             .query_row("PRAGMA quick_check", [], |row| row.get(0))
             .map_err(|e| Self::explain(e, "integrity check failed"))?;
@@ -96,6 +105,41 @@ impl SqliteStore {
         let mut store = SqliteStore { conn };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Accepts an empty file, a store of this library, or one written before stores carried
+    /// their application id (schema version 1 or 2, only the store's tables); refuses any other
+    /// SQLite database.
+    fn check_identity(conn: &Connection) -> Result<(), String> {
+        let application_id: i64 = conn
+            .query_row("PRAGMA application_id", [], |row| row.get(0))
+            .map_err(|e| Self::explain(e, "cannot read the file"))?;
+        if application_id == APPLICATION_ID {
+            return Ok(());
+        }
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| Self::explain(e, "cannot read the file"))?;
+        let mut statement = conn
+            .prepare("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+            .map_err(|e| Self::explain(e, "cannot read the file"))?;
+        let names = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| Self::explain(e, "cannot read the file"))?;
+        let only_ours = names
+            .iter()
+            .all(|name| STORE_TABLES.contains(&name.as_str()));
+        let empty = names.is_empty() && version == 0;
+        let earlier_store = (1..=SCHEMA_VERSION).contains(&version) && only_ours;
+        if application_id == 0 && (empty || earlier_store) {
+            return Ok(());
+        }
+        Err(format!(
+            "durable outbox: the file is another application's SQLite database (application id \
+             {application_id}, schema version {version}, {} tables), not a store: left unchanged",
+            names.len()
+        ))
     }
 
     fn explain(e: rusqlite::Error, what: &str) -> String {

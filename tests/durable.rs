@@ -103,6 +103,53 @@ fn unusable_stores_fail_at_creation() {
     let (r, text) = try_new(&junk);
     assert_eq!(r, wa_result::WA_ERR_STORAGE);
     assert!(text.contains("not a store"), "{text}");
+    // Another application's SQLite database, given by mistake: refused and left as it was.
+    let foreign = dir.join("app.db");
+    {
+        let db = rusqlite::Connection::open(&foreign).unwrap();
+        db.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);")
+            .unwrap();
+    }
+    let (r, text) = try_new(&foreign);
+    assert_eq!(r, wa_result::WA_ERR_STORAGE);
+    assert!(
+        text.contains("another application's SQLite database"),
+        "{text}"
+    );
+    {
+        let db = rusqlite::Connection::open(&foreign).unwrap();
+        let tables: Vec<String> = db
+            .prepare("SELECT name FROM sqlite_master")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tables, ["users"]);
+        let journal: String = db
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(journal, "delete");
+    }
+    // A store written before stores carried their application id is still taken (and marked).
+    let earlier = dir.join("earlier.db");
+    {
+        let db = rusqlite::Connection::open(&earlier).unwrap();
+        db.execute_batch(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, channel TEXT NOT NULL,
+                 recipient TEXT NOT NULL, body BLOB NOT NULL, callback_info TEXT);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    assert_eq!(try_new(&earlier).0, wa_result::WA_OK, "{}", last_error());
+    {
+        let db = rusqlite::Connection::open(&earlier).unwrap();
+        let id: i64 = db
+            .query_row("PRAGMA application_id", [], |row| row.get(0))
+            .unwrap();
+        assert_ne!(id, 0);
+    }
     // One client per store.
     let store = dir.join("outbox.db");
     let first = Host::new(&durable_opts(&emu, &store));
