@@ -64,6 +64,28 @@ struct Values {
     /// `None` while no app secret is set.
     webhook_mac: Option<WebhookMac>,
     webhook_token: Secret,
+    /// Values replaced by `set_config` / `set_webhook_token`, newest last: requests still
+    /// running with them may still produce texts (redacted too).
+    previous: Vec<Secret>,
+}
+
+/// How many replaced secrets stay redacted (a few rotations' worth).
+const PREVIOUS_KEPT: usize = 8;
+
+impl Values {
+    fn retire(&mut self, old: Secret) {
+        let value = old.expose();
+        let still_used = [&self.token, &self.app_secret, &self.webhook_token]
+            .iter()
+            .any(|current| current.expose() == value);
+        if value.is_empty() || still_used || self.previous.iter().any(|p| p.expose() == value) {
+            return;
+        }
+        if self.previous.len() == PREVIOUS_KEPT {
+            self.previous.remove(0);
+        }
+        self.previous.push(old);
+    }
 }
 
 /// Token, app secret and webhook verify token of one client.
@@ -86,8 +108,10 @@ impl Credentials {
 
     pub fn set_config(&self, token: &str, app_secret: &str) {
         let mut v = self.write();
-        v.token = Secret::new(token);
-        v.app_secret = Secret::new(app_secret);
+        let old_token = std::mem::replace(&mut v.token, Secret::new(token));
+        let old_secret = std::mem::replace(&mut v.app_secret, Secret::new(app_secret));
+        v.retire(old_token);
+        v.retire(old_secret);
         v.webhook_mac = (!app_secret.is_empty()).then(|| {
             WebhookMac(
                 Hmac::<Sha256>::new_from_slice(app_secret.as_bytes())
@@ -97,7 +121,9 @@ impl Credentials {
     }
 
     pub fn set_webhook_token(&self, token: &str) {
-        self.write().webhook_token = Secret::new(token);
+        let mut v = self.write();
+        let old = std::mem::replace(&mut v.webhook_token, Secret::new(token));
+        v.retire(old);
     }
 
     pub fn token(&self) -> Secret {
@@ -121,7 +147,8 @@ impl Credentials {
     pub fn redact(&self, text: &str) -> String {
         let v = self.read();
         let mut out = text.to_string();
-        for secret in [&v.token, &v.app_secret, &v.webhook_token] {
+        let current = [&v.token, &v.app_secret, &v.webhook_token];
+        for secret in current.into_iter().chain(v.previous.iter()) {
             let s = secret.expose();
             if s.len() >= MIN_REDACTED_LEN && out.contains(s) {
                 out = out.replace(s, REDACTED);
@@ -134,6 +161,26 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request still running with the token SetConfig replaced may produce a text with it.
+    #[test]
+    fn replaced_secrets_stay_redacted() {
+        let c = Credentials::default();
+        c.set_config("EAAold-token", "old-app-secret");
+        c.set_webhook_token("old-verify");
+        c.set_config("EAAnew-token", "new-app-secret");
+        c.set_webhook_token("new-verify");
+        assert_eq!(
+            c.redact("EAAold-token old-app-secret old-verify EAAnew-token"),
+            "[redacted] [redacted] [redacted] [redacted]"
+        );
+        // Bounded: the oldest are forgotten after many rotations.
+        for i in 0..20 {
+            c.set_config(&format!("EAAtoken-{i}"), "new-app-secret");
+        }
+        assert_eq!(c.redact("EAAtoken-19 EAAtoken-12"), "[redacted] [redacted]");
+        assert_eq!(c.redact("EAAtoken-0"), "EAAtoken-0");
+    }
 
     #[test]
     fn secrets_never_print() {
