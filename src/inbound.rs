@@ -105,14 +105,49 @@ fn map_payload_general(body: &str, keep_raw: bool) -> Result<Vec<MappedChange<'_
         #[serde(borrow)]
         entry: Option<Vec<Object<Entry<'a>>>>,
     }
-    #[derive(Deserialize)]
+    /// `changes` (at most once), and `id` and `time` kept raw for the raw-change dedupe key.
+    /// Read by hand: a derived struct refuses a repeated `id`, which the fast path (and this
+    /// path before the key needed it) skips as an unused member; the last one wins.
     struct Entry<'a> {
-        #[serde(borrow, default)]
         changes: Vec<Object<Change<'a>>>,
-        #[serde(borrow)]
         id: Option<&'a RawValue>,
-        #[serde(borrow)]
         time: Option<&'a RawValue>,
+    }
+    impl<'de: 'a, 'a> Deserialize<'de> for Entry<'a> {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Members<'a>(std::marker::PhantomData<&'a ()>);
+            impl<'de: 'a, 'a> serde::de::Visitor<'de> for Members<'a> {
+                type Value = Entry<'a>;
+                fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    formatter.write_str("an entry object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Entry<'a>, A::Error> {
+                    let (mut changes, mut id, mut time) = (None, None, None);
+                    while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                        match key.as_ref() {
+                            "changes" if changes.is_some() => {
+                                return Err(serde::de::Error::duplicate_field("changes"))
+                            }
+                            "changes" => changes = Some(map.next_value()?),
+                            "id" => id = Some(map.next_value()?),
+                            "time" => time = Some(map.next_value()?),
+                            _ => {
+                                map.next_value::<serde::de::IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    Ok(Entry {
+                        changes: changes.unwrap_or_default(),
+                        id,
+                        time,
+                    })
+                }
+            }
+            deserializer.deserialize_map(Members(std::marker::PhantomData))
+        }
     }
     #[derive(Deserialize)]
     struct Change<'a> {
@@ -1097,6 +1132,33 @@ mod tests {
                     error.0
                 );
             }
+        }
+    }
+
+    /// An entry's `id` and `time` feed the raw-change key, read by hand: a repeated one is
+    /// taken (the last wins) with or without the raw values, as the fast path takes it; a
+    /// repeated `changes` is refused both ways. Found by the webhook_body fuzz target.
+    #[test]
+    fn entry_members_read_alike_with_and_without_raw_values() {
+        let text =
+            r#"{"messages":[{"from":"1","id":"wamid.A","type":"text","text":{"body":"x"}}]}"#;
+        let repeated = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","time":1,"id":"2","time":2,"changes":[{{"field":"messages","value":{text}}}]}}]}}"#
+        );
+        for keep_raw in [false, true] {
+            let changes = map_payload(repeated.as_bytes(), keep_raw).unwrap();
+            assert_eq!(changes[0].items.len(), 1, "keep_raw {keep_raw}");
+        }
+        let raw = map_payload(repeated.as_bytes(), true).unwrap();
+        assert_eq!(raw[0].entry_key, "\"2\"\n2");
+        let twice = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"changes":[],"changes":[{{"field":"messages","value":{text}}}]}}]}}"#
+        );
+        for keep_raw in [false, true] {
+            assert!(
+                map_payload(twice.as_bytes(), keep_raw).is_err(),
+                "keep_raw {keep_raw}"
+            );
         }
     }
 }
