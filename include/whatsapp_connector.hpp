@@ -562,6 +562,9 @@ public:
         detail::BindFn hook = detail::bind_hook();
         if (hook != nullptr && (iomux != nullptr || log != nullptr))
             binding_.reset(hook(this, iomux, log));
+        if (iomux != nullptr && threadMode_)
+            LogLine(WA_LOG_WARN, "thread mode with an IIoMux: callbacks run on the library's thread, not on the "
+                                 "IIoMux's; use poll mode (the default) to get them on the IIoMux thread");
     }
 
     using IWhatsAppClient::SendMessage;
@@ -635,7 +638,9 @@ public:
             RunTasks(watch, false);
         if (watch.expired())
             return;
-        wa_result r = wa_client_dispatch(client_, nullptr);
+        // The library's callbacks are already being dispatched by the outer Dispatch() (the
+        // library refuses a nested dispatch of the same client): only the refusals above.
+        wa_result r = nested ? WA_OK : wa_client_dispatch(client_, nullptr);
         if (watch.expired())
             return;
         if (r != WA_OK)
@@ -698,8 +703,9 @@ private:
             if (threadMode_ && closeDelivered_)
                 return; // nothing runs after CloseComplete
             tasks_.push_back(Task{std::move(owner), std::move(task), afterLibrary});
-            if (threadMode_) {
-                // Run on the library's dispatch thread, in sequence with the callbacks.
+            if (threadMode_ || wakeFd_ < 0) {
+                // Run on the library's dispatch thread (or, in poll mode without a wake fd of
+                // ours, by the library's own dispatch), in sequence with the callbacks.
                 PostLocked();
                 return;
             }
@@ -809,11 +815,12 @@ private:
         item.text = std::string(ResultText(r)) + (detail.empty() ? "" : ": " + detail);
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (threadMode_ && closeDelivered_)
+            if (closeDelivered_)
                 return; // after CloseComplete the call gets no result, like any other
             deferred_.push_back(std::move(item));
-            if (threadMode_) {
-                // Delivered on the library's dispatch thread, in sequence with the callbacks.
+            if (threadMode_ || wakeFd_ < 0) {
+                // Delivered on the library's dispatch thread (or, in poll mode without a wake fd
+                // of ours, by the library's own dispatch), in sequence with the callbacks.
                 PostLocked();
                 return;
             }
@@ -936,11 +943,16 @@ private:
             self->RunTasks(watch, true);
             if (watch.expired())
                 return;
+        }
+        {
             std::lock_guard<std::mutex> lock(self->mutex_);
             // Anything refused from here on gets no callback: CloseComplete is the last one.
+            // (Poll mode keeps its tasks: an onboarding closed after its client still gets its
+            // CloseComplete from the client's next Dispatch.)
             self->closeDelivered_ = true;
             self->deferred_.clear();
-            self->tasks_.clear();
+            if (self->threadMode_)
+                self->tasks_.clear();
         }
         try {
             self->user_->WhatsAppClientCloseComplete(self);
@@ -1071,8 +1083,8 @@ private:
     std::mutex mutex_; // guards deferred_, tasks_, postQueued_ and closeDelivered_
     std::deque<Deferred> deferred_;
     std::deque<Task> tasks_;
-    bool postQueued_ = false;     // thread mode: an OnPosted waits in the library's queue
-    bool closeDelivered_ = false; // thread mode: CloseComplete ran; nothing is delivered after it
+    bool postQueued_ = false;     // an OnPosted waits in the library's queue
+    bool closeDelivered_ = false; // CloseComplete ran: no refusal is delivered after it
     int dispatchDepth_ = 0; // Dispatch() calls running on the loop thread
     std::shared_ptr<std::recursive_mutex> taskRun_ = std::make_shared<std::recursive_mutex>(); // held while a posted task runs
 };

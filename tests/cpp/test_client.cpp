@@ -567,5 +567,31 @@ int main()
         CHECK(std::string(wa::ResultText(WA_ERR_CLOSED)).size() > 0);
     });
 
+    test::Run("Dispatch() from inside a callback: refusals only, no error; nothing after CloseComplete", [&] {
+        class Nesting : public Recorder {
+        public:
+            void WhatsAppClientSendMessageResult(IWhatsAppClient* client, whatsapp_error_t error, const char* info,
+                                                 const char* content) override
+            {
+                Recorder::WhatsAppClientSendMessageResult(client, error, info, content);
+                client->Dispatch(); // nested: the outer Dispatch delivers the library's callbacks
+            }
+        };
+        Nesting r;
+        IWhatsAppClient* c = Configured(&r);
+        c->SendMessage(&r, "{\"body\":\"x\"}", kTo, "text", kChannel, "nested");
+        CHECK(test::Pump(c, [&] { return r.results.size() == 1; }));
+        for (auto& line : r.logs)
+            CHECK(line.find("Dispatch:") == std::string::npos);
+        c->Close();
+        CHECK(test::Pump(c, [&] { return r.closed.size() == 1; }));
+        // A call refused after CloseComplete gets no callback (poll mode too).
+        c->SendMessage(&r, "{bad", kTo, "text", kChannel, "after-close");
+        test::Pump(c, [] { return false; }, 200);
+        CHECK(r.results.size() == 1);
+        CHECK(c->Pending() == 0);
+        delete c;
+    });
+
     return test::Finish();
 }

@@ -148,5 +148,21 @@ int main()
             iomux.RunOnce(20);
         CHECK(user.closed);
     });
+    test::Run("thread mode with an IIoMux: a warning that callbacks leave the IIoMux thread", [&] {
+        FakeIoMux iomux;
+        Log log;
+        User user;
+        wa::Options threaded;
+        threaded.DispatchMode(WA_DISPATCH_THREAD);
+        IWhatsAppClient* c = IWhatsAppClient::Create(threaded, &user, &iomux, &log);
+        CHECK(c != nullptr);
+        CHECK(iomux.adds == 0); // no fd to watch in thread mode
+        bool warned = false;
+        for (auto& line : log.lines)
+            warned = warned || line.find("thread mode with an IIoMux") != std::string::npos;
+        CHECK(warned);
+        delete c;
+    });
+
     return test::Finish();
 }
