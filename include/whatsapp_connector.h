@@ -369,7 +369,9 @@ wa_result wa_client_set_webhook_token(wa_client *client,
 const char *wa_client_version(const wa_client *client);
 
 // Queues a message for `remote_num` (phone number with country code, or a business-scoped
-// user id) from `channel` (the sending phone number id).
+// user id) from `channel` (the sending phone number id). A leading `00` (the international
+// call prefix) is sent as `+`; a number without either is taken by Graph as local to the
+// business number's country.
 //
 // `type` is a Cloud API type (text, image, audio, video, document, sticker, location,
 // contacts, interactive, template, reaction) or an alias: "contact" (one contact object or an

@@ -93,6 +93,16 @@ fn is_bsuid(s: &str) -> bool {
         && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
 }
 
+/// A number written with the international call prefix `00` as `+`: Graph reads a number
+/// without `+` as local to the business number's country (cloud-api.md §2.1), which would
+/// send `0049…` to the wrong place, and the ordering key must be the same either way.
+fn international(remote_num: &str) -> std::borrow::Cow<'_, str> {
+    match remote_num.trim_start().strip_prefix("00") {
+        Some(rest) => std::borrow::Cow::Owned(format!("+{rest}")),
+        None => std::borrow::Cow::Borrowed(remote_num),
+    }
+}
+
 /// Returns the ordering key of a recipient, or why it is not a phone number or BSUID.
 fn recipient_key(remote_num: &str) -> Result<String, InvalidMessage> {
     if is_bsuid(remote_num) {
@@ -343,7 +353,8 @@ pub fn build(input: &MessageInput<'_>) -> Result<BuiltMessage, InvalidMessage> {
         )));
     }
     validate_channel(input.channel)?;
-    let recipient_key = recipient_key(input.remote_num)?;
+    let remote_num = international(input.remote_num);
+    let recipient_key = recipient_key(&remote_num)?;
     let (kind, content) = match text_fast_path(input.message_type, input.message_json) {
         Some(content) => ("text".to_string(), content),
         None => {
@@ -366,7 +377,7 @@ pub fn build(input: &MessageInput<'_>) -> Result<BuiltMessage, InvalidMessage> {
     } else {
         "to"
     };
-    write_member(&mut body, recipient_field, input.remote_num)?;
+    write_member(&mut body, recipient_field, &remote_num)?;
     body.push(b',');
     write_member(&mut body, "type", &kind)?;
     if let Some(refers_to) = input.refers_to_id {
@@ -463,6 +474,23 @@ mod tests {
             std::str::from_utf8(&built.body).unwrap(),
             r#"{"messaging_product":"whatsapp","recipient_type":"individual","to":"+49 (151) 234-5678","type":"text","context":{"message_id":"wamid.Q\\"},"biz_opaque_callback_data":"say \"hi\"\n","text":{"body":"a \"quote\" and é"}}"#
         );
+    }
+
+    #[test]
+    fn the_international_prefix_00_is_sent_as_plus() {
+        let mut i = input("text", r#"{"body":"x"}"#);
+        i.remote_num = "0049 151 2345678";
+        let built = build(&i).unwrap();
+        assert_eq!(built.recipient_key, "491512345678");
+        let v: Value = serde_json::from_slice(&built.body).unwrap();
+        assert_eq!(v["to"], "+49 151 2345678");
+        // The same recipient as written with +: one ordering key.
+        i.remote_num = "+49 151 2345678";
+        assert_eq!(build(&i).unwrap().recipient_key, "491512345678");
+        // A national number (one 0) is left to Graph, which adds the business's country code.
+        i.remote_num = "0151 2345678";
+        let v: Value = serde_json::from_slice(&build(&i).unwrap().body).unwrap();
+        assert_eq!(v["to"], "0151 2345678");
     }
 
     #[test]
