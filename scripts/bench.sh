@@ -70,7 +70,8 @@ pinned to one CPU. On this 2-core VM the two-CPU figures swing with where the sc
 the four busy threads, a placement that lasts seconds (successive rounds are not independent)
 and that shorter runs change: the bare server alone runs at about 60k or 90k/s, and a whole
 run's median moved between 0.68 and 0.96 with identical code (0.96, then 0.80 in two runs
-minutes apart), the interleaved set's between 0.75 and 1.03. On one CPU the ratio is the CPU each variant spends per webhook and stays
+minutes apart; 0.83 on the final commit of that session, whose changes left the runtime
+thread's 6.0-6.3 µs per webhook as it was), the interleaved set's between 0.75 and 1.03. On one CPU the ratio is the CPU each variant spends per webhook and stays
 within a few percent, which is what changes to the library are judged by. CPU per thread is
 the scheduler's own run time per thread (/proc/self/task/*/schedstat), also printed for every
 round on stderr; `load-main` and `load-worker` are the load generator. The run waits for the
@@ -96,9 +97,10 @@ eight runs in a fast phase of the machine gave thread mode 0.85-0.95 and poll mo
 Poll mode's client CPU per message is unchanged against the previous commit (16.4-16.6 µs in
 alternating runs of both builds); the raw loop, same source, ran 0.3-0.5 µs faster in this
 build, which is where its ratio went. After the latest round (fixes from a review; the
-per-message path gained a per-second count of accepted sends for the 130429 throttle) two runs
-minutes apart gave thread/poll mode 0.87/0.88, then 0.90/0.90, with the library's client CPU per
-message at 15.7-16.4 µs (16.3-16.6 before): the raw loop is what moved (62-67k/s). `WA_BENCH_ONLY=graph` runs the library's own `GraphClient::send` in the raw loop's
+per-message path gained a per-second count of accepted sends for the 130429 throttle) runs
+gave thread/poll mode 0.87/0.88, 0.90/0.90, then 0.93/0.95 on the round's final commit, with the
+library's client CPU per message at 15.7-16.4 µs (16.3-16.6 before): the raw loop is what moved
+(62-67k/s). `WA_BENCH_ONLY=graph` runs the library's own `GraphClient::send` in the raw loop's
 place: it costs the same as the raw loop (within ±1 µs), so the difference is what the library
 does around the request: the host's `wa_client_send_message` (validation and building, about
 0.7 µs), the outbox (per-recipient FIFO, pacing and retry bookkeeping, one boxed attempt per
