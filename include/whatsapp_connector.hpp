@@ -30,7 +30,7 @@
  * library refuses at once (malformed JSON, unknown type, closed client, ...) also gets one: it
  * is delivered by the next Dispatch() (poll mode; the event fd is woken for it; with
  * Options().DispatchMode(WA_DISPATCH_THREAD), on the library's dispatch thread like every
- * other callback, never inside the call) with
+ * other callback, never inside the call; after CloseComplete a refused call gets none) with
  * WHATSAPP_ERR_CLOSING when the client is closed and WHATSAPP_ERR_BAD_REQUEST otherwise, and the
  * reason as `content`. TrySendMessage() returns the refusal code instead (no callback then).
  * Inbound messages (RecvMessage, RecvMedia, RawChange) and CloseComplete go to the `user` given
@@ -832,9 +832,9 @@ private:
         }
     }
 
-    // Thread mode, under mutex_: one OnPosted in the library's queue at a time delivers all that
-    // waits. When the library refuses (its close-complete is queued), OnCloseComplete delivers
-    // what waits before the user's CloseComplete.
+    // Thread mode (or poll mode without a wake fd), under mutex_: one OnPosted in the library's
+    // queue at a time delivers all that waits. When the library refuses (its close-complete is
+    // queued), OnCloseComplete delivers what waits before the user's CloseComplete.
     void PostLocked() noexcept
     {
         if (postQueued_)
@@ -977,8 +977,8 @@ private:
             self->DeliverResult(context, error, callbackInfo, content);
     }
 
-    // Thread mode: refusals and onboarding tasks posted with wa_client_post, run on the
-    // library's dispatch thread.
+    // Refusals and onboarding tasks posted with wa_client_post (thread mode, or poll mode without
+    // a wake fd of ours), run where the library runs its callbacks.
     static void OnPosted(void* userData) noexcept
     {
         ClientImpl* self = Self(userData);
