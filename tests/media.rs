@@ -507,17 +507,18 @@ fn uploads_are_validated_before_any_request() {
     let emu = Emulator::start();
     let host = media_host(&emu, |_| {});
     let big = vec![0u8; 5 * 1024 * 1024 + 1];
-    let upload = |data: &[u8], mime: &str| {
+    let upload_raw = |data: *const u8, len: usize, mime: &str| {
         wa_client_upload_media_buffer(
             host.client,
             cstr(PHONE_ID).as_ptr(),
-            data.as_ptr(),
-            data.len(),
+            data,
+            len,
             cstr(mime).as_ptr(),
             cstr("f").as_ptr(),
             std::ptr::null_mut(),
         )
     };
+    let upload = |data: &[u8], mime: &str| upload_raw(data.as_ptr(), data.len(), mime);
     assert_eq!(upload(&big, "image/png"), wa_result::WA_ERR_TOO_LARGE);
     assert_eq!(
         upload(b"GIF89a", "image/gif"),
@@ -526,26 +527,14 @@ fn uploads_are_validated_before_any_request() {
     assert!(last_error().contains("image/gif"), "{}", last_error());
     assert_eq!(upload(b"", "image/png"), wa_result::WA_ERR_INVALID_ARGUMENT);
     // NULL with zero bytes is an empty buffer (as elsewhere in the API), not a NULL argument.
-    let null_empty = wa_client_upload_media_buffer(
-        host.client,
-        cstr(PHONE_ID).as_ptr(),
-        std::ptr::null(),
-        0,
-        cstr("image/png").as_ptr(),
-        cstr("f").as_ptr(),
-        std::ptr::null_mut(),
+    assert_eq!(
+        upload_raw(std::ptr::null(), 0, "image/png"),
+        wa_result::WA_ERR_INVALID_ARGUMENT
     );
-    assert_eq!(null_empty, wa_result::WA_ERR_INVALID_ARGUMENT);
-    let null_data = wa_client_upload_media_buffer(
-        host.client,
-        cstr(PHONE_ID).as_ptr(),
-        std::ptr::null(),
-        1,
-        cstr("image/png").as_ptr(),
-        cstr("f").as_ptr(),
-        std::ptr::null_mut(),
+    assert_eq!(
+        upload_raw(std::ptr::null(), 1, "image/png"),
+        wa_result::WA_ERR_NULL_ARGUMENT
     );
-    assert_eq!(null_data, wa_result::WA_ERR_NULL_ARGUMENT);
     let missing = wa_client_upload_media_file(
         host.client,
         cstr(PHONE_ID).as_ptr(),
