@@ -28,25 +28,12 @@ const STEP: usize = 64 * 1024;
 const PAUSE: Duration = Duration::from_millis(8);
 
 /// The head of a request a test server received.
-struct Head {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-}
+type Head = RequestHead;
 
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn content_length(&self) -> u64 {
-        self.header("content-length")
-            .and_then(|v| v.parse().ok())
-            .expect("the request has a Content-Length")
-    }
+fn content_length(head: &Head) -> u64 {
+    head.header("content-length")
+        .and_then(|v| v.parse().ok())
+        .expect("the request has a Content-Length")
 }
 
 type Handler = dyn Fn(Head, BufReader<TcpStream>) + Send + Sync;
@@ -69,27 +56,9 @@ impl Server {
                 let handle = handle.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream);
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
+                    if let Some(head) = read_request_head(&mut reader) {
+                        handle(head, reader);
                     }
-                    let mut parts = line.split_whitespace();
-                    let mut head = Head {
-                        method: parts.next().unwrap_or("").to_string(),
-                        target: parts.next().unwrap_or("").to_string(),
-                        headers: Vec::new(),
-                    };
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                        if let Some((k, v)) = h.trim_end().split_once(':') {
-                            head.headers
-                                .push((k.trim().to_string(), v.trim().to_string()));
-                        }
-                    }
-                    handle(head, reader);
                 });
             }
         });
@@ -146,7 +115,7 @@ struct BodyRead {
 /// hold leave, so the slow phase ends before the body does: otherwise the sender would wait,
 /// idle, for those buffers to drain at the slow pace.
 fn read_slowly(reader: &mut BufReader<TcpStream>, head: &Head) -> BodyRead {
-    let len = head.content_length();
+    let len = content_length(head);
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0u64;
     let started = Instant::now();

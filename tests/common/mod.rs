@@ -628,10 +628,53 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
+    }
+}
+
+fn header_in<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// An HTTP/1.1 request head as a test server read it.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_in(&self.headers, name)
+    }
+}
+
+/// Reads one request head (request line and headers, up to the blank line); `None` when the
+/// stream ends before a request line.
+pub fn read_request_head(reader: &mut impl BufRead) -> Option<RequestHead> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let mut head = RequestHead {
+        method: parts.next().unwrap_or("").to_string(),
+        target: parts.next().unwrap_or("").to_string(),
+        headers: Vec::new(),
+    };
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            return Some(head);
+        }
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            head.headers
+                .push((k.trim().to_string(), v.trim().to_string()));
+        }
     }
 }
 
@@ -659,25 +702,15 @@ impl Receiver {
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        let Some(head) = read_request_head(&mut reader) else {
                             return;
-                        }
-                        let mut parts = line.split_whitespace();
+                        };
                         let mut r = Received {
-                            method: parts.next().unwrap_or("").to_string(),
-                            target: parts.next().unwrap_or("").to_string(),
+                            method: head.method,
+                            target: head.target,
+                            headers: head.headers,
                             ..Default::default()
                         };
-                        loop {
-                            let mut h = String::new();
-                            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                                break;
-                            }
-                            if let Some((k, v)) = h.trim_end().split_once(':') {
-                                r.headers.push((k.trim().to_string(), v.trim().to_string()));
-                            }
-                        }
                         use sha2::Digest;
                         let mut hasher = sha2::Sha256::new();
                         let mut buf = vec![0u8; 64 * 1024];
