@@ -3070,6 +3070,15 @@ impl Emulator {
         )
     }
 
+    fn deregister(&self, token: &str, phone: &str) -> (u16, Value) {
+        json_of(
+            self.graph(reqwest::Method::POST, &format!("{phone}/deregister"), token)
+                .json(&json!({"messaging_product":"whatsapp"}))
+                .send()
+                .expect("deregister"),
+        )
+    }
+
     fn subscribe(&self, token: &str, waba: &str, body: Option<&Value>) -> Response {
         let request = self.graph(
             reqwest::Method::POST,
@@ -3655,16 +3664,10 @@ fn register_pin_state_rate_limit_and_forced_failures() {
     // Deregister has its own limit (cloud-api.md §3.4: "10 register (and separately 10
     // deregister) calls per number per moving 72 h"): register calls 7..=10 still pass, the
     // 11th is 133016.
-    let deregister = emulator
-        .graph(
-            reqwest::Method::POST,
-            &format!("{phone}/deregister"),
-            &token,
-        )
-        .json(&json!({"messaging_product":"whatsapp"}))
-        .send()
-        .unwrap();
-    assert_eq!(json_of(deregister), (200, json!({"success": true})));
+    assert_eq!(
+        emulator.deregister(&token, &phone),
+        (200, json!({"success": true}))
+    );
     for call in 7..=10 {
         let (status, answer) = emulator.register(&token, &phone, &body(PIN));
         assert_eq!(status, 200, "call {call}: {answer}");
@@ -3677,16 +3680,10 @@ fn register_pin_state_rate_limit_and_forced_failures() {
         "(#133016) Account register deregister rate limit exceeded"
     );
     // The register limit does not block deregister calls.
-    let deregister = emulator
-        .graph(
-            reqwest::Method::POST,
-            &format!("{phone}/deregister"),
-            &token,
-        )
-        .json(&json!({"messaging_product":"whatsapp"}))
-        .send()
-        .unwrap();
-    assert_eq!(json_of(deregister), (200, json!({"success": true})));
+    assert_eq!(
+        emulator.deregister(&token, &phone),
+        (200, json!({"success": true}))
+    );
     let state = emulator.control_get("onboarding");
     let registration = state["registrations"]
         .as_array()
@@ -4031,15 +4028,18 @@ fn batch_carries_value_level_errors_and_refuses_unknown_or_empty_changes() {
 fn unversioned_graph_paths_use_the_default_version() {
     // cloud-api.md §1.1: "Omitting the version hits the app's default version".
     let emulator = Emulator::start();
-    let (status, answer) = json_of(
-        emulator
-            .client
-            .post(format!("{}/{PHONE_ID}/messages", emulator.base))
-            .bearer_auth("test-token")
-            .json(&text_body("unversioned"))
-            .send()
-            .expect("send"),
-    );
+    let send_unversioned = |phone: &str, text: &str| {
+        json_of(
+            emulator
+                .client
+                .post(format!("{}/{phone}/messages", emulator.base))
+                .bearer_auth("test-token")
+                .json(&text_body(text))
+                .send()
+                .expect("send"),
+        )
+    };
+    let (status, answer) = send_unversioned(PHONE_ID, "unversioned");
     assert_eq!(status, 200, "{answer}");
     assert!(answer["messages"][0]["id"].is_string(), "{answer}");
 
@@ -4075,15 +4075,7 @@ fn unversioned_graph_paths_use_the_default_version() {
     assert_eq!(recorded["phone_number_id"], PHONE_ID, "{recorded}");
 
     // An unknown object is named by its own id, not by the edge.
-    let (status, answer) = json_of(
-        emulator
-            .client
-            .post(format!("{}/12ab/messages", emulator.base))
-            .bearer_auth("test-token")
-            .json(&text_body("x"))
-            .send()
-            .expect("send"),
-    );
+    let (status, answer) = send_unversioned("12ab", "x");
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["error_subcode"], 33);
     assert!(
@@ -4206,13 +4198,7 @@ fn unknown_numbers_and_wabas_answer_100_33_once_onboarding_state_exists() {
         "post",
     );
     unsupported(
-        json_of(
-            emulator
-                .graph(reqwest::Method::POST, "999000111/deregister", &token)
-                .json(&json!({"messaging_product":"whatsapp"}))
-                .send()
-                .expect("deregister"),
-        ),
+        emulator.deregister(&token, "999000111"),
         "999000111",
         "post",
     );

@@ -601,32 +601,24 @@ fn describe(error: &reqwest::Error, timeout: Duration) -> String {
 
 /// `sha256=<lowercase hex HMAC-SHA256(app_secret, body)>`, Meta's `X-Hub-Signature-256`.
 pub fn sign(app_secret: &str, body: &[u8]) -> String {
-    // HMAC takes keys of any length, so this never fails; an empty signature would only make
-    // the receiver reject the delivery, which is visible in the test.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()) else {
-        return "sha256=".to_string();
-    };
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut text = String::with_capacity(7 + 64);
-    text.push_str("sha256=");
-    for byte in digest {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    text
+    hex_mac::<Hmac<Sha256>>("sha256", app_secret, body)
 }
 
 /// `sha1=<lowercase hex HMAC-SHA1(app_secret, body)>`, Meta's legacy `X-Hub-Signature`, sent
 /// next to `X-Hub-Signature-256` over the same bytes.
 pub fn sign_sha1(app_secret: &str, body: &[u8]) -> String {
-    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(app_secret.as_bytes()) else {
-        return "sha1=".to_string();
+    hex_mac::<Hmac<Sha1>>("sha1", app_secret, body)
+}
+
+/// `<prefix>=<lowercase hex MAC>`. HMAC takes keys of any length, so keying never fails; an
+/// empty signature would only make the receiver reject the delivery, visible in the test.
+fn hex_mac<M: Mac + hmac::digest::KeyInit>(prefix: &str, app_secret: &str, body: &[u8]) -> String {
+    let mut text = format!("{prefix}=");
+    let Ok(mut mac) = <M as Mac>::new_from_slice(app_secret.as_bytes()) else {
+        return text;
     };
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut text = String::with_capacity(5 + 40);
-    text.push_str("sha1=");
-    for byte in digest {
+    for byte in mac.finalize().into_bytes() {
         text.push_str(&format!("{byte:02x}"));
     }
     text
