@@ -131,6 +131,22 @@ fn json_of(response: Response) -> (u16, Value) {
     (status, response.json().expect("json body"))
 }
 
+/// Graph's answer for an object that does not exist (or the token may not see): 400,
+/// GraphMethodException 100/33 naming the object.
+fn assert_unknown_object((status, answer): (u16, Value), object_id: &str, verb: &str) {
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], 100, "{answer}");
+    assert_eq!(answer["error"]["error_subcode"], 33, "{answer}");
+    assert_eq!(answer["error"]["type"], "GraphMethodException", "{answer}");
+    assert_eq!(
+        answer["error"]["message"],
+        format!(
+            "Unsupported {verb} request. Object with ID '{object_id}' does not exist, cannot be \
+             loaded due to missing permissions, or does not support this operation"
+        )
+    );
+}
+
 fn text_body(body: &str) -> Value {
     json!({"messaging_product":"whatsapp","to":"16505551234","type":"text","text":{"body":body}})
 }
@@ -728,18 +744,7 @@ fn missing_or_wrong_token_answers_401_code_190_with_www_authenticate() {
 fn unknown_objects_and_paths_answer_graph_method_exception_100_33() {
     let emulator = Emulator::start();
     let check = |response: Response, object_id: &str, verb: &str| {
-        let (status, answer) = json_of(response);
-        assert_eq!(status, 400, "{answer}");
-        assert_eq!(answer["error"]["code"], 100);
-        assert_eq!(answer["error"]["error_subcode"], 33);
-        assert_eq!(answer["error"]["type"], "GraphMethodException");
-        assert_eq!(
-            answer["error"]["message"],
-            format!(
-                "Unsupported {verb} request. Object with ID '{object_id}' does not exist, cannot be \
-                 loaded due to missing permissions, or does not support this operation"
-            )
-        );
+        assert_unknown_object(json_of(response), object_id, verb)
     };
     check(
         emulator.send_to_phone("12ab", &text_body("x")),
@@ -4180,18 +4185,7 @@ fn unknown_numbers_and_wabas_answer_100_33_once_onboarding_state_exists() {
 
     let (token, waba, phone) = emulator.onboarded_token();
     // Unknown ids now answer GraphMethodException 100/33 (cloud-api.md §6.6).
-    let unsupported = |(status, answer): (u16, Value), id: &str, method: &str| {
-        assert_eq!(status, 400, "{answer}");
-        assert_eq!(answer["error"]["code"], 100, "{answer}");
-        assert_eq!(answer["error"]["error_subcode"], 33, "{answer}");
-        assert_eq!(
-            answer["error"]["message"],
-            format!(
-                "Unsupported {method} request. Object with ID '{id}' does not exist, cannot be \
-                 loaded due to missing permissions, or does not support this operation"
-            )
-        );
-    };
+    let unsupported = assert_unknown_object;
     unsupported(
         emulator.register(&token, "999000111", &pin),
         "999000111",
