@@ -319,8 +319,15 @@ struct Group {
     /// Every seq below this is decided (committed or failed).
     decided_below: u64,
     leader: bool,
-    /// Failed commits: (first seq, end seq, reason).
-    failures: Vec<(u64, u64, String)>,
+    /// Failed commits whose senders have not all been told: each sender of the batch (one per
+    /// seq) takes its error once, and the entry goes when the last one has.
+    failures: Vec<Failure>,
+}
+
+struct Failure {
+    seqs: std::ops::Range<u64>,
+    untold: u64,
+    reason: String,
 }
 
 /// Group commit over a store: concurrent `persist` calls share one transaction.
@@ -366,14 +373,18 @@ impl Durable {
         group.pending.push(message);
         loop {
             if group.decided_below > seq {
-                return match group
-                    .failures
-                    .iter()
-                    .find(|(lo, hi, _)| (*lo..*hi).contains(&seq))
-                {
-                    Some((_, _, reason)) => Err(reason.clone()),
-                    None => Ok(seq),
+                let failed = group.failures.iter().position(|f| f.seqs.contains(&seq));
+                let Some(index) = failed else {
+                    return Ok(seq);
                 };
+                let failure = &mut group.failures[index];
+                failure.untold -= 1;
+                let reason = if failure.untold == 0 {
+                    group.failures.swap_remove(index).reason
+                } else {
+                    failure.reason.clone()
+                };
+                return Err(reason);
             }
             if group.leader {
                 group = self
@@ -391,10 +402,12 @@ impl Durable {
             let end = batch.last().map_or(group.decided_below, |m| m.seq + 1);
             if let Err(reason) = result {
                 let start = batch.first().map_or(end, |m| m.seq);
-                group.failures.push((start, end, reason));
-                // Keep the list short: only recent failures can still be asked about.
-                if group.failures.len() > 64 {
-                    group.failures.remove(0);
+                if start < end {
+                    group.failures.push(Failure {
+                        seqs: start..end,
+                        untold: end - start,
+                        reason,
+                    });
                 }
             }
             group.decided_below = end;
@@ -533,6 +546,78 @@ mod tests {
         let e = SqliteStore::open(&junk).err().unwrap();
         assert!(e.contains("not a store"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Fails every batch that holds a seq divisible by 3, and says which seqs it refused.
+    struct FlakyStore {
+        refused: std::sync::Arc<Mutex<std::collections::HashSet<u64>>>,
+    }
+
+    impl OutboxStore for FlakyStore {
+        fn pending(&mut self) -> Result<Vec<StoredMessage>, String> {
+            Ok(Vec::new())
+        }
+        fn insert(&mut self, batch: &[StoredMessage]) -> Result<(), String> {
+            if batch.iter().all(|m| m.seq % 3 != 0) {
+                return Ok(());
+            }
+            let mut refused = self.refused.lock().unwrap();
+            refused.extend(batch.iter().map(|m| m.seq));
+            Err(format!("disk full at {}", batch[0].seq))
+        }
+        fn remove(&mut self, _: &[u64]) -> Result<(), String> {
+            Ok(())
+        }
+        fn seen_keys(&mut self, _: usize) -> Result<Vec<String>, String> {
+            Ok(Vec::new())
+        }
+        fn remember(&mut self, _: &[String], _: usize) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_sender_of_a_failed_commit_is_told_and_nothing_is_kept() {
+        let refused = std::sync::Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let store = FlakyStore {
+            refused: refused.clone(),
+        };
+        let (durable, _) = Durable::new(Box::new(store)).unwrap();
+        let durable = std::sync::Arc::new(durable);
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let d = durable.clone();
+                std::thread::spawn(move || {
+                    (0..300)
+                        .map(|i| {
+                            let message = message("1", &format!("{t}-{i}"));
+                            // The seq is assigned inside; an error names its batch's first.
+                            match d.persist(message) {
+                                Ok(seq) => (Some(seq), None),
+                                Err(reason) => (None, Some(reason)),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let refused = refused.lock().unwrap();
+        let accepted: Vec<u64> = results.iter().filter_map(|r| r.0).collect();
+        let errors = results.iter().filter(|r| r.1.is_some()).count();
+        assert!(accepted.iter().all(|seq| !refused.contains(seq)));
+        assert_eq!(
+            errors,
+            refused.len(),
+            "each refused message's sender told once"
+        );
+        assert_eq!(accepted.len() + errors, 2400);
+        assert!(errors > 0);
+        // Every failure was taken by all its senders: the list does not grow with failures.
+        assert!(durable.group().failures.is_empty());
     }
 
     #[test]
