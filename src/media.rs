@@ -369,25 +369,33 @@ impl PartialFile {
             }
             name_part.push(c);
         }
-        let directory = destination.parent().unwrap_or(Path::new(""));
-        let mut attempts = 0;
-        loop {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = directory.join(format!(".{name_part}.{}.{n}.part", std::process::id()));
-            let created = tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .await;
-            match created {
-                Ok(file) => return Ok((Self { path: Some(path) }, file)),
-                // A leftover of an earlier process with the same pid: take the next number.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {
-                    attempts += 1;
+        let directory = destination.parent().unwrap_or(Path::new("")).to_path_buf();
+        // The file is created on the blocking pool and handed back inside its guard: if this
+        // future is dropped while the open runs (a cancelled download), the pool drops the
+        // unclaimed guard and the new file goes with it.
+        let created = tokio::task::spawn_blocking(move || {
+            let mut attempts = 0;
+            loop {
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                let path = directory.join(format!(".{name_part}.{}.{n}.part", std::process::id()));
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(file) => return Ok((Self { path: Some(path) }, file)),
+                    // A leftover of an earlier process with the same pid: take the next number.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {
+                        attempts += 1;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
-        }
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        let (partial, file) = created?;
+        Ok((partial, tokio::fs::File::from_std(file)))
     }
 
     /// Moves the file over `destination` (replacing a file there).
@@ -839,6 +847,37 @@ fn is_html_page(content_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_download_cancelled_while_its_file_is_created_leaves_no_file() {
+        let dir = std::env::temp_dir().join(format!("wa-partial-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let destination = dir.join("voice.ogg");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for _ in 0..20 {
+                // One poll starts the open on the blocking pool; then the download is dropped
+                // (usually while the open runs; a finished one is dropped with its guard).
+                let create = PartialFile::create(&destination);
+                drop(futures_util::FutureExt::now_or_never(create));
+            }
+            // And the completed path still removes its file when the guard goes.
+            let (partial, file) = PartialFile::create(&destination).await.unwrap();
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+            drop((partial, file));
+        });
+        // Shutting the runtime down waits for the blocking opens still running.
+        drop(runtime);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn html_pages_are_recognised_in_any_case() {
