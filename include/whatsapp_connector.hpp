@@ -139,8 +139,10 @@ public:
     // event fd is woken for it), before the library's pending callbacks, or after them when
     // `afterLibrary` (then after every callback the library had queued when Post was called),
     // unless `owner` expired by then. In thread mode on the library's dispatch thread, in
-    // sequence with the callbacks (wa_client_post), never inside this call.
-    virtual void Post(std::weak_ptr<void> owner, std::function<void()> task, bool afterLibrary) = 0;
+    // sequence with the callbacks (wa_client_post), never inside this call. False when nothing
+    // was queued: in thread mode after the client's CloseComplete (its dispatch thread runs
+    // nothing more). When true, the task may already have run (and deleted its owner).
+    virtual bool Post(std::weak_ptr<void> owner, std::function<void()> task, bool afterLibrary) = 0;
     // Returns once no posted task runs on another thread (so an owner may be destroyed).
     virtual void Quiesce() noexcept = 0;
     // A line to the host's log of the client (IInstanceLog adapter); false when it has none.
@@ -696,18 +698,18 @@ public:
 
 private:
     // --- detail::ClientServices (for IWhatsAppOnboarding) ---
-    void Post(std::weak_ptr<void> owner, std::function<void()> task, bool afterLibrary) override
+    bool Post(std::weak_ptr<void> owner, std::function<void()> task, bool afterLibrary) override
     {
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (threadMode_ && closeDelivered_)
-                return; // nothing runs after CloseComplete
+                return false; // nothing runs after CloseComplete
             tasks_.push_back(Task{std::move(owner), std::move(task), afterLibrary});
             if (threadMode_ || wakeFd_ < 0) {
                 // Run on the library's dispatch thread (or, in poll mode without a wake fd of
                 // ours, by the library's own dispatch), in sequence with the callbacks.
                 PostLocked();
-                return;
+                return true;
             }
         }
         if (wakeFd_ >= 0) {
@@ -715,6 +717,7 @@ private:
             ssize_t n = ::write(wakeFd_, &one, sizeof one);
             (void)n;
         }
+        return true;
     }
 
     void Quiesce() noexcept override { std::lock_guard<std::recursive_mutex> running(*taskRun_); }
@@ -1442,7 +1445,11 @@ public:
         if (r == WA_ERR_CLOSED) {
             // The client was closed first (its close ended our runs): answer the seed's
             // Close -> CloseComplete contract ourselves, after what the library has queued.
-            services_->Post(LifeToken(), [this] { DeliverCloseComplete(); }, true); // may delete this: last
+            // When queued, the last statement: it may delete this (on another thread).
+            if (!services_->Post(LifeToken(), [this] { DeliverCloseComplete(); }, true))
+                LogLine(WA_LOG_WARN, "Close: the client's CloseComplete was delivered already and thread "
+                                     "mode runs nothing after it; no CloseComplete follows (close "
+                                     "onboardings before their client)");
         } else if (r != WA_OK) {
             LogLine(WA_LOG_ERROR, ("Close refused: " + LastErrorMessage()).c_str());
         }
@@ -1571,14 +1578,17 @@ private:
         bool hasInfo = src != nullptr;
         std::string info = hasInfo ? src : "";
         std::string error = why;
-        // The last statement: the delivery may delete this object (on another thread in thread
-        // mode).
-        services_->Post(
+        // When queued, the last statement: the delivery may delete this object (on another
+        // thread in thread mode).
+        bool queued = services_->Post(
             LifeToken(),
             [this, context, hasInfo, info, error] {
                 Deliver(context, hasInfo ? info.c_str() : nullptr, UNSTARTED, nullptr, error.c_str());
             },
             false);
+        if (!queued)
+            LogLine(WA_LOG_ERROR, ("refused after the client's CloseComplete, which thread mode cannot "
+                                   "follow with callbacks: " + error).c_str());
     }
 
     static void DropRecord(Shim* shim, Record* record) noexcept

@@ -10,6 +10,7 @@
 // after running every case that does not need them.
 #include "test_support.hpp"
 
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 #include <vector>
@@ -323,6 +324,37 @@ int main()
         o2->Onboard(&r, "orphan", nullptr, "code", kVerify, "1234", "", "5678", kPin); // logged, no result
         delete o2;
         CHECK(r.Results() == 0);
+    });
+
+    test::Run("thread mode, after the client's CloseComplete: Close and Onboard log why nothing follows", [&] {
+        struct ThreadUser : public UWhatsAppClient {
+            std::atomic<int> closes{0};
+            void WhatsAppClientSendMessageResult(IWhatsAppClient*, whatsapp_error_t, const char*, const char*) override {}
+            void WhatsAppClientCloseComplete(IWhatsAppClient*) override { closes++; }
+        } u;
+        IWhatsAppClient* client = OnboardingClient(&u, true);
+        OnboardingRecorder r;
+        IWhatsAppOnboarding* o = IWhatsAppOnboarding::Create(client, &r);
+        client->Close();
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (u.closes == 0 && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        CHECK(u.closes == 1);
+        o->Onboard(&r, "late", nullptr, "code", kVerify, "1234", "", "5678", kPin);
+        o->Close();
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        {
+            std::lock_guard<std::mutex> lock(r.mutex);
+            CHECK(r.outcomes.empty() && r.closed.empty());
+            bool refused = false, noClose = false;
+            for (const std::string& line : r.logs) {
+                refused = refused || line.find("refused after the client's CloseComplete") != std::string::npos;
+                noClose = noClose || line.find("no CloseComplete follows") != std::string::npos;
+            }
+            CHECK(refused && noClose);
+        }
+        delete o;
+        delete client;
     });
 
     test::Run("exceptions from onboarding callbacks stay in C++ (refusal path)", [&] {
