@@ -556,7 +556,8 @@ wa_result wa_onboarding_onboard(wa_onboarding *onboarding,
                                 uint32_t start_status);
 
 // Closes the onboarding: runs still going end with their `onboard_result` (the stage reached),
-// then `close_complete`. `WA_ERR_CLOSED` (and no callbacks) once the client is closed.
+// then `close_complete`. Calling it again is a no-op (`WA_OK`, no second `close_complete`).
+// `WA_ERR_CLOSED` (and no callbacks) once the client is closed.
 wa_result wa_onboarding_close(wa_onboarding *onboarding);
 
 // Frees the onboarding and calls its `destroy` (after its current callback, when called from

@@ -422,11 +422,11 @@ impl Client {
     }
 
     /// Ends the runs of `onboarding`: each gets its result with the stage reached, then
-    /// `OnboardingClosed` when `announce` is set.
+    /// `OnboardingClosed` when `announce` is set (once: closing it again does nothing).
     pub fn close_onboarding(&self, onboarding: u64, announce: bool) {
         let mut runs = self.onboarding_runs.lock();
-        if announce {
-            runs.closed.insert(onboarding);
+        if announce && !runs.closed.insert(onboarding) {
+            return;
         }
         for run in runs.by_onboarding.remove(&onboarding).unwrap_or_default() {
             if let Some(abort) = &run.abort {

@@ -199,7 +199,8 @@ pub extern "C" fn wa_onboarding_onboard(
 }
 
 /// Closes the onboarding: runs still going end with their `onboard_result` (the stage reached),
-/// then `close_complete`. `WA_ERR_CLOSED` (and no callbacks) once the client is closed.
+/// then `close_complete`. Calling it again is a no-op (`WA_OK`, no second `close_complete`).
+/// `WA_ERR_CLOSED` (and no callbacks) once the client is closed.
 #[no_mangle]
 pub extern "C" fn wa_onboarding_close(onboarding: *mut wa_onboarding) -> wa_result {
     guard(|| {
