@@ -7,7 +7,8 @@
  *
  * RESULTS: every fallible function returns a wa_result (WA_OK = 0). Outputs are written only on
  * success. wa_result_text() gives a static text for a code; wa_last_error_message() gives the
- * detail of the last failed call on the calling thread. Nothing passed in can crash the library:
+ * detail of the last failed call on the calling thread (kept until the next failed call on that
+ * thread; successful calls leave it). Nothing passed in can crash the library:
  * NULL pointers, invalid UTF-8 and malformed JSON are reported as result codes, and internal
  * panics are caught (WA_ERR_PANIC).
  *
@@ -334,8 +335,8 @@ typedef struct {
 extern "C" {
 #endif // __cplusplus
 
-// Copies the detail of the last failed call on the calling thread into `buf` (NUL-terminated,
-// truncated to fit) and stores the full length, without the NUL, in `*out_len`. Returns
+// Copies the detail of the last failed call on the calling thread (kept until the next failed
+// call: successful calls leave it) into `buf` (NUL-terminated, truncated to fit) and stores the full length, without the NUL, in `*out_len`. Returns
 // `WA_ERR_BUFFER_TOO_SMALL` when the text was truncated. An empty text means no detail.
 // `buf` NULL with `len` 0 asks for the length only (`*out_len`, `WA_ERR_BUFFER_TOO_SMALL`).
 wa_result wa_last_error_message(char *buf,

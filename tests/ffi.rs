@@ -364,8 +364,8 @@ fn static_texts_and_error_details() {
         "the outbox is full"
     );
     assert_eq!(text(wa_result_text(12345)), "unknown result code");
-    for code in 0..=12 {
-        assert!(!text(wa_result_text(code)).is_empty());
+    for code in 0..=wa_result::WA_ERR_STORAGE as u32 {
+        assert_ne!(text(wa_result_text(code)), "unknown result code", "{code}");
     }
     assert_eq!(text(wa_whatsapp_error_name(3)), "WHATSAPP_ERR_NOT_FOUND");
     assert_eq!(text(wa_whatsapp_error_name(7)), "WHATSAPP_ERR_CLOSING");
@@ -393,6 +393,31 @@ fn static_texts_and_error_details() {
         wa_last_error_message(null_mut(), 0, null_mut()),
         wa_result::WA_ERR_NULL_ARGUMENT
     );
+    // The detail stays until the next failed call: a successful call leaves it.
+    let read_detail = || {
+        let mut buf = [0 as c_char; 128];
+        let mut len = 0usize;
+        assert_eq!(
+            wa_last_error_message(buf.as_mut_ptr(), buf.len(), &mut len),
+            wa_result::WA_OK
+        );
+        text(buf.as_ptr())
+    };
+    let mut options = null_mut();
+    assert_eq!(wa_options_new(&mut options), wa_result::WA_OK);
+    assert_eq!(read_detail(), "out is NULL");
+    assert_eq!(
+        wa_options_set_request_timeout_ms(options, 0),
+        wa_result::WA_ERR_INVALID_ARGUMENT
+    );
+    let replaced = read_detail();
+    assert!(replaced.contains("timeout"), "{replaced}");
+    assert_eq!(
+        wa_options_set_request_timeout_ms(options, 100),
+        wa_result::WA_OK
+    );
+    assert_eq!(read_detail(), replaced);
+    wa_options_free(options);
 }
 
 #[test]

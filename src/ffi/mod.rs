@@ -22,7 +22,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub use result::wa_result;
 
 thread_local! {
-    /// Detail of the last failed call on this thread, for `wa_last_error_message`.
+    /// Detail of the last failed call on this thread (until the next failure), for
+    /// `wa_last_error_message`.
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
@@ -31,15 +32,32 @@ pub(crate) fn set_last_error(text: impl Into<String>) {
     let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = text);
 }
 
-fn clear_last_error() {
-    let _ = LAST_ERROR.try_with(|e| e.borrow_mut().clear());
+fn take_last_error() -> String {
+    LAST_ERROR
+        .try_with(|e| std::mem::take(&mut *e.borrow_mut()))
+        .unwrap_or_default()
 }
 
-/// Runs an export's body, turning a panic into `WA_ERR_PANIC`.
+/// After a successful call: the detail of the last failure stays readable (as errno does),
+/// unless a call nested in this one (from a callback) failed meanwhile and left its own.
+fn keep_last_error(previous: String) {
+    let _ = LAST_ERROR.try_with(|e| {
+        let mut current = e.borrow_mut();
+        if current.is_empty() {
+            *current = previous;
+        }
+    });
+}
+
+/// Runs an export's body, turning a panic into `WA_ERR_PANIC`. A failure's detail (set by the
+/// body, "" when it gave none) replaces the previous one; a success leaves it.
 pub(crate) fn guard(body: impl FnOnce() -> Result<(), wa_result>) -> wa_result {
-    clear_last_error();
+    let previous = take_last_error();
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => wa_result::WA_OK,
+        Ok(Ok(())) => {
+            keep_last_error(previous);
+            wa_result::WA_OK
+        }
         Ok(Err(code)) => code,
         Err(_) => {
             set_last_error("internal error (panic caught at the C boundary)");
@@ -144,8 +162,8 @@ pub(crate) fn with_c_strings<const N: usize, R>(
     result
 }
 
-/// Copies the detail of the last failed call on the calling thread into `buf` (NUL-terminated,
-/// truncated to fit) and stores the full length, without the NUL, in `*out_len`. Returns
+/// Copies the detail of the last failed call on the calling thread (kept until the next failed
+/// call: successful calls leave it) into `buf` (NUL-terminated, truncated to fit) and stores the full length, without the NUL, in `*out_len`. Returns
 /// `WA_ERR_BUFFER_TOO_SMALL` when the text was truncated. An empty text means no detail.
 /// `buf` NULL with `len` 0 asks for the length only (`*out_len`, `WA_ERR_BUFFER_TOO_SMALL`).
 #[no_mangle]
