@@ -279,6 +279,7 @@ impl Emulator {
             );
         };
         let control = reqwest::blocking::Client::builder()
+            .no_proxy()
             .timeout(Duration::from_secs(10))
             .build()
             .expect("control HTTP client");
@@ -713,6 +714,8 @@ fn run_baseline(emulator: &Emulator, workload: &Workload, n: usize) -> Sample {
     let http = {
         let _enter = runtime.enter();
         reqwest::Client::builder()
+            // As the library does for a Graph on loopback.
+            .no_proxy()
             .user_agent(whatsapp_connector::graph::USER_AGENT)
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))

@@ -70,6 +70,7 @@ impl Target {
     fn new(runtime: &tokio::runtime::Runtime, url: String, library: bool) -> Self {
         let _enter = runtime.enter();
         let http = reqwest::Client::builder()
+            .no_proxy()
             .pool_max_idle_per_host(IN_FLIGHT)
             .tcp_nodelay(true)
             .build()

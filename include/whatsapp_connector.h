@@ -12,6 +12,13 @@
  * NULL pointers, invalid UTF-8 and malformed JSON are reported as result codes, and internal
  * panics are caught (WA_ERR_PANIC).
  *
+ * NETWORK: Graph is reached over HTTPS with rustls; certificates are checked against the
+ *   operating system's CA certificates (the ca-certificates package; SSL_CERT_FILE and
+ *   SSL_CERT_DIR override), so a machine without them fails every send (OTHER_HTTP, after the
+ *   retries). The standard proxy variables (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, also in
+ *   lower case) apply as they do for curl, except that a Graph base URL on a loopback address
+ *   (the emulator) is always reached directly.
+ *
  * OWNERSHIP
  *   1. wa_options_new() gives the caller an options object; the caller frees it with
  *      wa_options_free(). wa_client_new() copies it, so it may be freed right after.

@@ -44,6 +44,34 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// The standard proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, also
+/// in lower case) apply to Graph on the network, as a host's egress proxy expects; a Graph on a
+/// loopback address (the emulator) is always reached directly: a proxy cannot reach this
+/// machine's loopback, and test traffic with its token would otherwise go through it.
+pub(crate) fn with_proxy_policy(
+    builder: reqwest::ClientBuilder,
+    graph_base_url: &str,
+) -> reqwest::ClientBuilder {
+    if is_loopback_url(graph_base_url) {
+        builder.no_proxy()
+    } else {
+        builder
+    }
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    let Some(parsed) = Url::parse(url).ok() else {
+        return false;
+    };
+    let host = parsed.host_str().unwrap_or("");
+    // An IPv6 host comes in brackets.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// Graph's send endpoint for one configuration.
 pub struct GraphClient {
     http: reqwest::Client,
@@ -68,7 +96,8 @@ impl GraphClient {
             // counted per message). reqwest's own layer copies every request to replay HTTP/2
             // refusals (GOAWAY, REFUSED_STREAM) at once; without it those few requests come back
             // as transport errors and the outbox retries them after its first backoff.
-            .retry(reqwest::retry::never().max_retries_per_request(0))
+            .retry(reqwest::retry::never().max_retries_per_request(0));
+        let http = with_proxy_policy(http, &config.graph_base_url)
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
         Ok(Self {
@@ -320,6 +349,26 @@ pub(crate) fn error_text(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_graph_urls_are_recognised() {
+        for loopback in [
+            "http://127.0.0.1:9",
+            "http://127.8.0.1",
+            "http://[::1]:80",
+            "http://LocalHost:1",
+        ] {
+            assert!(is_loopback_url(loopback), "{loopback}");
+        }
+        for network in [
+            "https://graph.facebook.com",
+            "http://10.0.0.1",
+            "http://localhost.example",
+            "not a url",
+        ] {
+            assert!(!is_loopback_url(network), "{network}");
+        }
+    }
 
     #[test]
     fn error_text_leaves_the_url_out() {

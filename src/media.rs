@@ -457,7 +457,8 @@ impl MediaClient {
                 } else {
                     attempt.follow()
                 }
-            }))
+            }));
+        let http = crate::graph::with_proxy_policy(http, &config.graph_base_url)
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
         Ok(Self {

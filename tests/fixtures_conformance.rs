@@ -239,7 +239,7 @@ fn check_request_body(emu: &Emulator, name: &str, expected: &Value) {
     .unwrap_or_else(|e| panic!("{name}: the builder refused a real body: {e}"));
     let ours: Value = serde_json::from_slice(&built.body).unwrap();
     assert_eq!(&ours, expected, "{name}");
-    let answer = reqwest::blocking::Client::new()
+    let answer = direct_http()
         .post(format!("{}/v26.0/{PHONE_ID}/messages", emu.url))
         .bearer_auth(TOKEN)
         .json(expected)

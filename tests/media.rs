@@ -371,7 +371,7 @@ fn get_media_serves_only_with_the_access_token() {
     });
     let (id, sha) = emu.create_media("image/png", 70_000);
     let base = format!("http://127.0.0.1:{}/client/getMedia", host.webhook_port());
-    let http = reqwest::blocking::Client::new();
+    let http = direct_http();
     let ok = http
         .get(format!("{base}?id={id}"))
         .bearer_auth(MEDIA_TOKEN)

@@ -58,6 +58,7 @@ impl Inbox {
             // No pooled connections: after refusing an oversize body the listener closes the
             // connection, and a request that picked it from the pool at that moment would fail.
             http: reqwest::blocking::Client::builder()
+                .no_proxy()
                 .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
@@ -591,7 +592,7 @@ fn the_listener_serves_only_its_path_and_a_configured_limit() {
         200
     );
     let body = vec![b'x'; 4096];
-    let r = reqwest::blocking::Client::new()
+    let r = direct_http()
         .post(format!("http://127.0.0.1:{port}/hooks/wa"))
         .header("X-Hub-Signature-256", sign(APP_SECRET, &body))
         .body(body)

@@ -36,7 +36,7 @@ impl Emulator {
         Emulator {
             child,
             url,
-            http: reqwest::blocking::Client::new(),
+            http: direct_http(),
         }
     }
 
@@ -267,6 +267,15 @@ unsafe extern "C" fn on_destroy(user_data: *mut c_void) {
     seen.destroyed += 1;
     drop(seen);
     st.changed.notify_all();
+}
+
+/// An HTTP client for the tests' own requests to loopback servers: never through a proxy set
+/// in the developer's environment (it could not reach this machine's loopback).
+pub fn direct_http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
 }
 
 pub fn cstr(s: &str) -> CString {
@@ -868,7 +877,7 @@ impl Emulator {
                 return Emulator {
                     child,
                     url,
-                    http: reqwest::blocking::Client::new(),
+                    http: direct_http(),
                 };
             }
             assert!(
