@@ -544,10 +544,13 @@ wa_result wa_onboarding_new(wa_client *client,
 // phonePin)`, with where to start: `start_status` is `WA_ONBOARDING_FETCH_TOKEN` for a full
 // run (`code` required), or `WA_ONBOARDING_REGISTER_WEBHOOKS` / `WA_ONBOARDING_REGISTER_PHONE`
 // to resume a run that failed there, with the token the client already has (`code` may then be
-// NULL). `version` may be NULL or "" (the client's). `callback_uri` may be "" (subscribe
-// without override). Stages: FETCH_TOKEN (`GET /oauth/access_token`; the token is then set on
-// the client), REGISTER_WEBHOOKS (the client's webhook token is set to `webhook_token`, then
-// `POST /{waba}/subscribed_apps`), REGISTER_PHONE (`POST /{phone}/register` with the PIN).
+// NULL). `version` may be NULL or "" (the client's). `callback_uri` may be NULL or ""
+// (subscribe without override; `webhook_token` is needed with one). `webhook_token`, `waba_id`
+// and `callback_uri` may be NULL (= "") when starting at REGISTER_PHONE, which does not use
+// them. Stages: FETCH_TOKEN (`GET /oauth/access_token`; the token is then set on the client),
+// REGISTER_WEBHOOKS (the client's webhook token is set to `webhook_token` unless that is
+// empty, then `POST /{waba}/subscribed_apps`), REGISTER_PHONE (`POST /{phone}/register` with
+// the PIN).
 // Exactly one `onboard_result` follows an accepted call, before the onboarding's and the
 // client's `close_complete`; bad arguments are refused at once, and `WA_ERR_CLOSED` once the
 // onboarding or its client was closed.

@@ -265,7 +265,10 @@ pub async fn run(
     };
     if request.start <= Stage::RegisterWebhooks {
         progress.enter(Stage::RegisterWebhooks);
-        on_webhook_token(&request.webhook_token);
+        // Without a token of its own (no callbackUri), a run keeps the client's.
+        if !request.webhook_token.is_empty() {
+            on_webhook_token(&request.webhook_token);
+        }
         let body = if request.callback_uri.is_empty() {
             json!({})
         } else {

@@ -466,17 +466,24 @@ fn resuming_at_register_phone_with_a_known_token() {
             .count()
     };
     let before = oauth_calls(&o);
+    // Resuming at REGISTER_PHONE: the webhook arguments are unused and may be NULL.
     assert_eq!(
-        o.onboard(
-            2,
-            None,
-            &waba,
-            "",
-            &phone,
-            PIN,
-            WA_ONBOARDING_REGISTER_PHONE
+        wa_onboarding_onboard(
+            o.onboarding,
+            common::ctx(2),
+            cstr("src-2").as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            cstr(&phone).as_ptr(),
+            cstr(PIN).as_ptr(),
+            WA_ONBOARDING_REGISTER_PHONE as u32,
         ),
-        wa_result::WA_OK
+        wa_result::WA_OK,
+        "{}",
+        last_error()
     );
     let second = o.outcomes(2).remove(1);
     assert_eq!(
@@ -485,6 +492,49 @@ fn resuming_at_register_phone_with_a_known_token() {
         "{second:?}"
     );
     assert_eq!(oauth_calls(&o), before, "no code exchange when resuming");
+}
+
+/// A run resumed at REGISTER_WEBHOOKS without a callback URI or verify token subscribes
+/// without override and leaves the client's verify token as it was.
+#[test]
+fn resuming_without_a_verify_token_keeps_the_clients() {
+    let o = Onboarder::new();
+    let (code, waba, phone) = o.code(json!({}));
+    assert_eq!(o.full(1, &code, &waba, &phone), wa_result::WA_OK);
+    assert_eq!(o.outcomes(1)[0].status, WA_ONBOARDING_FINISHED as u32);
+    let verify = |token: &str| {
+        o.host
+            .webhook(
+                "GET",
+                &format!("/webhook?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=42"),
+                None,
+                b"",
+            )
+            .status
+    };
+    assert_eq!(verify(VERIFY), 200);
+    assert_eq!(
+        wa_onboarding_onboard(
+            o.onboarding,
+            common::ctx(2),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            cstr(&waba).as_ptr(),
+            std::ptr::null(),
+            cstr(&phone).as_ptr(),
+            cstr(PIN).as_ptr(),
+            WA_ONBOARDING_REGISTER_WEBHOOKS as u32,
+        ),
+        wa_result::WA_OK,
+        "{}",
+        last_error()
+    );
+    let second = o.outcomes(2).remove(1);
+    assert_eq!(second.status, WA_ONBOARDING_FINISHED as u32, "{second:?}");
+    assert_eq!(verify(VERIFY), 200, "the client's verify token was kept");
+    assert_eq!(verify(""), 403);
 }
 
 #[test]

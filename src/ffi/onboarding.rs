@@ -145,10 +145,13 @@ pub extern "C" fn wa_onboarding_new(
 /// phonePin)`, with where to start: `start_status` is `WA_ONBOARDING_FETCH_TOKEN` for a full
 /// run (`code` required), or `WA_ONBOARDING_REGISTER_WEBHOOKS` / `WA_ONBOARDING_REGISTER_PHONE`
 /// to resume a run that failed there, with the token the client already has (`code` may then be
-/// NULL). `version` may be NULL or "" (the client's). `callback_uri` may be "" (subscribe
-/// without override). Stages: FETCH_TOKEN (`GET /oauth/access_token`; the token is then set on
-/// the client), REGISTER_WEBHOOKS (the client's webhook token is set to `webhook_token`, then
-/// `POST /{waba}/subscribed_apps`), REGISTER_PHONE (`POST /{phone}/register` with the PIN).
+/// NULL). `version` may be NULL or "" (the client's). `callback_uri` may be NULL or ""
+/// (subscribe without override; `webhook_token` is needed with one). `webhook_token`, `waba_id`
+/// and `callback_uri` may be NULL (= "") when starting at REGISTER_PHONE, which does not use
+/// them. Stages: FETCH_TOKEN (`GET /oauth/access_token`; the token is then set on the client),
+/// REGISTER_WEBHOOKS (the client's webhook token is set to `webhook_token` unless that is
+/// empty, then `POST /{waba}/subscribed_apps`), REGISTER_PHONE (`POST /{phone}/register` with
+/// the PIN).
 /// Exactly one `onboard_result` follows an accepted call, before the onboarding's and the
 /// client's `close_complete`; bad arguments are refused at once, and `WA_ERR_CLOSED` once the
 /// onboarding or its client was closed.
@@ -176,9 +179,16 @@ pub extern "C" fn wa_onboarding_onboard(
                     .unwrap_or("")
                     .to_string(),
                 code: borrow_opt_str(code, "code")?.map(str::to_string),
-                webhook_token: borrow_str(webhook_token, "webhook_token")?.to_string(),
-                waba_id: borrow_str(waba_id, "waba_id")?.to_string(),
-                callback_uri: borrow_str(callback_uri, "callback_uri")?.to_string(),
+                // NULL = "": unused when resuming at REGISTER_PHONE, as the C++ layer allows.
+                webhook_token: borrow_opt_str(webhook_token, "webhook_token")?
+                    .unwrap_or("")
+                    .to_string(),
+                waba_id: borrow_opt_str(waba_id, "waba_id")?
+                    .unwrap_or("")
+                    .to_string(),
+                callback_uri: borrow_opt_str(callback_uri, "callback_uri")?
+                    .unwrap_or("")
+                    .to_string(),
                 phone_id: borrow_str(phone_id, "phone_id")?.to_string(),
                 pin: borrow_str(phone_pin, "phone_pin")?.to_string(),
                 start: Stage::from_u32(start_status).ok_or_else(|| {
