@@ -209,7 +209,7 @@ fn handler_cost(bodies: &[(Bytes, String)]) -> f64 {
         fn push(&self, _: Event) {}
     }
     let credentials = Arc::new(whatsapp_connector::secrets::Credentials::default());
-    credentials.set_config("token", SECRET);
+    credentials.set_config("token", Some(SECRET));
     let settings = WebhookSettings {
         max_body: 1 << 20,
         dedupe_capacity: 100_000,

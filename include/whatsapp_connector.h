@@ -362,8 +362,9 @@ wa_result wa_client_new(const wa_options *options,
                         wa_client **out);
 
 // Sets the access token (Bearer for Graph) and the app secret (verifies webhooks). Either may
-// be "" (no token: sends are held for the token hold time). Messages held for lack of a token
-// go out once one is set. `app_secret` may be NULL (same as "").
+// be "" (no token: sends are held for the token hold time; no secret: webhook POSTs are
+// refused with 503). Messages held for lack of a token go out once one is set. `app_secret`
+// NULL keeps the current app secret (to renew only the token).
 wa_result wa_client_set_config(wa_client *client,
                                const char *token,
                                const char *app_secret);

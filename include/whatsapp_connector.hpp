@@ -408,7 +408,8 @@ public:
 
     // Starts closing; CloseComplete follows as the last callback. Again: no-op.
     virtual void Close() = 0;
-    // Access token (Bearer for Graph) and app secret (verifies webhooks).
+    // Access token (Bearer for Graph) and app secret (verifies webhooks); a null secret keeps
+    // the current one (to renew only the token), "" removes it.
     virtual void SetConfig(const char* token, const char* secret) = 0;
     // The verify token Meta's webhook verification request must present.
     virtual void SetWebhookToken(const char* webhookToken) = 0;

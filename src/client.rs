@@ -200,8 +200,9 @@ impl Client {
         &self.credentials
     }
 
-    /// Sets the access token and app secret; held messages go out once a token is set.
-    pub fn set_config(&self, token: &str, app_secret: &str) -> Result<(), String> {
+    /// Sets the access token and the app secret (`None`: kept); held messages go out once a
+    /// token is set.
+    pub fn set_config(&self, token: &str, app_secret: Option<&str>) -> Result<(), String> {
         // It travels in an HTTP header: visible ASCII only.
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("the token may contain only visible ASCII characters".into());
@@ -378,8 +379,7 @@ impl Client {
         let task = runtime.spawn(async move {
             let set_token = |token: &str| {
                 // "Saved to config and used for further authorization" (the seed).
-                let secret = credentials.app_secret();
-                credentials.set_config(token, secret.expose());
+                credentials.set_config(token, None);
                 let _ = commands.send(Command::SetToken(Some(Arc::from(token))));
             };
             let set_webhook_token = |token: &str| credentials.set_webhook_token(token);

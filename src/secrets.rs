@@ -106,11 +106,15 @@ impl Credentials {
         self.values.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn set_config(&self, token: &str, app_secret: &str) {
+    /// Sets the token, and the app secret unless `app_secret` is `None` (kept as it is).
+    pub fn set_config(&self, token: &str, app_secret: Option<&str>) {
         let mut v = self.write();
         let old_token = std::mem::replace(&mut v.token, Secret::new(token));
-        let old_secret = std::mem::replace(&mut v.app_secret, Secret::new(app_secret));
         v.retire(old_token);
+        let Some(app_secret) = app_secret else {
+            return;
+        };
+        let old_secret = std::mem::replace(&mut v.app_secret, Secret::new(app_secret));
         v.retire(old_secret);
         v.webhook_mac = (!app_secret.is_empty()).then(|| {
             WebhookMac(
@@ -166,9 +170,9 @@ mod tests {
     #[test]
     fn replaced_secrets_stay_redacted() {
         let c = Credentials::default();
-        c.set_config("EAAold-token", "old-app-secret");
+        c.set_config("EAAold-token", Some("old-app-secret"));
         c.set_webhook_token("old-verify");
-        c.set_config("EAAnew-token", "new-app-secret");
+        c.set_config("EAAnew-token", Some("new-app-secret"));
         c.set_webhook_token("new-verify");
         assert_eq!(
             c.redact("EAAold-token old-app-secret old-verify EAAnew-token"),
@@ -176,7 +180,7 @@ mod tests {
         );
         // Bounded: the oldest are forgotten after many rotations.
         for i in 0..20 {
-            c.set_config(&format!("EAAtoken-{i}"), "new-app-secret");
+            c.set_config(&format!("EAAtoken-{i}"), Some("new-app-secret"));
         }
         assert_eq!(c.redact("EAAtoken-19 EAAtoken-12"), "[redacted] [redacted]");
         assert_eq!(c.redact("EAAtoken-0"), "EAAtoken-0");
@@ -185,7 +189,7 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let c = Credentials::default();
-        c.set_config("EAAtoken123", "appsecret456");
+        c.set_config("EAAtoken123", Some("appsecret456"));
         assert!(!format!("{c:?}").contains("EAAtoken123"));
         assert!(!format!("{c:?}").contains("appsecret456"));
         assert_eq!(

@@ -354,7 +354,7 @@ mod tests {
     fn a_delivery_the_closed_queue_refuses_is_not_acknowledged() {
         use hmac::Mac;
         let credentials = Arc::new(Credentials::default());
-        credentials.set_config("token", "secret");
+        credentials.set_config("token", Some("secret"));
         let settings = WebhookSettings {
             max_body: 1 << 20,
             dedupe_capacity: 100,

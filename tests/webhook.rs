@@ -565,6 +565,30 @@ fn refused_requests_produce_no_callbacks() {
     let r = host.webhook("POST", "/webhook", Some(&sign("", &body)), &body);
     assert_eq!(r.status, 503);
     assert!(host.drain_inbound(SETTLE).is_empty());
+
+    // Renewing only the token (NULL secret) keeps the secret; "" removes it.
+    host.set_token(TOKEN); // with APP_SECRET
+    let config = |token: &str, secret: Option<&str>| {
+        let secret = secret.map(cstr);
+        whatsapp_connector::ffi::client::wa_client_set_config(
+            host.client,
+            cstr(token).as_ptr(),
+            secret.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+        )
+    };
+    assert_eq!(config("EAArenewed", None), wa_result::WA_OK);
+    let signed = sign(APP_SECRET, &body);
+    assert_eq!(
+        host.webhook("POST", "/webhook", Some(&signed), &body)
+            .status,
+        200
+    );
+    assert_eq!(config("EAArenewed", Some("")), wa_result::WA_OK);
+    assert_eq!(
+        host.webhook("POST", "/webhook", Some(&signed), &body)
+            .status,
+        503
+    );
 }
 
 #[test]

@@ -555,8 +555,9 @@ pub extern "C" fn wa_client_new(
 }
 
 /// Sets the access token (Bearer for Graph) and the app secret (verifies webhooks). Either may
-/// be "" (no token: sends are held for the token hold time). Messages held for lack of a token
-/// go out once one is set. `app_secret` may be NULL (same as "").
+/// be "" (no token: sends are held for the token hold time; no secret: webhook POSTs are
+/// refused with 503). Messages held for lack of a token go out once one is set. `app_secret`
+/// NULL keeps the current app secret (to renew only the token).
 #[no_mangle]
 pub extern "C" fn wa_client_set_config(
     client: *mut wa_client,
@@ -568,7 +569,7 @@ pub extern "C" fn wa_client_set_config(
         // SAFETY: NUL-terminated strings valid for the call (header contract).
         let token = unsafe { borrow_str(token, "token") }?;
         // SAFETY: as above.
-        let app_secret = unsafe { borrow_opt_str(app_secret, "app_secret") }?.unwrap_or("");
+        let app_secret = unsafe { borrow_opt_str(app_secret, "app_secret") }?;
         shared
             .core
             .set_config(token, app_secret)
