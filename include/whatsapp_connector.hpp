@@ -31,15 +31,18 @@
  * is delivered by the next Dispatch() (poll mode; the event fd is woken for it; with
  * Options().DispatchMode(WA_DISPATCH_THREAD), on the library's dispatch thread like every
  * other callback, never inside the call; after CloseComplete a refused call gets none) with
- * WHATSAPP_ERR_CLOSING when the client is closed and WHATSAPP_ERR_BAD_REQUEST otherwise, and the
- * reason as `content`. TrySendMessage() returns the refusal code instead (no callback then).
+ * WHATSAPP_ERR_CLOSING when the client is closed, WHATSAPP_ERR_OTHER_HTTP when a later call may
+ * pass (outbox full, storage or system error) and WHATSAPP_ERR_BAD_REQUEST for bad arguments,
+ * and the reason as `content`. TrySendMessage() returns the refusal code instead (no callback then).
  * Inbound messages (RecvMessage, RecvMedia, RawChange) and CloseComplete go to the `user` given
  * to Create(). One UWhatsAppClient may serve several clients: each callback names its client.
  *
  * LIFETIME. Close(), keep dispatching, WhatsAppClientCloseComplete() arrives as the last
  * callback, then `delete client` (inside CloseComplete or later). Deleting earlier is safe too:
  * the client closes at once and results not yet delivered are discarded (no further callbacks).
- * Deleting a client from inside any of its callbacks is allowed.
+ * Deleting a client from inside any of its callbacks is allowed; in thread mode its stopping then
+ * finishes on the library's dispatch thread after the callback returns, unjoined: before exiting
+ * or unloading the library, delete the last client from another thread (that delete waits).
  *
  * EXCEPTIONS. A C++ exception must never unwind into the library (undefined behaviour). Every
  * callback trampoline is noexcept and catches everything a U-method throws; the exception is
@@ -808,11 +811,28 @@ private:
     }
     void DropRecord(Record* record) noexcept { DropRecord(shim_, record); }
 
+    // CLOSING after Close; OTHER_HTTP for what may pass later (a full outbox, a storage or
+    // system error, an internal failure); BAD_REQUEST for the call's own arguments.
+    static whatsapp_error_t RefusalError(wa_result r) noexcept
+    {
+        switch (r) {
+        case WA_ERR_CLOSED:
+            return WHATSAPP_ERR_CLOSING;
+        case WA_ERR_QUEUE_FULL:
+        case WA_ERR_STORAGE:
+        case WA_ERR_SYSTEM:
+        case WA_ERR_PANIC:
+            return WHATSAPP_ERR_OTHER_HTTP;
+        default:
+            return WHATSAPP_ERR_BAD_REQUEST;
+        }
+    }
+
     void Refused(UWhatsAppClient* context, wa_result r, const char* callbackInfo)
     {
         Deferred item;
         item.context = context;
-        item.error = r == WA_ERR_CLOSED ? WHATSAPP_ERR_CLOSING : WHATSAPP_ERR_BAD_REQUEST;
+        item.error = RefusalError(r);
         item.hasInfo = callbackInfo != nullptr;
         item.info = callbackInfo != nullptr ? callbackInfo : "";
         std::string detail = LastErrorMessage();

@@ -253,6 +253,23 @@ int main()
         CloseAndDelete(c, r);
     });
 
+    test::Run("a refusal the host may retry (outbox full) is OTHER_HTTP, not BAD_REQUEST", [&] {
+        Recorder r;
+        wa::Options options = BaseOptions();
+        options.OutboxCapacity(1);
+        IWhatsAppClient* c = IWhatsAppClient::Create(options, &r); // no token: the first is held
+        CHECK(c != nullptr);
+        c->SendMessage(&r, "{\"body\":\"held\"}", kTo, "text", kChannel, "first");
+        c->SendMessage(&r, "{\"body\":\"no room\"}", kTo, "text", kChannel, "second");
+        CHECK(test::Pump(c, [&] { return r.results.size() == 1; }));
+        if (r.results.size() == 1) {
+            CHECK(r.results[0].error == WHATSAPP_ERR_OTHER_HTTP);
+            CHECK_EQ_STR(r.results[0].info, "second");
+            CHECK(r.results[0].content.find("outbox is full") != std::string::npos);
+        }
+        CloseAndDelete(c, r);
+    });
+
     test::Run("SetConfig releases messages held for a token", [&] {
         Recorder r;
         IWhatsAppClient* c = IWhatsAppClient::Create(BaseOptions(), &r);
