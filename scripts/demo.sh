@@ -5,13 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v cmake >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
-    else
-        python3 -m pip install --quiet cmake
-    fi
-fi
+# shellcheck source=scripts/setup.sh
+. scripts/setup.sh
+need cc gcc
+need c++ g++
+ensure_cmake
 echo "== C++ example (cpp-example/)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build -j2 --target cpp-example >/dev/null

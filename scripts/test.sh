@@ -6,25 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Installs a Debian package when a tool is missing (CI machines start without some of them).
-need() {
-    local tool=$1 package=$2
-    command -v "$tool" >/dev/null 2>&1 && return 0
-    echo "== installing $package (for $tool)"
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
-    else
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
-    fi
-}
+# shellcheck source=scripts/setup.sh
+. scripts/setup.sh
 need cc gcc
 need c++ g++
 need nm binutils
 need valgrind valgrind
-if ! command -v cmake >/dev/null 2>&1; then
-    need cmake cmake || true
-    command -v cmake >/dev/null 2>&1 || python3 -m pip install --quiet cmake
-fi
+ensure_cmake
+ensure_rust_components
 
 # A clone is built once: incremental state would only take disk (0.8 GB), never time.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
