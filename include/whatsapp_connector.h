@@ -363,7 +363,8 @@ wa_result wa_client_new(const wa_options *options,
 
 // Sets the access token (Bearer for Graph) and the app secret (verifies webhooks). Either may
 // be "" (no token: sends are held for the token hold time; no secret: webhook POSTs are
-// refused with 503). Messages held for lack of a token go out once one is set. `app_secret`
+// refused with 503). The token travels in an HTTP header: visible ASCII only (a trailing
+// newline read from a file is refused with `WA_ERR_INVALID_ARGUMENT`). Messages held for lack of a token go out once one is set. `app_secret`
 // NULL keeps the current app secret (to renew only the token).
 wa_result wa_client_set_config(wa_client *client,
                                const char *token,
@@ -394,7 +395,7 @@ const char *wa_client_version(const wa_client *client);
 // Returns WA_OK when the message was accepted: exactly one `send_result` callback follows.
 // Invalid input returns an error at once (`wa_last_error_message` says why); no request is
 // made and no callback follows. `WA_ERR_CLOSED` after `wa_client_close`; `WA_ERR_QUEUE_FULL`
-// when the outbox is full.
+// when the outbox is full; `WA_ERR_STORAGE` when the durable outbox could not store it.
 wa_result wa_client_send_message(wa_client *client,
                                  const char *message_json,
                                  const char *remote_num,
@@ -429,12 +430,13 @@ wa_result wa_client_event_fd(const wa_client *client,
 
 // Poll mode: runs the callbacks of every pending event on the calling thread and returns
 // without waiting. `out_count` (may be NULL) receives how many callbacks-worth of events ran.
-// Not allowed from inside a callback of the same client (`WA_ERR_INVALID_STATE`).
+// Not allowed from inside a callback of the same client, nor in thread mode
+// (`WA_ERR_INVALID_STATE`).
 wa_result wa_client_dispatch(wa_client *client,
                              size_t *out_count);
 
 // Poll mode: waits up to `timeout_ms` (negative: no limit) for events, then dispatches them
-// like `wa_client_dispatch`. For simple programs without an event loop.
+// like `wa_client_dispatch` (the same refusals). For simple programs without an event loop.
 wa_result wa_client_wait(wa_client *client,
                          int32_t timeout_ms,
                          size_t *out_count);
@@ -585,11 +587,12 @@ void wa_options_free(wa_options *options);
 
 // Graph base URL, scheme://host[:port] (default `https://graph.facebook.com`; the emulator's
 // address in tests). `WA_ERR_INVALID_ARGUMENT` when it has a path, query or credentials.
+// Environment: `WA_GRAPH_BASE_URL`.
 wa_result wa_options_set_graph_base_url(wa_options *options,
                                         const char *url);
 
 // Graph API version such as "v26.0" (default "v26.0"). The empty string means "no version":
-// every send then ends with `WHATSAPP_ERR_MISSING_VERSION`.
+// every send then ends with `WHATSAPP_ERR_MISSING_VERSION`. Environment: `WA_API_VERSION`.
 wa_result wa_options_set_api_version(wa_options *options,
                                      const char *version);
 
@@ -632,7 +635,7 @@ wa_result wa_options_set_retry(wa_options *options,
 // Most requests (messages, media requests) accepted whose `send_result` callback has not run
 // yet (default 100000); beyond it `send_message` returns `WA_ERR_QUEUE_FULL`. A result
 // waiting to be dispatched still holds its place, so a host that stops dispatching is
-// refused rather than results piling up in memory.
+// refused rather than results piling up in memory. 0 is refused (`WA_ERR_INVALID_ARGUMENT`).
 wa_result wa_options_set_outbox_capacity(wa_options *options,
                                          size_t capacity);
 
@@ -691,18 +694,19 @@ wa_result wa_options_set_log_level(wa_options *options,
 wa_result wa_options_set_webhook_path(wa_options *options,
                                       const char *path);
 
-// Largest webhook body accepted, in bytes (default 1 MiB); larger ones are answered 413.
+// Largest webhook body accepted, in bytes (default 1 MiB); larger ones are answered 413. 0 is
+// refused (`WA_ERR_INVALID_ARGUMENT`).
 wa_result wa_options_set_webhook_max_body(wa_options *options,
                                           size_t max_bytes);
 
 // The built-in listener closes a connection that moved no byte either way for `timeout_ms`
 // (checked every 10 s at most, so a little later): peers that vanished, idle kept-alive
 // connections, stalled requests, answers nobody reads. Default 75000 (longer than the 60 s
-// idle timeouts of common reverse proxies, which should close first); 0 never closes (and
-// sets no deadline below); at most 86400000 (a day). A request head must arrive within 30 s
-// of its first bytes (or this time, if shorter), else the connection is closed: a head
-// trickled a byte at a time would hold its slot forever. A webhook's body must also arrive
-// within this time of its head, and always within 30 s (408 otherwise).
+// idle timeouts of common reverse proxies, which should close first); 0 never closes an idle
+// connection and sets no head deadline; at most 86400000 (a day). A request head must arrive
+// within 30 s of its first bytes (or this time, if shorter), else the connection is closed: a
+// head trickled a byte at a time would hold its slot forever. A webhook's body must arrive
+// within 30 s of its head (or this time, if shorter; also with 0), else 408.
 wa_result wa_options_set_webhook_idle_timeout_ms(wa_options *options,
                                                  uint32_t timeout_ms);
 
@@ -735,18 +739,20 @@ wa_result wa_options_add_allowed_channel(wa_options *options,
 
 // Adds a host that may receive the access token with a media download (besides the Graph
 // host and the default `lookaside.fbsbx.com`). Downloads from any other host fail without
-// sending the token.
+// sending the token. A bare host name (no scheme, port, path or credentials), else
+// `WA_ERR_INVALID_ARGUMENT`.
 wa_result wa_options_add_media_host(wa_options *options,
                                     const char *host);
 
 // Largest media transferred by RequestMedia, downloads and getMedia, in bytes (default
-// 128 MiB, above WhatsApp's 100 MB document limit).
+// 128 MiB, above WhatsApp's 100 MB document limit). 0 is refused (`WA_ERR_INVALID_ARGUMENT`).
 wa_result wa_options_set_media_max_bytes(wa_options *options,
                                          uint64_t max_bytes);
 
 // The access token callers of the listener's `GET /client/getMedia?id=<media id>` must present
 // (`Authorization: Bearer <token>` or `&access_token=<token>`). Without one the endpoint
-// answers 401 to everyone (it must not be an open proxy to the business's media).
+// answers 401 to everyone (it must not be an open proxy to the business's media). At least 8
+// characters, else `WA_ERR_INVALID_ARGUMENT`.
 wa_result wa_options_set_media_access_token(wa_options *options,
                                             const char *token);
 

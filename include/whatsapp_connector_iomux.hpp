@@ -12,7 +12,7 @@
  * with iomux->FDAdd(fd, context, false); the UIoContext's IoContextNotify calls Dispatch(), so
  * every UWhatsAppClient callback runs on the iomux thread. The fd is removed (FDRem) when the
  * client is deleted. The library's log lines (and reports of exceptions thrown by U-callbacks)
- * go to log->Log(LOG_APP, "%s", text). IWhatsAppOnboarding::Create(iomux, user, tcp, tls, log,
+ * go to log->Log(LOG_APP, "WhatsApp %s: %s", level, text), the level named (error, warn, ...). IWhatsAppOnboarding::Create(iomux, user, tcp, tls, log,
  * dns) sends its object's log lines (and exception reports) to its `log` the same way; its
  * callbacks come through the client's fd registered here.
  *

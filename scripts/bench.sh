@@ -38,7 +38,7 @@ the tables give medians, and the ratios are taken within each round. Every libra
 `WHATSAPP_ERR_OK`. **Durable outbox**: in the same rounds, a fourth variant runs the thread-mode
 client with `wa_options_set_outbox_path` pointing at a fresh SQLite store on the project's disk
 (under `target/tmp`, WAL mode, `synchronous=NORMAL`): every message is committed to the store
-before `wa_client_send_message` returns WA_OK and deleted (in batches) once its result is queued,
+before `wa_client_send_message` returns WA_OK and deleted (in batches) once its `send_result` callback ran,
 so the send loop pays one commit per message (group commit only merges the commits of senders
 calling concurrently; the bench sends from one thread). Its ratio is taken against the in-memory
 thread-mode run of the same round (target: at least half its rate). **Call cost**: 3 batches of

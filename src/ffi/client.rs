@@ -556,7 +556,8 @@ pub extern "C" fn wa_client_new(
 
 /// Sets the access token (Bearer for Graph) and the app secret (verifies webhooks). Either may
 /// be "" (no token: sends are held for the token hold time; no secret: webhook POSTs are
-/// refused with 503). Messages held for lack of a token go out once one is set. `app_secret`
+/// refused with 503). The token travels in an HTTP header: visible ASCII only (a trailing
+/// newline read from a file is refused with `WA_ERR_INVALID_ARGUMENT`). Messages held for lack of a token go out once one is set. `app_secret`
 /// NULL keeps the current app secret (to renew only the token).
 #[no_mangle]
 pub extern "C" fn wa_client_set_config(
@@ -620,7 +621,7 @@ pub extern "C" fn wa_client_version(client: *const wa_client) -> *const c_char {
 /// Returns WA_OK when the message was accepted: exactly one `send_result` callback follows.
 /// Invalid input returns an error at once (`wa_last_error_message` says why); no request is
 /// made and no callback follows. `WA_ERR_CLOSED` after `wa_client_close`; `WA_ERR_QUEUE_FULL`
-/// when the outbox is full.
+/// when the outbox is full; `WA_ERR_STORAGE` when the durable outbox could not store it.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn wa_client_send_message(
@@ -735,7 +736,8 @@ pub extern "C" fn wa_client_event_fd(client: *const wa_client, out_fd: *mut c_in
 
 /// Poll mode: runs the callbacks of every pending event on the calling thread and returns
 /// without waiting. `out_count` (may be NULL) receives how many callbacks-worth of events ran.
-/// Not allowed from inside a callback of the same client (`WA_ERR_INVALID_STATE`).
+/// Not allowed from inside a callback of the same client, nor in thread mode
+/// (`WA_ERR_INVALID_STATE`).
 #[no_mangle]
 pub extern "C" fn wa_client_dispatch(client: *mut wa_client, out_count: *mut usize) -> wa_result {
     guard(|| {
@@ -756,7 +758,7 @@ pub extern "C" fn wa_client_dispatch(client: *mut wa_client, out_count: *mut usi
 }
 
 /// Poll mode: waits up to `timeout_ms` (negative: no limit) for events, then dispatches them
-/// like `wa_client_dispatch`. For simple programs without an event loop.
+/// like `wa_client_dispatch` (the same refusals). For simple programs without an event loop.
 #[no_mangle]
 pub extern "C" fn wa_client_wait(
     client: *mut wa_client,

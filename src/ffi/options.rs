@@ -144,6 +144,7 @@ pub extern "C" fn wa_options_free(options: *mut wa_options) {
 
 /// Graph base URL, scheme://host[:port] (default `https://graph.facebook.com`; the emulator's
 /// address in tests). `WA_ERR_INVALID_ARGUMENT` when it has a path, query or credentials.
+/// Environment: `WA_GRAPH_BASE_URL`.
 #[no_mangle]
 pub extern "C" fn wa_options_set_graph_base_url(
     options: *mut wa_options,
@@ -160,7 +161,7 @@ pub extern "C" fn wa_options_set_graph_base_url(
 }
 
 /// Graph API version such as "v26.0" (default "v26.0"). The empty string means "no version":
-/// every send then ends with `WHATSAPP_ERR_MISSING_VERSION`.
+/// every send then ends with `WHATSAPP_ERR_MISSING_VERSION`. Environment: `WA_API_VERSION`.
 #[no_mangle]
 pub extern "C" fn wa_options_set_api_version(
     options: *mut wa_options,
@@ -263,7 +264,7 @@ pub extern "C" fn wa_options_set_retry(
 /// Most requests (messages, media requests) accepted whose `send_result` callback has not run
 /// yet (default 100000); beyond it `send_message` returns `WA_ERR_QUEUE_FULL`. A result
 /// waiting to be dispatched still holds its place, so a host that stops dispatching is
-/// refused rather than results piling up in memory.
+/// refused rather than results piling up in memory. 0 is refused (`WA_ERR_INVALID_ARGUMENT`).
 #[no_mangle]
 pub extern "C" fn wa_options_set_outbox_capacity(
     options: *mut wa_options,
@@ -447,7 +448,8 @@ pub extern "C" fn wa_options_set_webhook_path(
     })
 }
 
-/// Largest webhook body accepted, in bytes (default 1 MiB); larger ones are answered 413.
+/// Largest webhook body accepted, in bytes (default 1 MiB); larger ones are answered 413. 0 is
+/// refused (`WA_ERR_INVALID_ARGUMENT`).
 #[no_mangle]
 pub extern "C" fn wa_options_set_webhook_max_body(
     options: *mut wa_options,
@@ -461,11 +463,11 @@ pub extern "C" fn wa_options_set_webhook_max_body(
 /// The built-in listener closes a connection that moved no byte either way for `timeout_ms`
 /// (checked every 10 s at most, so a little later): peers that vanished, idle kept-alive
 /// connections, stalled requests, answers nobody reads. Default 75000 (longer than the 60 s
-/// idle timeouts of common reverse proxies, which should close first); 0 never closes (and
-/// sets no deadline below); at most 86400000 (a day). A request head must arrive within 30 s
-/// of its first bytes (or this time, if shorter), else the connection is closed: a head
-/// trickled a byte at a time would hold its slot forever. A webhook's body must also arrive
-/// within this time of its head, and always within 30 s (408 otherwise).
+/// idle timeouts of common reverse proxies, which should close first); 0 never closes an idle
+/// connection and sets no head deadline; at most 86400000 (a day). A request head must arrive
+/// within 30 s of its first bytes (or this time, if shorter), else the connection is closed: a
+/// head trickled a byte at a time would hold its slot forever. A webhook's body must arrive
+/// within 30 s of its head (or this time, if shorter; also with 0), else 408.
 #[no_mangle]
 pub extern "C" fn wa_options_set_webhook_idle_timeout_ms(
     options: *mut wa_options,
@@ -553,7 +555,8 @@ pub extern "C" fn wa_options_add_allowed_channel(
 
 /// Adds a host that may receive the access token with a media download (besides the Graph
 /// host and the default `lookaside.fbsbx.com`). Downloads from any other host fail without
-/// sending the token.
+/// sending the token. A bare host name (no scheme, port, path or credentials), else
+/// `WA_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn wa_options_add_media_host(
     options: *mut wa_options,
@@ -574,7 +577,7 @@ pub extern "C" fn wa_options_add_media_host(
 }
 
 /// Largest media transferred by RequestMedia, downloads and getMedia, in bytes (default
-/// 128 MiB, above WhatsApp's 100 MB document limit).
+/// 128 MiB, above WhatsApp's 100 MB document limit). 0 is refused (`WA_ERR_INVALID_ARGUMENT`).
 #[no_mangle]
 pub extern "C" fn wa_options_set_media_max_bytes(
     options: *mut wa_options,
@@ -587,7 +590,8 @@ pub extern "C" fn wa_options_set_media_max_bytes(
 
 /// The access token callers of the listener's `GET /client/getMedia?id=<media id>` must present
 /// (`Authorization: Bearer <token>` or `&access_token=<token>`). Without one the endpoint
-/// answers 401 to everyone (it must not be an open proxy to the business's media).
+/// answers 401 to everyone (it must not be an open proxy to the business's media). At least 8
+/// characters, else `WA_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn wa_options_set_media_access_token(
     options: *mut wa_options,
