@@ -491,9 +491,13 @@ fn concurrent_downloads_to_names_differing_in_extension_each_get_their_bytes() {
     );
     // Both downloads are half done, each in its temporary file, before either may finish. (Were
     // the two to share one, only one would show: then they go on after the limit, interleaved.)
-    eventually(10 * SECS, || {
-        gate.halves_sent() == 2 && entries(&dir).len() == 2
-    });
+    assert!(
+        eventually(10 * SECS, || {
+            gate.halves_sent() == 2 && entries(&dir).len() == 2
+        }),
+        "{:?}",
+        entries(&dir)
+    );
     gate.open();
     let results = host.wait_results(2, 20 * SECS);
     for (request_ctx, mime, path, bytes) in [

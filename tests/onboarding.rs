@@ -197,7 +197,9 @@ impl Onboarder {
     }
 
     fn state(&self) -> Value {
-        reqwest::blocking::get(format!("{}/_emulator/onboarding", self.emu.url))
+        direct_http()
+            .get(format!("{}/_emulator/onboarding", self.emu.url))
+            .send()
             .unwrap()
             .json()
             .unwrap()

@@ -689,7 +689,11 @@ fn a_full_outbox_refuses_at_once() {
         wa_result::WA_OK,
         "room again after results"
     );
-    host.wait_results(6, 5 * SECS);
+    let results = host.wait_results(6, 5 * SECS);
+    ok_results(&results);
+    let mut ctxs: Vec<usize> = results.iter().map(|r| r.ctx).collect();
+    ctxs.sort_unstable();
+    assert_eq!(ctxs, vec![0, 1, 2, 3, 4, 6]);
 }
 
 /// A result holds its message's place in the outbox until the host's callback got it: a host

@@ -602,7 +602,9 @@ fn the_listener_serves_only_its_path_and_a_configured_limit() {
     });
     let port = inbox.host.webhook_port();
     let get = |path: &str| {
-        reqwest::blocking::get(format!("http://127.0.0.1:{port}{path}"))
+        direct_http()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
             .unwrap()
             .status()
             .as_u16()

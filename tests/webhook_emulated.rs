@@ -186,11 +186,12 @@ fn duplicates_are_dropped_and_refusals_are_redelivered() {
         .collect();
     assert_eq!(got_all.len(), 1, "{got_all:?}");
     assert_eq!(got_all[0].args[0].as_deref(), Some("later"));
-    let deliveries: Value =
-        reqwest::blocking::get(format!("{}/_emulator/webhook/deliveries", emu.url))
-            .unwrap()
-            .json()
-            .unwrap();
+    let deliveries: Value = direct_http()
+        .get(format!("{}/_emulator/webhook/deliveries", emu.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let attempts: usize = deliveries["deliveries"]
         .as_array()
         .unwrap()
@@ -198,4 +199,11 @@ fn duplicates_are_dropped_and_refusals_are_redelivered() {
         .map(|d| d["attempts"].as_array().unwrap().len())
         .sum();
     assert!(attempts >= 3, "refused, retried, duplicated: {deliveries}");
+    // Every delivery (the original and its duplicate) ended answered 200, the duplicate too:
+    // dropping a repeat is not refusing it (Meta would retry a refusal).
+    for delivery in deliveries["deliveries"].as_array().unwrap() {
+        assert_eq!(delivery["delivered"], true, "{delivery}");
+        let last = delivery["attempts"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["status"], 200, "{delivery}");
+    }
 }

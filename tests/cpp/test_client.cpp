@@ -151,6 +151,11 @@ int main()
         c->SendMessage(&r, message.c_str(), kTo, "text", kChannel, "quoted");
         CHECK(test::Pump(c, [&] { return r.results.size() == 1; }));
         CHECK(r.results.size() == 1 && r.results[0].error == WHATSAPP_ERR_OK);
+        // The emulator received the text as one string (its log re-encodes it as JSON), and no
+        // preview_url field was injected.
+        host::HttpResponse rec = host::Http(url, "GET", "/_emulator/requests?path_contains=messages");
+        CHECK(rec.body.find(R"("body":"say \"hi\", \\o/\",\"preview_url\":true")") != std::string::npos);
+        CHECK(rec.body.find(R"("preview_url":true)") == std::string::npos);
         CloseAndDelete(c, r);
     });
 
@@ -352,6 +357,9 @@ int main()
                     return true;
             return false;
         }));
+        for (auto& in : r.inbound)
+            if (in.kind == "message")
+                CHECK((in.args == std::vector<std::string>{"via http", kTo, kChannel, "text", "wamid.IN3", "(null)"}));
         CloseAndDelete(c, r);
     });
 
