@@ -3229,14 +3229,29 @@ fn embedded_signup_full_flow() {
     assert!(number["verified_name"].is_string());
     assert!(listing["paging"]["cursors"]["before"].is_string());
     assert!(listing["paging"]["cursors"]["after"].is_string());
-    // Another WABA has no numbers (and no paging, as on Graph).
+    // A known WABA without numbers has an empty list (and no paging, as on Graph); one no
+    // code named does not exist.
     let other: Value = emulator
-        .graph(reqwest::Method::GET, "999999999/phone_numbers", &token)
+        .graph(
+            reqwest::Method::GET,
+            "102290129340398/phone_numbers",
+            "test-token",
+        )
         .send()
         .unwrap()
         .json()
         .unwrap();
     assert_eq!(other, json!({"data": []}));
+    assert_unknown_object(
+        json_of(
+            emulator
+                .graph(reqwest::Method::GET, "999999999/phone_numbers", &token)
+                .send()
+                .unwrap(),
+        ),
+        "999999999",
+        "get",
+    );
 
     // The recorded requests carry the onboarding calls; WABA routes concern no phone number.
     let requests = emulator.requests();
@@ -4182,6 +4197,17 @@ fn unknown_numbers_and_wabas_answer_100_33_once_onboarding_state_exists() {
         json_of(emulator.subscribe("test-token", "888000111", None)).0,
         200
     );
+    let waba_get = |token: &str, waba: &str, edge: &str| {
+        json_of(
+            emulator
+                .graph(reqwest::Method::GET, &format!("{waba}/{edge}"), token)
+                .send()
+                .expect("WABA edge"),
+        )
+    };
+    for edge in ["subscribed_apps", "phone_numbers"] {
+        assert_eq!(waba_get("test-token", "999000222", edge).0, 200, "{edge}");
+    }
 
     let (token, waba, phone) = emulator.onboarded_token();
     // Unknown ids now answer GraphMethodException 100/33 (cloud-api.md §6.6).
@@ -4211,6 +4237,15 @@ fn unknown_numbers_and_wabas_answer_100_33_once_onboarding_state_exists() {
         "999000222",
         "delete",
     );
+    // The WABA-scoped reads too, with the same answer as a write.
+    for edge in ["subscribed_apps", "phone_numbers"] {
+        unsupported(waba_get(&token, "999000222", edge), "999000222", "get");
+        unsupported(
+            waba_get("test-token", "999000222", edge),
+            "999000222",
+            "get",
+        );
+    }
     // Refused calls do not count against the number's register limit.
     let state = emulator.control_get("onboarding");
     assert!(!state.to_string().contains("999000111"), "{state}");
@@ -4223,6 +4258,13 @@ fn unknown_numbers_and_wabas_answer_100_33_once_onboarding_state_exists() {
         200
     );
     assert_eq!(emulator.register("test-token", PHONE_ID, &pin).0, 200);
+    for edge in ["subscribed_apps", "phone_numbers"] {
+        let (status, answer) = waba_get(&token, &waba, edge);
+        assert_eq!(status, 200, "{edge}: {answer}");
+        assert_eq!(answer["data"].as_array().map(Vec::len), Some(1), "{answer}");
+        let (status, answer) = waba_get("test-token", "102290129340398", edge);
+        assert_eq!(status, 200, "{edge}: {answer}");
+    }
 
     // A reset forgets the onboarding state: any id is accepted again.
     emulator.control_post("reset", &json!({}));

@@ -611,13 +611,13 @@ async fn route_inner(
             onboarding::subscribe(state, request, waba_id).await
         }
         (&Method::GET, [waba_id, "subscribed_apps"]) if is_graph_id(waba_id) => {
-            Ok(onboarding::list_subscribed_apps(state, waba_id))
+            onboarding::list_subscribed_apps(state, waba_id)
         }
         (&Method::DELETE, [waba_id, "subscribed_apps"]) if is_graph_id(waba_id) => {
             onboarding::unsubscribe(state, waba_id)
         }
         (&Method::GET, [waba_id, "phone_numbers"]) if is_graph_id(waba_id) => {
-            Ok(onboarding::phone_numbers(state, waba_id))
+            onboarding::phone_numbers(state, waba_id)
         }
         (&Method::POST, [phone_number_id, "register"]) if is_graph_id(phone_number_id) => {
             onboarding::register(state, request, phone_number_id, false)

@@ -136,10 +136,10 @@ components: /PATH\" before any other check.
                                                   PENDING, CONNECTED after register,
                                                   DISCONNECTED after deregister
     Any other path answers GraphMethodException 100/33, as does a non-numeric id.
-    Once a code exists (POST /_emulator/oauth/codes), register, deregister and POST/DELETE
-    subscribed_apps answer 100/33 too for ids no code named, except the default phone
-    number id 106540352242922 and WABA 102290129340398 (and the webhook config's waba_id);
-    before that, and after a reset, every id is accepted.
+    Once a code exists (POST /_emulator/oauth/codes), register, deregister, subscribed_apps
+    (GET, POST, DELETE) and phone_numbers answer 100/33 too for ids no code named, except
+    the default phone number id 106540352242922 and WABA 102290129340398 (and the webhook
+    config's waba_id); before that, and after a reset, every id is accepted.
 
 CONTROL ENDPOINTS (no auth, JSON):
     GET    /_emulator/health                     {\"ok\":true}

@@ -577,9 +577,14 @@ struct AppData {
     name: &'static str,
 }
 
-/// `GET /{version}/{waba_id}/subscribed_apps`: the app, with its override, or nothing.
-pub fn list_subscribed_apps(state: &AppState, waba_id: &str) -> Reply {
+/// `GET /{version}/{waba_id}/subscribed_apps`: the app, with its override, or nothing; 100/33
+/// for a WABA onboarding does not know.
+pub fn list_subscribed_apps(state: &AppState, waba_id: &str) -> Result<Reply, GraphError> {
+    let configured_waba = state.webhooks.config().waba_id.clone();
     let inner = state.onboarding.lock();
+    if !inner.knows(Object::Waba, waba_id, &configured_waba) {
+        return Err(GraphError::unsupported(&hyper::Method::GET, waba_id));
+    }
     let data = match inner.wabas.get(waba_id) {
         Some(waba) if waba.subscribed => vec![SubscribedApp {
             whatsapp_business_api_data: AppData {
@@ -594,7 +599,7 @@ pub fn list_subscribed_apps(state: &AppState, waba_id: &str) -> Reply {
         }],
         _ => Vec::new(),
     };
-    Reply::new(200, &SubscribedAppsBody { data })
+    Ok(Reply::new(200, &SubscribedAppsBody { data }))
 }
 
 /// `DELETE /{version}/{waba_id}/subscribed_apps`: unsubscribes (and forgets the override).
@@ -838,9 +843,14 @@ struct Cursors {
 }
 
 /// `GET /{version}/{waba_id}/phone_numbers`: the numbers codes were created for under this WABA
-/// (all fields, whatever `fields=` asks for). An empty list has no `paging`, as on Graph.
-pub fn phone_numbers(state: &AppState, waba_id: &str) -> Reply {
+/// (all fields, whatever `fields=` asks for). An empty list has no `paging`, as on Graph; a
+/// WABA onboarding does not know answers 100/33.
+pub fn phone_numbers(state: &AppState, waba_id: &str) -> Result<Reply, GraphError> {
+    let configured_waba = state.webhooks.config().waba_id.clone();
     let inner = state.onboarding.lock();
+    if !inner.knows(Object::Waba, waba_id, &configured_waba) {
+        return Err(GraphError::unsupported(&hyper::Method::GET, waba_id));
+    }
     let data: Vec<PhoneNumber> = inner
         .phones
         .iter()
@@ -864,7 +874,7 @@ pub fn phone_numbers(state: &AppState, waba_id: &str) -> Reply {
             after: cursor(data.last()),
         },
     });
-    Reply::new(200, &PhoneNumbersBody { data, paging })
+    Ok(Reply::new(200, &PhoneNumbersBody { data, paging }))
 }
 
 // ----- control endpoints -----
