@@ -3118,8 +3118,13 @@ fn embedded_signup_full_flow() {
     assert_eq!(answer["token_type"], "bearer");
     assert!(answer.get("expires_in").is_none(), "{answer}");
 
-    // The new token works on the messages route (and is listed among the accepted tokens).
-    let response = emulator.send_with_token(&token, &text_body("after signup"));
+    // The new token works on the messages route of its number (and is listed among the
+    // accepted tokens).
+    let response = emulator
+        .graph(reqwest::Method::POST, &format!("{phone}/messages"), &token)
+        .json(&text_body("after signup"))
+        .send()
+        .expect("send");
     assert_eq!(response.status(), 200);
     let tokens = emulator.control_get("config")["tokens"].clone();
     assert!(
@@ -4269,4 +4274,130 @@ fn unknown_numbers_and_wabas_answer_100_33_once_onboarding_state_exists() {
     // A reset forgets the onboarding state: any id is accepted again.
     emulator.control_post("reset", &json!({}));
     assert_eq!(emulator.register("test-token", "999000111", &pin).0, 200);
+}
+
+#[test]
+fn business_tokens_reach_only_the_objects_of_their_own_waba() {
+    let emulator = Emulator::start();
+    let (token_a, waba_a, phone_a) = emulator.onboarded_token();
+    let (_, waba_b, phone_b) = emulator.onboarded_token();
+    let pin = json!({"messaging_product":"whatsapp","pin":PIN});
+    let upload = |token: &str, phone: &str| {
+        json_of(
+            emulator
+                .graph(reqwest::Method::POST, &format!("{phone}/media"), token)
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                )
+                .body(upload_body("image/png", "a.png", b"\x89PNG\r\n\x1a\n"))
+                .send()
+                .expect("upload"),
+        )
+    };
+    let call = |method: reqwest::Method, path: &str, token: &str| {
+        json_of(emulator.graph(method, path, token).send().expect(path))
+    };
+    let send = |token: &str, phone: &str| {
+        json_of(
+            emulator
+                .graph(reqwest::Method::POST, &format!("{phone}/messages"), token)
+                .json(&text_body("scoped"))
+                .send()
+                .expect("send"),
+        )
+    };
+
+    // A's business token on B's objects (and on the emulator's default number, which is under
+    // no WABA of A's): Graph's "cannot be loaded due to missing permissions" (100/33).
+    let refused = [
+        (send(&token_a, &phone_b), phone_b.as_str(), "post"),
+        (send(&token_a, PHONE_ID), PHONE_ID, "post"),
+        (upload(&token_a, &phone_b), phone_b.as_str(), "post"),
+        (
+            emulator.register(&token_a, &phone_b, &pin),
+            &phone_b,
+            "post",
+        ),
+        (emulator.deregister(&token_a, &phone_b), &phone_b, "post"),
+        (
+            json_of(emulator.subscribe(&token_a, &waba_b, None)),
+            &waba_b,
+            "post",
+        ),
+        (
+            call(
+                reqwest::Method::GET,
+                &format!("{waba_b}/subscribed_apps"),
+                &token_a,
+            ),
+            &waba_b,
+            "get",
+        ),
+        (
+            call(
+                reqwest::Method::DELETE,
+                &format!("{waba_b}/subscribed_apps"),
+                &token_a,
+            ),
+            &waba_b,
+            "delete",
+        ),
+        (
+            call(
+                reqwest::Method::GET,
+                &format!("{waba_b}/phone_numbers"),
+                &token_a,
+            ),
+            &waba_b,
+            "get",
+        ),
+        (
+            json_of(emulator.subscribe(&token_a, "102290129340398", None)),
+            "102290129340398",
+            "post",
+        ),
+    ];
+    for (answer, id, verb) in refused {
+        assert!(!answer.1.to_string().contains(&token_a), "token echoed");
+        assert_unknown_object(answer, id, verb);
+    }
+    // Nothing was sent, registered or counted for B.
+    assert_eq!(emulator.control_get("stats")["accepted_sends"], 0);
+    let state = emulator.control_get("onboarding");
+    let b = state["registrations"]
+        .as_array()
+        .expect("registrations")
+        .iter()
+        .find(|registration| registration["phone_number_id"] == phone_b.as_str())
+        .expect("B's number");
+    assert_eq!(b["register_calls"], 0, "{b}");
+    assert_eq!(b["deregister_calls"], 0, "{b}");
+    assert_eq!(b["status"], "PENDING", "{b}");
+
+    // On its own WABA and number the token works throughout.
+    assert_eq!(send(&token_a, &phone_a).0, 200);
+    assert_eq!(upload(&token_a, &phone_a).0, 200);
+    assert_eq!(emulator.register(&token_a, &phone_a, &pin).0, 200);
+    assert_eq!(json_of(emulator.subscribe(&token_a, &waba_a, None)).0, 200);
+    for edge in ["subscribed_apps", "phone_numbers"] {
+        let (status, answer) = call(reqwest::Method::GET, &format!("{waba_a}/{edge}"), &token_a);
+        assert_eq!(status, 200, "{edge}: {answer}");
+    }
+    // The configured token is tied to no WABA: it reaches B's objects and the defaults.
+    assert_eq!(send("test-token", &phone_b).0, 200);
+    assert_eq!(send("test-token", PHONE_ID).0, 200);
+    assert_eq!(upload("test-token", &phone_b).0, 200);
+    assert_eq!(emulator.register("test-token", &phone_b, &pin).0, 200);
+    assert_eq!(
+        json_of(emulator.subscribe("test-token", &waba_b, None)).0,
+        200
+    );
+    let (status, answer) = call(
+        reqwest::Method::GET,
+        &format!("{waba_b}/phone_numbers"),
+        "test-token",
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"][0]["id"], phone_b.as_str());
 }

@@ -222,7 +222,9 @@ use wa_onboarding_status::*;
 #[test]
 fn full_onboarding_then_sending_with_the_new_token() {
     let o = Onboarder::new();
-    let (code, waba, phone) = o.code(json!({}));
+    // The client's own number is the one onboarded: the business token reaches only the
+    // numbers of its WABA, as on Graph.
+    let (code, waba, phone) = o.code(json!({"phone_number_id": PHONE_ID}));
     assert_eq!(o.full(1, &code, &waba, &phone), wa_result::WA_OK);
     let r = o.outcomes(1).remove(0);
     assert_eq!(

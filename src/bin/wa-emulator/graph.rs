@@ -591,7 +591,22 @@ async fn route_inner(
         (&Method::GET, ["debug_token"]) => return onboarding::debug_token(state, config, request),
         _ => {}
     }
-    check_token(config, request)?;
+    let token = check_token(config, request)?;
+    // A business token reaches only its own WABA's objects.
+    let target = match after_version {
+        [id, "messages" | "media" | "register" | "deregister"] if is_graph_id(id) => {
+            Some(onboarding::Target::Phone(id))
+        }
+        [id, "subscribed_apps" | "phone_numbers"] if is_graph_id(id) => {
+            Some(onboarding::Target::Waba(id))
+        }
+        _ => None,
+    };
+    if let Some(target) = target {
+        state
+            .onboarding
+            .check_reach(&token, &request.method, target)?;
+    }
     // Edges are matched by their exact name, so `/{id}/register` never falls into the
     // messages or media arms (and `/{id}/registerx` is 100/33).
     match (&request.method, after_version) {
@@ -652,10 +667,11 @@ pub fn presented_token(request: &GraphRequest) -> Option<String> {
 }
 
 /// Both a missing and a wrong token answer code 190 (401) so clients need one branch; a missing
-/// token gets Graph's "active access token" message, a wrong one subcode 463.
-pub fn check_token(config: &Config, request: &GraphRequest) -> Result<(), GraphError> {
+/// token gets Graph's "active access token" message, a wrong one subcode 463. Answers the
+/// accepted token.
+pub fn check_token(config: &Config, request: &GraphRequest) -> Result<String, GraphError> {
     match presented_token(request) {
-        Some(token) if !token.is_empty() && config.tokens.contains(&token) => Ok(()),
+        Some(token) if !token.is_empty() && config.tokens.contains(&token) => Ok(token),
         Some(token) if !token.is_empty() => Err(GraphError {
             subcode: Some(463),
             message: "Error validating access token: Session has expired or the access token \

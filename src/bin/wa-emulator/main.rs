@@ -100,7 +100,12 @@ components: /PATH\" before any other check.
     GET    /{version}/oauth/access_token?client_id=&client_secret=&code=[&redirect_uri=]
                                                   no bearer needed; {\"access_token\":\"EAA..\",
                                                   \"token_type\":\"bearer\"[,\"expires_in\"]}; the
-                                                  token is then accepted on every route. HTTP
+                                                  token is then accepted, scoped to the code's
+                                                  WABA: on another WABA, or a number not under
+                                                  it (messages, media, register, deregister,
+                                                  subscribed_apps, phone_numbers), it answers
+                                                  100/33 as an object it may not load (--token
+                                                  tokens reach every object). HTTP
                                                   400 OAuthException, checked in this order:
                                                   wrong client_id 101; wrong client_secret 100
                                                   \"Error validating client secret.\" (code 100

@@ -273,6 +273,52 @@ impl Onboarding {
     }
 }
 
+/// The Graph object a route addresses, for [`Onboarding::check_reach`].
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    /// A phone number id (`/{id}/messages`, `/media`, `/register`, `/deregister`).
+    Phone(&'a str),
+    /// A WABA id (`/{id}/subscribed_apps`, `/phone_numbers`).
+    Waba(&'a str),
+}
+
+impl Onboarding {
+    /// Whether the bearer `token` may reach `target`. A business token from the code exchange
+    /// is scoped to the WABA of its code (debug_token's `granular_scopes[].target_ids`): it
+    /// reaches that WABA and the numbers onboarding knows under it, and nothing else, which
+    /// Graph answers as an object that "does not exist, cannot be loaded due to missing
+    /// permissions" (cloud-api.md §6.6: unknown/unauthorised ID, 400 code 100/33). Tokens not
+    /// issued here (`--token`, `POST /_emulator/config`) are tied to no WABA and reach
+    /// everything.
+    pub fn check_reach(
+        &self,
+        token: &str,
+        method: &hyper::Method,
+        target: Target<'_>,
+    ) -> Result<(), GraphError> {
+        let inner = self.lock();
+        let Some(issued) = inner.tokens.iter().find(|issued| issued.token == token) else {
+            return Ok(());
+        };
+        let (reached, id) = match target {
+            Target::Waba(id) => (id == issued.waba_id, id),
+            Target::Phone(id) => (
+                inner
+                    .phones
+                    .get(id)
+                    .and_then(|phone| phone.waba_id.as_deref())
+                    == Some(issued.waba_id.as_str()),
+                id,
+            ),
+        };
+        if reached {
+            Ok(())
+        } else {
+            Err(GraphError::unsupported(method, id))
+        }
+    }
+}
+
 /// Webhook routing of one phone number (cloud-api.md §5.10).
 pub enum PhoneRoute {
     /// No onboarding state for the number (or its WABA): the webhook config alone decides.
