@@ -2123,13 +2123,82 @@ fn auto_statuses_follow_an_accepted_send() {
     );
     assert_eq!(response.status(), 200);
     let group_received = receiver.wait_for(6);
-    let sent = group_received[3].json();
-    let value = only_value(&sent);
-    assert!(value.get("contacts").is_none(), "{value}");
-    let status = &value["statuses"][0];
-    assert_eq!(status["recipient_id"], group_id);
-    assert_eq!(status["recipient_type"], "group");
-    assert!(status.get("recipient_user_id").is_none(), "{status}");
+    let group_statuses: Vec<Value> = group_received[3..]
+        .iter()
+        .map(|request| {
+            let payload = request.json();
+            let value = only_value(&payload);
+            assert!(value.get("contacts").is_none(), "{value}");
+            value["statuses"][0].clone()
+        })
+        .collect();
+    for status in &group_statuses {
+        assert_eq!(status["recipient_id"], group_id);
+        assert_eq!(status["recipient_type"], "group");
+        assert!(status.get("recipient_user_id").is_none(), "{status}");
+    }
+    // `sent` is about the group; delivered and read are a participant's receipts, which name
+    // the participant (cloud-api.md §5.7: group sends add recipient_participant_id).
+    assert_eq!(group_statuses[0]["status"], "sent");
+    assert!(
+        group_statuses[0].get("recipient_participant_id").is_none(),
+        "{}",
+        group_statuses[0]
+    );
+    for status in &group_statuses[1..] {
+        assert_eq!(
+            status["recipient_participant_id"], "16505551234",
+            "{status}"
+        );
+    }
+    // In Meta's key order: right after recipient_type.
+    let read_body = String::from_utf8_lossy(&group_received[5].body).into_owned();
+    assert!(
+        read_body.contains(r#""recipient_type":"group","recipient_participant_id":"16505551234""#),
+        "{read_body}"
+    );
+}
+
+#[test]
+fn crafted_group_statuses_name_their_participant() {
+    let receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&receiver, &[]);
+    let group_id = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD";
+    let status_of = |spec: Value| -> Value {
+        let answer = emulator.control_post("webhook/status", &spec);
+        assert_eq!(answer["delivery"]["status"], 200, "{answer}");
+        let body: Value =
+            serde_json::from_str(answer["delivery"]["body"].as_str().expect("body")).unwrap();
+        only_value(&body)["statuses"][0].clone()
+    };
+    let group = |status: &str| {
+        json!({"id":"wamid.GROUP","status":status,"recipient_id":group_id,
+            "recipient_type":"group"})
+    };
+    let mut named = group("read");
+    named["recipient_participant_id"] = json!("4915112345678");
+    assert_eq!(
+        status_of(named)["recipient_participant_id"],
+        "4915112345678"
+    );
+    assert_eq!(
+        status_of(group("delivered"))["recipient_participant_id"],
+        "16505551234"
+    );
+    assert_eq!(
+        status_of(group("played"))["recipient_participant_id"],
+        "16505551234"
+    );
+    let mut none = group("read");
+    none["recipient_participant_id"] = Value::Null;
+    assert!(status_of(none).get("recipient_participant_id").is_none());
+    for status in ["sent", "failed"] {
+        let built = status_of(group(status));
+        assert!(built.get("recipient_participant_id").is_none(), "{built}");
+    }
+    // An individual's status has no participant.
+    let built = status_of(json!({"id":"wamid.ONE","status":"read"}));
+    assert!(built.get("recipient_participant_id").is_none(), "{built}");
 }
 
 #[test]

@@ -54,7 +54,9 @@ OPTIONS:
     --verify-token TOKEN      hub.verify_token of the verification GET
                               (default test-verify-token).
     --auto-statuses           Follow every accepted send with status webhooks sent,
-                              delivered, read (status_delay_ms apart, default 20 ms).
+                              delivered, read (status_delay_ms apart, default 20 ms); a
+                              group send's delivered and read come from one participant,
+                              16505551234 (recipient_participant_id).
     --webhook-concurrency N   Webhook attempts in flight at once, 1 to 10000 (default 1:
                               one after another, in order, like a single subscriber endpoint).
     --app-id ID               The app's id for the Embedded Signup routes: the OAuth
@@ -210,7 +212,11 @@ routes answer after the FIRST attempt, with its outcome):
                                                   url_ttl_ms like lookup URLs) unless omit_url
                                                   gives the shape from before 2025-11-12
     POST   /_emulator/webhook/status             {\"id\",\"status\",\"recipient_id\",\"phone_number_id\",
-                                                  \"biz_opaque_callback_data\",\"errors\":[{\"code\"}]}
+                                                  \"biz_opaque_callback_data\",\"errors\":[{\"code\"}],
+                                                  \"recipient_type\":\"group\",
+                                                  \"recipient_participant_id\"} (a group's
+                                                  delivered/read/played default to participant
+                                                  16505551234, null for none)
     POST   /_emulator/webhook/batch              {\"entries\":[{\"id\",\"changes\":[{\"messages\":[..],
                                                   \"statuses\":[..],\"errors\":[{\"code\",\"title\",
                                                   \"message\",\"details\",\"href\"}],\"phone_number_id\",

@@ -64,9 +64,10 @@ const INBOUND_CONTROL_KEYS: [&str; 15] = [
     "context",
 ];
 /// Keys of a status spec that the emulator places itself; others are appended verbatim.
-const STATUS_CONTROL_KEYS: [&str; 16] = [
+const STATUS_CONTROL_KEYS: [&str; 17] = [
     "id",
     "recipient_type",
+    "recipient_participant_id",
     "status",
     "timestamp",
     "recipient_id",
@@ -968,8 +969,19 @@ fn build_status(hub: &Hub, spec: &Object) -> Result<Built, String> {
     let timestamp = text_field(spec, "timestamp")?.unwrap_or_else(unix_seconds_text);
     let failed = status == "failed";
     // Group statuses (Meta's group messaging page): `recipient_id` is the group ID, with
-    // `recipient_type: "group"`, no BSUID and no contacts.
+    // `recipient_type: "group"`, no BSUID and no contacts. A participant's receipt adds
+    // `recipient_participant_id` (cloud-api.md §5.7): `delivered`, `read` and `played` come
+    // from a participant (the emulator's default user unless the spec names one, or null for
+    // none); `sent` and `failed` are about the group as a whole, as Meta's samples show them.
     let group = text_field(spec, "recipient_type")?.as_deref() == Some("group");
+    let participant = match spec.get("recipient_participant_id") {
+        Some(Json::Null) => None,
+        Some(_) => text_field(spec, "recipient_participant_id")?,
+        None if group && matches!(status.as_str(), "delivered" | "read" | "played") => {
+            Some(DEFAULT_SENDER.to_string())
+        }
+        None => None,
+    };
 
     let mut object = Object::new()
         .with("id", id.as_str())
@@ -982,6 +994,9 @@ fn build_status(hub: &Hub, spec: &Object) -> Result<Built, String> {
         object.insert("recipient_type", "group");
     } else {
         object.insert("recipient_user_id", recipient_user_id.as_str());
+    }
+    if let Some(participant) = participant {
+        object.insert("recipient_participant_id", participant);
     }
     if let Some(data) = text_field(spec, "biz_opaque_callback_data")? {
         object.insert("biz_opaque_callback_data", data);
