@@ -4470,3 +4470,230 @@ fn business_tokens_reach_only_the_objects_of_their_own_waba() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["data"][0]["id"], phone_b.as_str());
 }
+
+#[test]
+fn phone_number_override_wins_over_its_waba_override() {
+    // cloud-api.md §5.10: phone-number override → WABA override → app callback URL.
+    let app = Receiver::start();
+    let waba_receiver = Receiver::start();
+    let phone_receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&app, &["--auto-statuses"]);
+    let (token, waba, phone) = emulator.onboarded_token();
+    // A second number under the same WABA keeps following the WABA's override.
+    let (_, _, sibling) = emulator.oauth_code(&json!({"waba_id": waba}));
+    let override_body = |uri: &str, verify_token: &str| json!({"webhook_configuration":{"override_callback_uri": uri, "verify_token": verify_token}});
+    let configure = |token: &str, phone: &str, body: &Value| {
+        json_of(
+            emulator
+                .graph(reqwest::Method::POST, phone, token)
+                .json(body)
+                .send()
+                .expect("phone settings"),
+        )
+    };
+    let read_configuration = |token: &str, phone: &str| {
+        json_of(
+            emulator
+                .graph(
+                    reqwest::Method::GET,
+                    &format!("{phone}?fields=webhook_configuration"),
+                    token,
+                )
+                .send()
+                .expect("webhook_configuration"),
+        )
+    };
+    let inbound = |phone: &str, body: &str| {
+        emulator.control_post_status(
+            "webhook/inbound",
+            &json!({"phone_number_id": phone, "type":"text","text":{"body": body}}),
+        )
+    };
+
+    let response = emulator.subscribe(
+        &token,
+        &waba,
+        Some(&json!({"override_callback_uri": waba_receiver.url, "verify_token": "test-verify-token"})),
+    );
+    assert_eq!(response.status(), 200);
+    waba_receiver.wait_for(1);
+    let (status, answer) = configure(
+        &token,
+        &phone,
+        &override_body(&phone_receiver.url, "test-verify-token"),
+    );
+    assert_eq!((status, &answer), (200, &json!({"success": true})));
+    // Meta's verification GET went to the number's override.
+    let verification = phone_receiver.wait_for(1).remove(0);
+    assert_eq!(verification.method, "GET");
+    let (status, answer) = read_configuration(&token, &phone);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"webhook_configuration":{"phone_number": phone_receiver.url,
+            "whatsapp_business_account": waba_receiver.url, "application": app.url},
+            "id": phone})
+    );
+
+    // The number's webhooks (control-driven and auto statuses) go to its own override, still
+    // with the WABA as entry[].id; its sibling's go to the WABA's override.
+    let (status, answer) = inbound(&phone, "to the number");
+    assert_eq!(status, 200, "{answer}");
+    let response = emulator
+        .graph(reqwest::Method::POST, &format!("{phone}/messages"), &token)
+        .json(&text_body("statuses follow"))
+        .send()
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let received = phone_receiver.wait_for(5);
+    for request in &received[1..] {
+        let payload = request.json();
+        assert_eq!(payload["entry"][0]["id"], waba.as_str(), "{payload}");
+        assert_eq!(
+            only_value(&payload)["metadata"]["phone_number_id"],
+            phone.as_str()
+        );
+    }
+    let (status, answer) = inbound(&sibling, "to the sibling");
+    assert_eq!(status, 200, "{answer}");
+    let received = waba_receiver.wait_for(2);
+    assert_eq!(
+        only_value(&received[1].json())["metadata"]["phone_number_id"],
+        sibling.as_str()
+    );
+    assert!(app.received().is_empty(), "the app URL got nothing");
+
+    // A failed verification answers 2200 and keeps the override as it was.
+    let (status, answer) = configure(&token, &phone, &override_body(&app.url, "wrong-token"));
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], 2200, "{answer}");
+    assert!(!answer.to_string().contains("wrong-token"), "{answer}");
+    assert_eq!(
+        read_configuration(&token, &phone).1["webhook_configuration"]["phone_number"],
+        phone_receiver.url.as_str()
+    );
+
+    // Cleared with an empty URI: the WABA's override applies again.
+    let (status, answer) = configure(&token, &phone, &override_body("", ""));
+    assert_eq!(status, 200, "{answer}");
+    let (_, answer) = read_configuration(&token, &phone);
+    assert!(
+        answer["webhook_configuration"]
+            .get("phone_number")
+            .is_none(),
+        "{answer}"
+    );
+    let (status, answer) = inbound(&phone, "back to the WABA");
+    assert_eq!(status, 200, "{answer}");
+    let received = waba_receiver.wait_for(3);
+    assert_eq!(
+        only_value(&received[2].json())["metadata"]["phone_number_id"],
+        phone.as_str()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(phone_receiver.received().len(), 5);
+
+    // Without the app's subscription to the WABA, no override delivers anything.
+    assert_eq!(
+        configure(
+            &token,
+            &phone,
+            &override_body(&phone_receiver.url, "test-verify-token")
+        )
+        .0,
+        200
+    );
+    let response = emulator
+        .graph(
+            reqwest::Method::DELETE,
+            &format!("{waba}/subscribed_apps"),
+            &token,
+        )
+        .send()
+        .expect("unsubscribe");
+    assert_eq!(response.status(), 200);
+    let (status, answer) = inbound(&phone, "unsubscribed");
+    assert_eq!(status, 400, "{answer}");
+
+    // Refusals: an unknown number, another WABA's token, parameters the emulator does not
+    // model, a missing verify token.
+    assert_unknown_object(
+        configure(
+            &token,
+            "999000333",
+            &override_body(&phone_receiver.url, "test-verify-token"),
+        ),
+        "999000333",
+        "post",
+    );
+    assert_unknown_object(
+        read_configuration("test-token", "999000333"),
+        "999000333",
+        "get",
+    );
+    let (other_token, _, _) = emulator.onboarded_token();
+    assert_unknown_object(
+        configure(&other_token, &phone, &override_body("", "")),
+        &phone,
+        "post",
+    );
+    assert_unknown_object(read_configuration(&other_token, &phone), &phone, "get");
+    for body in [
+        json!({"pin": "123456"}),
+        json!({}),
+        json!({"webhook_configuration": "not json"}),
+        json!({"webhook_configuration": {"override_callback_uri": phone_receiver.url}}),
+        json!({"webhook_configuration": {"override_callback_uri": "ftp://x", "verify_token": "t"}}),
+        json!({"webhook_configuration": {"callback": "http://x"}}),
+    ] {
+        let (status, answer) = configure(&token, &phone, &body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], 100, "{body}: {answer}");
+    }
+}
+
+#[test]
+fn phone_override_of_a_number_under_no_known_waba_replaces_the_app_url() {
+    let app = Receiver::start();
+    let phone_receiver = Receiver::start();
+    let emulator = Emulator::with_webhooks(&app, &[]);
+    // As a form field holding the object's JSON, as Graph also takes it.
+    let response = emulator
+        .graph(reqwest::Method::POST, PHONE_ID, "test-token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            query_string(&[(
+                "webhook_configuration",
+                &json!({"override_callback_uri": phone_receiver.url,
+                    "verify_token": "test-verify-token"})
+                .to_string(),
+            )])[1..]
+                .to_string(),
+        )
+        .send()
+        .expect("phone settings");
+    assert_eq!(json_of(response).0, 200);
+    phone_receiver.wait_for(1);
+    let answer = emulator.control_post(
+        "webhook/inbound",
+        &json!({"type":"text","text":{"body":"default number"}}),
+    );
+    assert_eq!(answer["delivery"]["status"], 200, "{answer}");
+    let received = phone_receiver.wait_for(2);
+    assert_eq!(
+        only_value(&received[1].json())["metadata"]["phone_number_id"],
+        PHONE_ID
+    );
+    assert!(app.received().is_empty());
+    // The request is recorded as concerning that number; a plain GET /{id} is still media.
+    let recorded = emulator.requests();
+    assert_eq!(recorded[0]["phone_number_id"], PHONE_ID, "{}", recorded[0]);
+    let (status, answer) = json_of(
+        emulator
+            .graph(reqwest::Method::GET, PHONE_ID, "test-token")
+            .send()
+            .expect("media lookup"),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["error_subcode"], 33, "{answer}");
+}

@@ -207,10 +207,28 @@ impl GraphRequest {
         {
             return None;
         }
-        if segments.len() == 1 {
+        if segments.len() == 1 && !self.is_phone_object() {
             return crate::control::query_param(&self.query, "phone_number_id");
         }
         Some(id.to_string())
+    }
+
+    /// Whether a bare `/{v}/{id}` addresses a phone number rather than a media object: `POST`
+    /// (the number's settings, such as its webhook override) and a `GET` asking for
+    /// `fields=webhook_configuration` (cloud-api.md §5.10). Other bare `GET`s and `DELETE`s
+    /// are media calls.
+    pub fn is_phone_object(&self) -> bool {
+        match self.method {
+            Method::POST => true,
+            Method::GET => {
+                crate::control::query_param(&self.query, "fields").is_some_and(|fields| {
+                    fields
+                        .split(',')
+                        .any(|field| field.trim() == "webhook_configuration")
+                })
+            }
+            _ => false,
+        }
     }
 
     /// `to` as sent, rendered as text (a JSON number becomes its digits).
@@ -600,6 +618,7 @@ async fn route_inner(
         [id, "subscribed_apps" | "phone_numbers"] if is_graph_id(id) => {
             Some(onboarding::Target::Waba(id))
         }
+        [id] if is_graph_id(id) && request.is_phone_object() => Some(onboarding::Target::Phone(id)),
         _ => None,
     };
     if let Some(target) = target {
@@ -615,6 +634,14 @@ async fn route_inner(
         }
         (&Method::POST, [phone_number_id, "media"]) if is_graph_id(phone_number_id) => {
             media::upload(state, request, phone_number_id)
+        }
+        (&Method::POST, [phone_number_id]) if is_graph_id(phone_number_id) => {
+            onboarding::configure_phone(state, request, phone_number_id).await
+        }
+        (&Method::GET, [phone_number_id])
+            if is_graph_id(phone_number_id) && request.is_phone_object() =>
+        {
+            onboarding::phone_webhook_configuration(state, phone_number_id)
         }
         (&Method::GET, [media_id]) if is_graph_id(media_id) => {
             media::lookup(state, request, media_id)

@@ -105,6 +105,7 @@ components: /PATH\" before any other check.
                                                   token is then accepted, scoped to the code's
                                                   WABA: on another WABA, or a number not under
                                                   it (messages, media, register, deregister,
+                                                  the number's webhook_configuration,
                                                   subscribed_apps, phone_numbers), it answers
                                                   100/33 as an object it may not load (--token
                                                   tokens reach every object). HTTP
@@ -124,12 +125,13 @@ components: /PATH\" before any other check.
                                                   (5 s, no redirects), 2200 unless it answers
                                                   200 with the challenge; uri > 200 chars 100.
                                                   Webhooks about a number of a WABA known from
-                                                  oauth/codes go to the WABA's override, else
-                                                  the app URL (--webhook-url), with entry[].id
-                                                  = that WABA; nowhere while the app is not
-                                                  subscribed to it (webhook/inbound and
-                                                  webhook/status then answer 400). Other
-                                                  numbers use the webhook config as is.
+                                                  oauth/codes go to the number's override, else
+                                                  the WABA's, else the app URL (--webhook-url),
+                                                  with entry[].id = that WABA; nowhere while
+                                                  the app is not subscribed to it
+                                                  (webhook/inbound and webhook/status then
+                                                  answer 400). Other numbers use the webhook
+                                                  config, with the number's override as URL.
     GET    /{version}/{waba_id}/subscribed_apps   the app and its override, or empty data
     DELETE /{version}/{waba_id}/subscribed_apps   unsubscribe
     POST   /{version}/{phone_number_id}/register  {\"messaging_product\":\"whatsapp\",\"pin\":\"6 digits\"
@@ -142,9 +144,21 @@ components: /PATH\" before any other check.
     GET    /{version}/{waba_id}/phone_numbers     numbers of codes for that WABA; status
                                                   PENDING, CONNECTED after register,
                                                   DISCONNECTED after deregister
+    POST   /{version}/{phone_number_id}       {\"webhook_configuration\":{\"override_callback_uri\",
+                                                  \"verify_token\"}} (JSON, or that object as
+                                                  JSON text in a form field): the number's own
+                                                  override, verified like the WABA's (2200);
+                                                  \"override_callback_uri\":\"\" clears it; other
+                                                  parameters (pin, ...) are not modelled: 100
+    GET    /{version}/{phone_number_id}?fields=webhook_configuration
+                                                  {\"webhook_configuration\":{\"phone_number\",
+                                                  \"whatsapp_business_account\",\"application\"},
+                                                  \"id\"}: the URLs set at each level (other
+                                                  GET /{id} are media lookups)
     Any other path answers GraphMethodException 100/33, as does a non-numeric id.
-    Once a code exists (POST /_emulator/oauth/codes), register, deregister, subscribed_apps
-    (GET, POST, DELETE) and phone_numbers answer 100/33 too for ids no code named, except
+    Once a code exists (POST /_emulator/oauth/codes), register, deregister, the number's
+    POST and webhook_configuration GET, subscribed_apps (GET, POST, DELETE) and
+    phone_numbers answer 100/33 too for ids no code named, except
     the default phone number id 106540352242922 and WABA 102290129340398 (and the webhook
     config's waba_id); before that, and after a reset, every id is accepted.
 
@@ -176,7 +190,8 @@ ONBOARDING CONTROL (Embedded Signup):
                                                   absent) -> {\"code\",\"waba_id\",\"phone_number_id\"}
     GET    /_emulator/onboarding                 config, codes (used/expired), tokens issued,
                                                   subscriptions (override, last verification),
-                                                  registrations (PIN set, call counts)
+                                                  registrations (PIN set, call counts, the
+                                                  number's override, last verification)
     GET    /_emulator/onboarding/config          current onboarding config
     POST   /_emulator/onboarding/config          {\"register_fail_code\":N|null (every register
                                                   call fails with that code until null),

@@ -1,7 +1,7 @@
 //! Embedded Signup onboarding (cloud-api.md §6): the OAuth code exchange with single-use,
 //! expiring codes, `debug_token`, `subscribed_apps` with Meta's verification GET against the
-//! override callback URI, phone registration with its PIN and rate limit, the `phone_numbers`
-//! listing, and the onboarding control endpoints.
+//! override callback URI, the phone number's own webhook override, phone registration with its
+//! PIN and rate limit, the `phone_numbers` listing, and the onboarding control endpoints.
 //!
 //! All state sits behind one short `std::sync::Mutex` section per operation; the only `.await`
 //! (the verification GET) runs with the lock released.
@@ -106,6 +106,10 @@ struct Phone {
     recent_registers: VecDeque<Instant>,
     /// Instants of deregister calls in the 72 h window (a separate limit).
     recent_deregisters: VecDeque<Instant>,
+    /// The number's own callback override (cloud-api.md §5.10), ahead of its WABA's.
+    override_callback_uri: Option<String>,
+    verify_token: Option<String>,
+    last_verification: Option<Value>,
 }
 
 impl Phone {
@@ -124,6 +128,9 @@ impl Phone {
             deregister_calls: 0,
             recent_registers: VecDeque::new(),
             recent_deregisters: VecDeque::new(),
+            override_callback_uri: None,
+            verify_token: None,
+            last_verification: None,
         }
     }
 
@@ -255,18 +262,22 @@ impl Onboarding {
     /// Where Meta routes webhooks about `phone_number_id`, as far as onboarding knows.
     pub fn route_for_phone(&self, phone_number_id: &str) -> PhoneRoute {
         let inner = self.lock();
-        let Some(waba_id) = inner
-            .phones
-            .get(phone_number_id)
-            .and_then(|phone| phone.waba_id.clone())
-        else {
-            return PhoneRoute::Unknown;
+        let phone = inner.phones.get(phone_number_id);
+        // cloud-api.md §5.10: phone-number override → WABA override → app callback URL.
+        let phone_override = phone.and_then(|phone| phone.override_callback_uri.clone());
+        let Some(waba_id) = phone.and_then(|phone| phone.waba_id.clone()) else {
+            return PhoneRoute::Unknown {
+                override_callback_uri: phone_override,
+            };
         };
         match inner.wabas.get(&waba_id) {
-            None => PhoneRoute::Unknown,
+            None => PhoneRoute::Unknown {
+                override_callback_uri: phone_override,
+            },
             Some(waba) if !waba.subscribed => PhoneRoute::Unsubscribed { waba_id },
             Some(waba) => PhoneRoute::Subscribed {
-                override_callback_uri: waba.override_callback_uri.clone(),
+                override_callback_uri: phone_override
+                    .or_else(|| waba.override_callback_uri.clone()),
                 waba_id,
             },
         }
@@ -321,12 +332,16 @@ impl Onboarding {
 
 /// Webhook routing of one phone number (cloud-api.md §5.10).
 pub enum PhoneRoute {
-    /// No onboarding state for the number (or its WABA): the webhook config alone decides.
-    Unknown,
-    /// The number's WABA is known but the app is not subscribed to it: Meta delivers nothing.
+    /// No WABA known for the number: the webhook config decides, with the number's own
+    /// override (if one was set) in place of its URL.
+    Unknown {
+        override_callback_uri: Option<String>,
+    },
+    /// The number's WABA is known but the app is not subscribed to it: Meta delivers nothing,
+    /// overrides or not.
     Unsubscribed { waba_id: String },
-    /// Subscribed: the WABA override when set, else the app callback URL; `entry[].id` is the
-    /// WABA.
+    /// Subscribed: the number's override when set, else the WABA's, else the app callback
+    /// URL; `entry[].id` is the WABA.
     Subscribed {
         waba_id: String,
         override_callback_uri: Option<String>,
@@ -688,23 +703,58 @@ pub async fn subscribe(
         waba.verify_token = None;
         return Ok(success());
     };
-    if uri.chars().count() > MAX_CALLBACK_URI_CHARS {
-        return Err(GraphError::invalid_parameter(format!(
-            "override_callback_uri: longer than {MAX_CALLBACK_URI_CHARS} characters"
-        )));
-    }
-    webhook::check_url(&uri).map_err(|_| {
-        GraphError::invalid_parameter("override_callback_uri: must be an http(s) URL")
-    })?;
-    let verify_token = text_parameter(&parameters, "verify_token")?.ok_or_else(|| {
-        GraphError::invalid_parameter("verify_token: required with override_callback_uri")
-    })?;
-    let verification =
-        webhook::verification_get(state, &uri, &verify_token, VERIFICATION_TIMEOUT).await;
-    let failure = verification_failure(&verification);
+    let verify_token = text_parameter(&parameters, "verify_token")?;
+    let verified = verify_override(state, "", &uri, verify_token).await?;
     let mut inner = state.onboarding.lock();
     let waba = inner.wabas.entry(waba_id.to_string()).or_default();
-    waba.last_verification = Some(json!({
+    waba.last_verification = Some(verified.record);
+    if let Some(error) = verified.failure {
+        return Err(error);
+    }
+    waba.subscribed = true;
+    waba.override_callback_uri = Some(uri);
+    waba.verify_token = Some(verified.verify_token);
+    Ok(success())
+}
+
+/// The outcome of [`verify_override`].
+struct Verified {
+    verify_token: String,
+    /// Kept as the object's `last_verification`.
+    record: Value,
+    /// The 2200 answer when Meta's GET did not pass.
+    failure: Option<GraphError>,
+}
+
+/// Checks a non-empty `override_callback_uri` (at most 200 characters, http(s)) and its
+/// required `verify_token`, then runs Meta's verification GET against it (cloud-api.md §5.10),
+/// for the WABA and the phone-number override alike. `prefix` names the enclosing parameter
+/// in error details (`webhook_configuration.`).
+async fn verify_override(
+    state: &AppState,
+    prefix: &str,
+    uri: &str,
+    verify_token: Option<String>,
+) -> Result<Verified, GraphError> {
+    if uri.chars().count() > MAX_CALLBACK_URI_CHARS {
+        return Err(GraphError::invalid_parameter(format!(
+            "{prefix}override_callback_uri: longer than {MAX_CALLBACK_URI_CHARS} characters"
+        )));
+    }
+    webhook::check_url(uri).map_err(|_| {
+        GraphError::invalid_parameter(format!(
+            "{prefix}override_callback_uri: must be an http(s) URL"
+        ))
+    })?;
+    let verify_token = verify_token.ok_or_else(|| {
+        GraphError::invalid_parameter(format!(
+            "{prefix}verify_token: required with override_callback_uri"
+        ))
+    })?;
+    let verification =
+        webhook::verification_get(state, uri, &verify_token, VERIFICATION_TIMEOUT).await;
+    let failure = verification_failure(&verification);
+    let record = json!({
         "uri": uri,
         "verify_token": verify_token,
         "challenge": verification.challenge,
@@ -713,20 +763,151 @@ pub async fn subscribe(
         "error": verification.error,
         "ok": failure.is_none(),
         "at_ms": state.elapsed_ms(),
-    }));
-    if let Some(reason) = failure {
-        return Err(GraphError {
-            http_status: 400,
-            message: format!(
-                "(#2200) Callback verification failed with the following errors: {reason}"
-            ),
-            ..GraphError::with_code(2200)
-        });
+    });
+    let failure = failure.map(|reason| GraphError {
+        http_status: 400,
+        message: format!(
+            "(#2200) Callback verification failed with the following errors: {reason}"
+        ),
+        ..GraphError::with_code(2200)
+    });
+    Ok(Verified {
+        verify_token,
+        record,
+        failure,
+    })
+}
+
+/// `POST /{version}/{phone_number_id}` `{"webhook_configuration":{"override_callback_uri",
+/// "verify_token"}}` (JSON, or the object as JSON text in a form field): the number's own
+/// callback override, verified like the WABA's; `"override_callback_uri":""` clears it
+/// (cloud-api.md §5.10). The call's other settings (PIN, display name, ...) are not modelled
+/// and answer code 100.
+pub async fn configure_phone(
+    state: &AppState,
+    request: &GraphRequest,
+    phone_number_id: &str,
+) -> Result<Reply, GraphError> {
+    let configured_waba = state.webhooks.config().waba_id.clone();
+    if !state
+        .onboarding
+        .lock()
+        .knows(Object::Phone, phone_number_id, &configured_waba)
+    {
+        return Err(GraphError::unsupported(
+            &hyper::Method::POST,
+            phone_number_id,
+        ));
     }
-    waba.subscribed = true;
-    waba.override_callback_uri = Some(uri);
-    waba.verify_token = Some(verify_token);
+    let parameters = parameters(request)?;
+    if let Some(other) = parameters
+        .keys()
+        .find(|key| key.as_str() != "webhook_configuration")
+    {
+        return Err(GraphError::invalid_parameter(format!(
+            "{other}: not modelled by the emulator on POST /{{phone-number-id}} (only \
+             webhook_configuration)"
+        )));
+    }
+    let not_an_object =
+        || GraphError::invalid_parameter("webhook_configuration: must be a JSON object");
+    let configuration = match parameters.get("webhook_configuration") {
+        Some(Value::Object(fields)) => fields.clone(),
+        Some(Value::String(text)) => match serde_json::from_str(text) {
+            Ok(Value::Object(fields)) => fields,
+            _ => return Err(not_an_object()),
+        },
+        None | Some(Value::Null) => {
+            return Err(GraphError::invalid_parameter(
+                "webhook_configuration: required",
+            ))
+        }
+        Some(_) => return Err(not_an_object()),
+    };
+    if let Some(other) = configuration
+        .keys()
+        .find(|key| !matches!(key.as_str(), "override_callback_uri" | "verify_token"))
+    {
+        return Err(GraphError::invalid_parameter(format!(
+            "webhook_configuration.{other}: unknown field"
+        )));
+    }
+    let uri = text_parameter(&configuration, "override_callback_uri")?.ok_or_else(|| {
+        GraphError::invalid_parameter(
+            "webhook_configuration.override_callback_uri: required (\"\" clears the override)",
+        )
+    })?;
+    let verified = if uri.is_empty() {
+        None
+    } else {
+        let verify_token = text_parameter(&configuration, "verify_token")?;
+        Some(verify_override(state, "webhook_configuration.", &uri, verify_token).await?)
+    };
+    let mut inner = state.onboarding.lock();
+    let phone = inner
+        .phones
+        .entry(phone_number_id.to_string())
+        .or_insert_with(|| Phone::new(None));
+    let Some(verified) = verified else {
+        phone.override_callback_uri = None;
+        phone.verify_token = None;
+        return Ok(success());
+    };
+    phone.last_verification = Some(verified.record);
+    if let Some(error) = verified.failure {
+        return Err(error);
+    }
+    phone.override_callback_uri = Some(uri);
+    phone.verify_token = Some(verified.verify_token);
     Ok(success())
+}
+
+#[derive(Serialize)]
+struct PhoneWebhookBody {
+    webhook_configuration: WebhookConfigurationBody,
+    id: String,
+}
+
+#[derive(Serialize)]
+struct WebhookConfigurationBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    whatsapp_business_account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application: Option<String>,
+}
+
+/// `GET /{version}/{phone_number_id}?fields=webhook_configuration`: the callback URLs that
+/// apply to the number, each level that has one (cloud-api.md §5.10): its own override, its
+/// WABA's (while the app is subscribed to it) and the app's (`--webhook-url`).
+pub fn phone_webhook_configuration(
+    state: &AppState,
+    phone_number_id: &str,
+) -> Result<Reply, GraphError> {
+    let webhook_config = state.webhooks.config();
+    let inner = state.onboarding.lock();
+    if !inner.knows(Object::Phone, phone_number_id, &webhook_config.waba_id) {
+        return Err(GraphError::unsupported(
+            &hyper::Method::GET,
+            phone_number_id,
+        ));
+    }
+    let phone = inner.phones.get(phone_number_id);
+    let waba_override = phone
+        .and_then(|phone| phone.waba_id.as_ref())
+        .and_then(|waba_id| inner.wabas.get(waba_id))
+        .filter(|waba| waba.subscribed)
+        .and_then(|waba| waba.override_callback_uri.clone());
+    let body = PhoneWebhookBody {
+        webhook_configuration: WebhookConfigurationBody {
+            phone_number: phone.and_then(|phone| phone.override_callback_uri.clone()),
+            whatsapp_business_account: waba_override,
+            application: webhook_config.url.clone(),
+        },
+        id: phone_number_id.to_string(),
+    };
+    Ok(Reply::new(200, &body))
 }
 
 /// Why a verification GET did not pass, in Meta's wording; `None` when it passed.
@@ -1061,6 +1242,9 @@ pub fn control_state(state: &AppState) -> Value {
                 "calls_in_window": phone.recent_registers.len() + phone.recent_deregisters.len(),
                 "register_calls_in_window": phone.recent_registers.len(),
                 "deregister_calls_in_window": phone.recent_deregisters.len(),
+                "override_callback_uri": phone.override_callback_uri,
+                "verify_token": phone.verify_token,
+                "last_verification": phone.last_verification,
             })
         })
         .collect();

@@ -1465,15 +1465,23 @@ pub async fn verify(state: &AppState, body: &[u8]) -> Result<Value, String> {
 /// The webhook config for payloads about `phone_number_id`, following Meta's resolution order
 /// (cloud-api.md §5.10: "phone-number override → WABA override → app callback URL") with the
 /// number's WABA as `entry[].id` (§5.3). A number whose WABA onboarding knows but the app is not
-/// subscribed to gets nothing (`Err` says why); a number onboarding does not know uses the
-/// configured webhook as is.
+/// subscribed to gets nothing (`Err` says why); a number under no known WABA uses the
+/// configured webhook, with the number's own override as its URL when one was set.
 pub fn config_for_phone(
     state: &AppState,
     phone_number_id: &str,
 ) -> Result<Arc<WebhookConfig>, String> {
     let config = state.webhooks.config();
     match state.onboarding.route_for_phone(phone_number_id) {
-        PhoneRoute::Unknown => Ok(config),
+        PhoneRoute::Unknown {
+            override_callback_uri: None,
+        } => Ok(config),
+        PhoneRoute::Unknown {
+            override_callback_uri: Some(uri),
+        } => Ok(Arc::new(WebhookConfig {
+            url: Some(uri),
+            ..(*config).clone()
+        })),
         PhoneRoute::Unsubscribed { waba_id } => Err(format!(
             "phone number {phone_number_id}: the app is not subscribed to its WABA {waba_id} \
              (POST /{{version}}/{waba_id}/subscribed_apps), so Meta delivers no webhooks for it"
