@@ -47,6 +47,7 @@ impl Emulator {
         // features are shared with this dev-dependency: choose the provider before building.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::builder()
+            .no_proxy()
             .timeout(Duration::from_secs(10))
             .build()
             .expect("client");
@@ -2105,14 +2106,24 @@ fn auto_statuses_follow_an_accepted_send() {
     let response =
         emulator.send(&json!({"messaging_product":"whatsapp","to":"1","type":"text","text":{}}));
     assert_eq!(response.status(), 400);
+    // Marking an inbound message read (its own webhook is the fourth request).
+    let inbound = emulator.control_post(
+        "webhook/inbound",
+        &json!({"from":"16505551234","type":"text","text":{"body":"hello"}}),
+    );
+    receiver.wait_for(4);
+    let read = emulator
+        .send(&json!({"messaging_product":"whatsapp","status":"read","message_id":inbound["id"]}));
+    let (status, answer) = json_of(read);
+    assert_eq!(status, 200, "mark-as-read accepted: {answer}");
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(receiver.received().len(), 3);
+    assert_eq!(receiver.received().len(), 4);
 
     // Turned off at run time: no more statuses.
     emulator.control_post("webhook/config", &json!({"auto_statuses":false}));
     assert_eq!(emulator.send(&text_body("quiet")).status(), 200);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(receiver.received().len(), 3);
+    assert_eq!(receiver.received().len(), 4);
 
     emulator.control_post("webhook/config", &json!({"auto_statuses":true}));
     // A group send's statuses name the group, as on Meta's group messaging page: recipient_id
@@ -2122,8 +2133,8 @@ fn auto_statuses_follow_an_accepted_send() {
         &json!({"messaging_product":"whatsapp","recipient_type":"group","to":group_id,"text":{"body":"hi"}}),
     );
     assert_eq!(response.status(), 200);
-    let group_received = receiver.wait_for(6);
-    let group_statuses: Vec<Value> = group_received[3..]
+    let group_received = receiver.wait_for(7);
+    let group_statuses: Vec<Value> = group_received[4..]
         .iter()
         .map(|request| {
             let payload = request.json();
@@ -2152,7 +2163,7 @@ fn auto_statuses_follow_an_accepted_send() {
         );
     }
     // In Meta's key order: right after recipient_type.
-    let read_body = String::from_utf8_lossy(&group_received[5].body).into_owned();
+    let read_body = String::from_utf8_lossy(&group_received[6].body).into_owned();
     assert!(
         read_body.contains(r#""recipient_type":"group","recipient_participant_id":"16505551234""#),
         "{read_body}"
@@ -2959,6 +2970,7 @@ fn control_created_50_mb_media_downloads_fully() {
     assert_eq!(info["file_size"], size);
 
     let client = Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client");
