@@ -303,8 +303,23 @@ pub fn wamid_of(body: &[u8]) -> Option<String> {
     (!id.is_empty()).then(|| id.into_owned())
 }
 
-/// Connection problems and timeouts are transient: the request may not have reached Graph.
+/// Connection problems and timeouts are transient: the request may not have reached Graph. A
+/// certificate that fails verification is not: retrying only hides a missing CA store or an
+/// interception proxy for the whole retry time, so the message fails at once, saying why.
 fn transport_failure(e: &reqwest::Error) -> Attempt {
+    if let Some(problem) = certificate_problem(e) {
+        return Attempt::Failed(Failure {
+            error: DeliveryError::OtherHttp,
+            text: format!(
+                "TLS: the server's certificate was refused ({problem}); are the system's CA \
+                 certificates installed (ca-certificates, SSL_CERT_FILE)?"
+            ),
+            retryable: false,
+            retry_after: None,
+            pair_rate_limited: false,
+            throughput_limited: false,
+        });
+    }
     let what = if e.is_timeout() {
         "request timed out"
     } else if e.is_connect() {
@@ -322,6 +337,32 @@ fn transport_failure(e: &reqwest::Error) -> Attempt {
         pair_rate_limited: false,
         throughput_limited: false,
     })
+}
+
+/// The certificate verification failure behind a transport error, if that is what it is. TLS
+/// errors come wrapped in I/O errors, whose `source` skips the wrapped error itself.
+pub(crate) fn certificate_problem(e: &reqwest::Error) -> Option<rustls::Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        // I/O errors may wrap I/O errors (hyper-util's connect error wraps tokio-rustls's).
+        let mut unwrapped: &(dyn std::error::Error + 'static) = s;
+        while let Some(inner) = unwrapped
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            unwrapped = inner;
+        }
+        let tls = unwrapped.downcast_ref::<rustls::Error>();
+        if let Some(
+            problem @ (rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented),
+        ) = tls
+        {
+            return Some(problem.clone());
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// A reqwest error as host-facing text: its cause chain (what actually happened), else its own
