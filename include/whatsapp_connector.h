@@ -14,8 +14,8 @@
  *
  * NETWORK: Graph is reached over HTTPS with rustls; certificates are checked against the
  *   operating system's CA certificates (the ca-certificates package; SSL_CERT_FILE and
- *   SSL_CERT_DIR override), so a machine without them fails every send (OTHER_HTTP, after the
- *   retries). The standard proxy variables (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, also in
+ *   SSL_CERT_DIR override); a certificate that fails verification ends the message at once
+ *   (OTHER_HTTP, the text names the problem), without retries. The standard proxy variables (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, also in
  *   lower case) apply as they do for curl, except that a Graph base URL on a loopback address
  *   (the emulator) is always reached directly.
  *
