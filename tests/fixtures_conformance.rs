@@ -1,6 +1,7 @@
 //! Conformance against real-shaped payloads from other projects, kept in `../shared/fixtures/`
 //! beside the repository in this project's CI (not shipped to users). Every file is handled:
-//! webhooks through the host-fed entry point, Graph answers through the parsers, request bodies
+//! webhooks through the host-fed entry point, Graph answers through the code that reads them (or,
+//! for the phone numbers the library never reads, against the emulator), request bodies
 //! through the message builder and the emulator's validation. Skipped, saying so, when absent.
 
 mod common;
@@ -10,10 +11,14 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use whatsapp_connector::config::ClientConfig;
 use whatsapp_connector::error::{DeliveryError, GraphError};
 use whatsapp_connector::ffi::options::wa_options_set_dedupe_capacity;
 use whatsapp_connector::ffi::wa_result;
+use whatsapp_connector::graph::GraphClient;
+use whatsapp_connector::media::{MediaClient, UploadSource};
 use whatsapp_connector::message::{build, MessageInput};
+use whatsapp_connector::onboarding::{self, OnboardContext, OnboardRequest, Stage};
 
 fn fixtures_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/cloud-api");
@@ -78,7 +83,7 @@ fn every_fixture_is_handled() {
             check_request_body(&emu, &name, &payload);
         } else {
             counts.2 += 1;
-            check_graph_answer(&name, &payload);
+            check_graph_answer(&emu, &name, &payload);
         }
     }
     println!(
@@ -253,28 +258,232 @@ fn check_request_body(emu: &Emulator, name: &str, expected: &Value) {
     );
 }
 
-/// Graph answers: what the client reads from each.
-fn check_graph_answer(name: &str, answer: &Value) {
+/// Graph answers, each through the library code that reads it: errors and send answers through
+/// their parsers; media lookups, uploads and `{"success":true}` through the real client paths,
+/// with the emulator forced (a fault rule) to answer with the fixture.
+fn check_graph_answer(emu: &Emulator, name: &str, answer: &Value) {
     let bytes = serde_json::to_vec(answer).unwrap();
-    if answer.get("error").is_some() {
+    if let Some(expected) = answer.get("error") {
         let error = GraphError::parse(400, &bytes);
-        assert_eq!(error.code, Some(100), "{name}");
+        assert_eq!(error.code, expected["code"].as_i64(), "{name}");
+        assert_eq!(error.subcode, expected["error_subcode"].as_i64(), "{name}");
+        assert_eq!(
+            Some(error.message.as_str()),
+            expected["message"].as_str(),
+            "{name}"
+        );
         assert_eq!(
             error.delivery_error(),
             DeliveryError::NotFound,
             "{name}: unknown object → NOT_FOUND"
         );
     } else if answer.get("messages").is_some() {
-        let wamid = whatsapp_connector::graph::wamid_of(&bytes).unwrap();
-        assert!(wamid.starts_with("wamid."), "{name}");
-    } else {
-        // Media, upload, phone number and `{"success":true}` answers belong to the media and
-        // onboarding paths; until they exist, they only have to be well-formed Graph JSON.
-        let known = ["url", "id", "success", "verified_name", "data"];
-        assert!(
-            known.iter().any(|k| answer.get(k).is_some()),
-            "{name}: unexpected answer {answer}"
+        let wamid = whatsapp_connector::graph::wamid_of(&bytes);
+        assert_eq!(
+            wamid.as_deref(),
+            answer["messages"][0]["id"].as_str(),
+            "{name}"
         );
-        let _ = json!(null);
+    } else if answer.get("url").is_some() {
+        check_media_lookup(emu, name, answer);
+    } else if answer.get("success").is_some() {
+        check_success_answer(emu, name, answer);
+    } else if answer.get("data").is_some() || answer.get("verified_name").is_some() {
+        check_phone_numbers(emu, name, answer);
+    } else if answer.as_object().is_some_and(|o| o.len() == 1) && answer["id"].is_string() {
+        check_upload_answer(emu, name, answer);
+    } else {
+        panic!("{name}: a Graph answer this test does not know: {answer}");
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config_for(emu: &Emulator) -> ClientConfig {
+    ClientConfig {
+        graph_base_url: emu.url.clone(),
+        ..ClientConfig::default()
+    }
+}
+
+/// The next request whose path contains `path` is answered with `answer` (status 200).
+fn answer_next(emu: &Emulator, path: &str, answer: &Value) {
+    emu.fault(json!({
+        "match": {"path_contains": path},
+        "times": 1,
+        "action": {"http_status": 200, "body": answer.to_string()},
+    }));
+}
+
+/// Each request to `path` was answered by a fault rule with `answer` (not by the emulator's own
+/// route, whose answer could happen to look the same).
+fn assert_answered_with(emu: &Emulator, name: &str, path: &str, answer: &Value, times: usize) {
+    let answered: Vec<Value> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with(path)))
+        .collect();
+    assert_eq!(answered.len(), times, "{name}: requests to {path}");
+    for r in answered {
+        assert!(
+            r["fault_id"].is_u64(),
+            "{name}: {path} not answered by the fixture: {r}"
+        );
+        let body: Value = serde_json::from_str(r["response_body"].as_str().unwrap()).unwrap();
+        assert_eq!(&body, answer, "{name}: {path}");
+    }
+}
+
+/// `GET /{media-id}`: `MediaClient::resolve` reads url, mime_type, sha256 and file_size.
+fn check_media_lookup(emu: &Emulator, name: &str, answer: &Value) {
+    let media_id = answer["id"].as_str().unwrap();
+    answer_next(emu, &format!("/{media_id}"), answer);
+    let media = MediaClient::new(&config_for(emu)).unwrap();
+    let info = runtime()
+        .block_on(media.resolve(media_id, TOKEN))
+        .unwrap_or_else(|e| panic!("{name}: the lookup answer was refused: {e:?}"));
+    assert_answered_with(emu, name, &format!("/{media_id}"), answer, 1);
+    assert_eq!(
+        Some(info.url.as_str()),
+        answer["url"].as_str(),
+        "{name}: url"
+    );
+    assert_eq!(
+        Some(info.mime_type.as_str()),
+        answer["mime_type"].as_str(),
+        "{name}: mime_type"
+    );
+    let sha256 = info.sha256.map(|digest| {
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    });
+    assert_eq!(
+        sha256.as_deref(),
+        answer["sha256"].as_str(),
+        "{name}: sha256"
+    );
+    assert_eq!(
+        info.file_size,
+        answer["file_size"].as_u64(),
+        "{name}: file_size"
+    );
+}
+
+/// `POST /{phone-number-id}/media`: `MediaClient::upload` returns the answer's `id`.
+fn check_upload_answer(emu: &Emulator, name: &str, answer: &Value) {
+    let path = format!("/{PHONE_ID}/media");
+    answer_next(emu, &path, answer);
+    let media = MediaClient::new(&config_for(emu)).unwrap();
+    let source = UploadSource::Buffer {
+        data: bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n fixture upload"),
+        filename: "fixture.png".into(),
+    };
+    let id = runtime()
+        .block_on(media.upload(PHONE_ID, source, "image/png", TOKEN))
+        .unwrap_or_else(|e| panic!("{name}: the upload answer was refused: {e:?}"));
+    assert_answered_with(emu, name, &path, answer, 1);
+    assert_eq!(Some(id.as_str()), answer["id"].as_str(), "{name}: media id");
+}
+
+/// `{"success":true}` answers the onboarding stages after the token exchange (webhook
+/// subscription and phone registration): a run that gets it from both finishes.
+fn check_success_answer(emu: &Emulator, name: &str, answer: &Value) {
+    const WABA_ID: &str = "102290129340398";
+    let subscribe = format!("/{WABA_ID}/subscribed_apps");
+    let register = format!("/{PHONE_ID}/register");
+    answer_next(emu, &subscribe, answer);
+    answer_next(emu, &register, answer);
+    let config = config_for(emu);
+    let ctx = OnboardContext {
+        graph: std::sync::Arc::new(GraphClient::new(&config).unwrap()),
+        app_id: None,
+        app_secret: String::new(),
+        default_version: config.api_version.clone(),
+        current_token: Some(TOKEN.to_string()),
+    };
+    let request = OnboardRequest {
+        version: String::new(),
+        code: None,
+        webhook_token: String::new(),
+        waba_id: WABA_ID.into(),
+        callback_uri: String::new(),
+        phone_id: PHONE_ID.into(),
+        pin: "123456".into(),
+        start: Stage::RegisterWebhooks,
+    };
+    onboarding::validate(&request).unwrap();
+    let outcome = runtime().block_on(onboarding::run(
+        ctx,
+        request,
+        Default::default(),
+        |_| {},
+        |_| {},
+    ));
+    assert_eq!(outcome.error, None, "{name}");
+    assert_eq!(outcome.stage, Stage::Finished, "{name}");
+    assert_eq!(outcome.token.as_deref(), Some(TOKEN), "{name}");
+    assert_answered_with(emu, name, &subscribe, answer, 1);
+    assert_answered_with(emu, name, &register, answer, 1);
+}
+
+/// Phone number objects: the library reads none (it neither looks numbers up nor lists them),
+/// so they are held against the emulator instead: a number in its `GET /{waba-id}/phone_numbers`
+/// answer has every field the fixture's numbers have, with the same JSON types, and a listing
+/// has the fixture's paging cursors.
+fn check_phone_numbers(emu: &Emulator, name: &str, answer: &Value) {
+    let code = emu.post_json("/_emulator/oauth/codes", json!({}));
+    let waba_id = code["waba_id"].as_str().unwrap();
+    let phone_id = code["phone_number_id"].as_str().unwrap();
+    let listed: Value = direct_http()
+        .get(format!("{}/v26.0/{waba_id}/phone_numbers", emu.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let ours = listed["data"]
+        .as_array()
+        .and_then(|data| data.iter().find(|n| n["id"] == phone_id))
+        .unwrap_or_else(|| panic!("{name}: the emulator does not list {phone_id}: {listed}"));
+    let theirs: Vec<&Value> = match answer["data"].as_array() {
+        Some(data) => data.iter().collect(),
+        None => vec![answer],
+    };
+    assert!(!theirs.is_empty(), "{name}");
+    for number in theirs {
+        if let Err(path) = same_shape(ours, number, "") {
+            panic!("{name}: the emulator's number differs at {path}: {ours} vs {number}");
+        }
+    }
+    if answer.get("paging").is_some() {
+        if let Err(path) = same_shape(&listed["paging"], &answer["paging"], "paging") {
+            panic!("{name}: the emulator's paging differs at {path}: {listed}");
+        }
+    }
+}
+
+/// Whether `ours` has every field of `theirs`, recursively, each of the same JSON type; the
+/// path of the first difference otherwise.
+fn same_shape(ours: &Value, theirs: &Value, path: &str) -> Result<(), String> {
+    match (ours, theirs) {
+        (Value::Object(ours), Value::Object(theirs)) => {
+            for (key, value) in theirs {
+                let path = format!("{path}.{key}");
+                same_shape(ours.get(key).unwrap_or(&Value::Null), value, &path)?;
+            }
+            Ok(())
+        }
+        (Value::String(_), Value::String(_))
+        | (Value::Number(_), Value::Number(_))
+        | (Value::Bool(_), Value::Bool(_))
+        | (Value::Array(_), Value::Array(_)) => Ok(()),
+        _ => Err(path.to_string()),
     }
 }
