@@ -96,6 +96,42 @@ fn every_fixture_is_handled() {
     );
 }
 
+/// What `RecvMessage`'s msg carries for a reply: text, or JSON compared as a value.
+enum Reply<'a> {
+    Text(&'a str),
+    Json(&'a Value),
+}
+
+/// The inbound mapping of README.md for `interactive` and `button` messages: button_reply and
+/// list_reply give the reply's title, nfm_reply (a Flow) its `response_json` (the nfm_reply
+/// object as JSON if it has none), another interactive type the interactive object as JSON, an
+/// interactive message without its object the whole message as JSON; a template quick reply
+/// (`button`) gives the button's text (its payload only when it has no text).
+fn expected_reply(m: &Value) -> Reply<'_> {
+    if m["type"] == "button" {
+        let button = &m["button"];
+        return Reply::Text(
+            button["text"]
+                .as_str()
+                .or(button["payload"].as_str())
+                .expect("a quick reply with text or payload"),
+        );
+    }
+    let interactive = &m["interactive"];
+    if !interactive.is_object() {
+        return Reply::Json(m);
+    }
+    let subtype = interactive["type"].as_str().unwrap_or("");
+    let reply = &interactive[subtype];
+    match subtype {
+        "button_reply" | "list_reply" => Reply::Text(reply["title"].as_str().expect("a title")),
+        "nfm_reply" => reply["response_json"]
+            .as_str()
+            .map_or(Reply::Json(reply), Reply::Text),
+        _ => Reply::Json(interactive),
+    }
+}
+
 fn check_webhook(host: &Host, name: &str, payload: &Value) {
     let before = host.seen().inbound.len();
     let body = meta_json(payload);
@@ -171,10 +207,18 @@ fn check_webhook(host: &Host, name: &str, payload: &Value) {
                             serde_json::from_str(mapped.args[0].as_deref().unwrap()).unwrap();
                         assert_eq!(msg, m[kind], "{name}");
                     }
-                    "interactive" | "button" => assert!(
-                        !mapped.args[0].as_deref().unwrap().is_empty() || m[kind].is_null(),
-                        "{name}"
-                    ),
+                    "interactive" | "button" => {
+                        let msg = mapped.args[0].as_deref().unwrap();
+                        match expected_reply(m) {
+                            Reply::Text(text) => assert_eq!(msg, text, "{name}: {kind} msg"),
+                            Reply::Json(json) => {
+                                let got: Value = serde_json::from_str(msg).unwrap_or_else(|e| {
+                                    panic!("{name}: {kind} msg is not JSON ({e}): {msg}")
+                                });
+                                assert_eq!(&got, json, "{name}: {kind} msg");
+                            }
+                        }
+                    }
                     _ => {
                         let msg: Value =
                             serde_json::from_str(mapped.args[0].as_deref().unwrap()).unwrap();
