@@ -50,16 +50,27 @@ fn accepted_messages_survive_the_client_and_resume_in_order() {
     assert_eq!(wa_client_pending(host.client), 30, "resumed from the store");
     host.set_token(TOKEN);
     let results = host.wait_results(30, 20 * SECS);
+    // Each result belongs to the send its wamid names; body m{i} was accepted with info-{100+i}.
+    let sends = emu.sends();
+    let mut bodies = std::collections::HashSet::new();
     for r in &results {
         assert_eq!(r.error, WHATSAPP_ERR_OK, "{r:?}");
         assert_eq!(r.ctx, 0, "request contexts do not survive a restart");
-        assert!(
-            r.callback_info.as_deref().unwrap().starts_with("info-1"),
-            "stored callback_info: {r:?}"
+        let send = sends
+            .iter()
+            .find(|s| s["wamid"] == r.content.as_str())
+            .unwrap_or_else(|| panic!("no send has the result's wamid: {r:?}"));
+        let body = send["body"]["text"]["body"].as_str().unwrap();
+        let i: usize = body.strip_prefix('m').unwrap().parse().unwrap();
+        assert_eq!(
+            r.callback_info.as_deref(),
+            Some(format!("info-{}", 100 + i).as_str()),
+            "stored callback_info of {body}: {r:?}"
         );
+        assert!(bodies.insert(i), "two results for {body}");
     }
+    assert_eq!(bodies.len(), 30);
     // Per-recipient order is the original acceptance order.
-    let sends = emu.sends();
     for k in 0..3 {
         let to = format!("+1555000{k:04}");
         let got: Vec<String> = sends
