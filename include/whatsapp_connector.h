@@ -586,6 +586,13 @@ wa_result wa_options_new(wa_options **out);
 // Frees an options object. NULL is ignored.
 void wa_options_free(wa_options *options);
 
+// Whether the `WA_GRAPH_BASE_URL`, `WA_API_VERSION`, `WA_APP_ID` and `WA_WEBHOOK_LISTEN`
+// environment variables fill the settings not set here (default 1: they do, below the
+// setters and above the defaults). 0: this client's settings come from these options alone,
+// whatever the process environment holds.
+wa_result wa_options_set_use_environment(wa_options *options,
+                                         uint32_t use_environment);
+
 // Graph base URL, scheme://host[:port] (default `https://graph.facebook.com`; the emulator's
 // address in tests). `WA_ERR_INVALID_ARGUMENT` when it has a path, query or credentials.
 // Environment: `WA_GRAPH_BASE_URL`.
@@ -603,7 +610,8 @@ wa_result wa_options_set_app_id(wa_options *options,
 
 // Address for the built-in webhook listener, e.g. "127.0.0.1:8080"; port 0 picks a free port
 // (read it with `wa_client_webhook_port`). Without one, no listener runs (use
-// `wa_client_webhook_request` from the host's own web server). Environment: `WA_WEBHOOK_LISTEN`.
+// `wa_client_webhook_request` from the host's own web server). Environment: `WA_WEBHOOK_LISTEN`;
+// "" means no listener even when that variable is set.
 wa_result wa_options_set_webhook_listen(wa_options *options,
                                         const char *address);
 

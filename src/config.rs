@@ -178,6 +178,8 @@ pub struct Options {
     pub dispatch_batching: Option<Duration>,
     pub log_level: Option<LogLevel>,
     pub worker_threads: Option<usize>,
+    /// `Some(false)`: the `WA_*` environment variables are not read.
+    pub use_environment: Option<bool>,
 }
 
 /// Checks a Graph base URL: http or https, a host, no path, query or credentials.
@@ -219,6 +221,8 @@ impl Options {
     /// touch the process environment.
     pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<ClientConfig, String> {
         let d = ClientConfig::default();
+        let use_environment = self.use_environment.unwrap_or(true);
+        let env = |name: &str| if use_environment { env(name) } else { None };
         let from_env = |name: &str| env(name).filter(|v| !v.is_empty());
         let graph_base_url = match self
             .graph_base_url
@@ -241,10 +245,12 @@ impl Options {
             graph_base_url,
             api_version,
             app_id: self.app_id.clone().or_else(|| from_env("WA_APP_ID")),
-            webhook_listen: self
-                .webhook_listen
-                .clone()
-                .or_else(|| from_env("WA_WEBHOOK_LISTEN")),
+            // An explicit "" means no listener, whatever the environment says.
+            webhook_listen: match &self.webhook_listen {
+                Some(address) if address.is_empty() => None,
+                Some(address) => Some(address.clone()),
+                None => from_env("WA_WEBHOOK_LISTEN"),
+            },
             webhook_path: self.webhook_path.clone().unwrap_or(d.webhook_path),
             webhook_max_body: self.webhook_max_body.unwrap_or(d.webhook_max_body),
             webhook_idle_timeout: self.webhook_idle_timeout.unwrap_or(d.webhook_idle_timeout),
@@ -321,6 +327,48 @@ mod tests {
         let c = Options::default().resolve(|_| None).unwrap();
         assert_eq!(c.graph_base_url, DEFAULT_GRAPH_BASE_URL);
         assert_eq!(c.api_version, DEFAULT_API_VERSION);
+    }
+
+    #[test]
+    fn an_empty_listen_address_or_no_environment_keeps_the_environment_out() {
+        let env = env_of(&[
+            ("WA_WEBHOOK_LISTEN", "0.0.0.0:0"),
+            ("WA_GRAPH_BASE_URL", "http://127.0.0.1:9"),
+            ("WA_API_VERSION", "v25.0"),
+            ("WA_APP_ID", "42"),
+        ]);
+        assert_eq!(
+            Options::default()
+                .resolve(&env)
+                .unwrap()
+                .webhook_listen
+                .as_deref(),
+            Some("0.0.0.0:0")
+        );
+        let no_listener = Options {
+            webhook_listen: Some(String::new()),
+            ..Default::default()
+        };
+        let c = no_listener.resolve(&env).unwrap();
+        assert_eq!(c.webhook_listen, None);
+        assert_eq!(
+            c.graph_base_url, "http://127.0.0.1:9",
+            "the rest still from env"
+        );
+        let own = Options {
+            use_environment: Some(false),
+            ..Default::default()
+        };
+        let c = own.resolve(&env).unwrap();
+        assert_eq!(
+            (
+                c.webhook_listen,
+                c.graph_base_url.as_str(),
+                c.api_version.as_str(),
+                c.app_id
+            ),
+            (None, DEFAULT_GRAPH_BASE_URL, DEFAULT_API_VERSION, None)
+        );
     }
 
     #[test]

@@ -142,6 +142,21 @@ pub extern "C" fn wa_options_free(options: *mut wa_options) {
     });
 }
 
+/// Whether the `WA_GRAPH_BASE_URL`, `WA_API_VERSION`, `WA_APP_ID` and `WA_WEBHOOK_LISTEN`
+/// environment variables fill the settings not set here (default 1: they do, below the
+/// setters and above the defaults). 0: this client's settings come from these options alone,
+/// whatever the process environment holds.
+#[no_mangle]
+pub extern "C" fn wa_options_set_use_environment(
+    options: *mut wa_options,
+    use_environment: u32,
+) -> wa_result {
+    with_options(options, |o| {
+        o.use_environment = Some(use_environment != 0);
+        Ok(())
+    })
+}
+
 /// Graph base URL, scheme://host[:port] (default `https://graph.facebook.com`; the emulator's
 /// address in tests). `WA_ERR_INVALID_ARGUMENT` when it has a path, query or credentials.
 /// Environment: `WA_GRAPH_BASE_URL`.
@@ -191,7 +206,8 @@ pub extern "C" fn wa_options_set_app_id(
 
 /// Address for the built-in webhook listener, e.g. "127.0.0.1:8080"; port 0 picks a free port
 /// (read it with `wa_client_webhook_port`). Without one, no listener runs (use
-/// `wa_client_webhook_request` from the host's own web server). Environment: `WA_WEBHOOK_LISTEN`.
+/// `wa_client_webhook_request` from the host's own web server). Environment: `WA_WEBHOOK_LISTEN`;
+/// "" means no listener even when that variable is set.
 #[no_mangle]
 pub extern "C" fn wa_options_set_webhook_listen(
     options: *mut wa_options,

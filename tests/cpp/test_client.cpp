@@ -159,6 +159,29 @@ int main()
         CloseAndDelete(c, r);
     });
 
+    test::Run("the environment is kept out by WebhookListen(\"\") or UseEnvironment(false)", [&] {
+        ::setenv("WA_WEBHOOK_LISTEN", "127.0.0.1:0", 1);
+        ::setenv("WA_API_VERSION", "v25.0", 1);
+        Recorder r;
+        IWhatsAppClient* fromEnv = IWhatsAppClient::Create(BaseOptions(), &r);
+        IWhatsAppClient* noListener = IWhatsAppClient::Create(BaseOptions().WebhookListen(""), &r);
+        IWhatsAppClient* own = IWhatsAppClient::Create(BaseOptions().UseEnvironment(false), &r);
+        ::unsetenv("WA_WEBHOOK_LISTEN");
+        ::unsetenv("WA_API_VERSION");
+        CHECK(fromEnv != nullptr && noListener != nullptr && own != nullptr);
+        if (fromEnv == nullptr || noListener == nullptr || own == nullptr)
+            return;
+        CHECK(fromEnv->WebhookPort() > 0);
+        CHECK_EQ_STR(fromEnv->GetVersion(), "v25.0");
+        CHECK(noListener->WebhookPort() == 0);
+        CHECK_EQ_STR(noListener->GetVersion(), "v25.0"); // the rest still from the environment
+        CHECK(own->WebhookPort() == 0);
+        CHECK_EQ_STR(own->GetVersion(), "v26.0");
+        CloseAndDelete(fromEnv, r);
+        CloseAndDelete(noListener, r);
+        CloseAndDelete(own, r);
+    });
+
     test::Run("seed Create from the environment; GetVersion, EventFd, WebhookPort", [&] {
         ::setenv("WA_GRAPH_BASE_URL", url.c_str(), 1);
         ::setenv("WA_WEBHOOK_LISTEN", "127.0.0.1:0", 1);
