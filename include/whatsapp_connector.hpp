@@ -189,7 +189,8 @@ inline std::string JsonString(const std::string& text)
     std::string out;
     out.reserve(text.size() + 2);
     out += '"';
-    for (unsigned char c : text) {
+    for (char ch : text) {
+        const unsigned char c = static_cast<unsigned char>(ch);
         switch (c) {
         case '"': out += "\\\""; break;
         case '\\': out += "\\\\"; break;
@@ -204,7 +205,7 @@ inline std::string JsonString(const std::string& text)
                 std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
                 out += escaped;
             } else {
-                out += static_cast<char>(c);
+                out += ch;
             }
         }
     }
@@ -353,7 +354,7 @@ public:
     // otherwise) or RequestMedia (callback_info = the media id, content = the destination's
     // HTTP status such as "200", or an error text).
     virtual void WhatsAppClientSendMessageResult(IWhatsAppClient* client, whatsapp_error_t error,
-                                                 const char* callback_info = 0, const char* content = 0)
+                                                 const char* callback_info = nullptr, const char* content = nullptr)
     {
         (void)client, (void)error, (void)callback_info, (void)content;
     }
@@ -361,7 +362,7 @@ public:
     // An inbound message or status (see the README's mapping table).
     virtual void WhatsAppClientRecvMessage(IWhatsAppClient* client, const char* msg, const char* tel,
                                            const char* channel, const char* type, const char* id,
-                                           const char* refersToID = 0)
+                                           const char* refersToID = nullptr)
     {
         (void)client, (void)msg, (void)tel, (void)channel, (void)type, (void)id, (void)refersToID;
     }
@@ -421,8 +422,8 @@ public:
     // Sends `message` (the type's content object as JSON text, e.g. {"body":"hi"} for "text")
     // from phone number id `channel` to `remoteNum`. Exactly one result follows on `context`.
     virtual void SendMessage(UWhatsAppClient* context, const char* message, const char* remoteNum,
-                             const char* type, const char* channel, const char* callback_info = 0,
-                             const char* refersToID = 0) = 0;
+                             const char* type, const char* channel, const char* callback_info = nullptr,
+                             const char* refersToID = nullptr) = 0;
 
     // The seed's json_io form: `value.encode(base, buffer)` writes the JSON text of the element
     // `base` (at most 65535 bytes, as json_io's word lengths allow) and returns its length.
@@ -430,8 +431,8 @@ public:
               class = decltype(std::declval<JsonWriter&>().encode(static_cast<unsigned short>(0),
                                                                    static_cast<char*>(nullptr)))>
     void SendMessage(UWhatsAppClient* context, JsonWriter&& value, unsigned short base, const char* remoteNum,
-                     const char* type, const char* channel, const char* callback_info = 0,
-                     const char* refersToID = 0)
+                     const char* type, const char* channel, const char* callback_info = nullptr,
+                     const char* refersToID = nullptr)
     {
         const size_t capacity = 65536;
         std::unique_ptr<char[]> buffer(new char[capacity]);
@@ -444,8 +445,8 @@ public:
     // Extra: like SendMessage, but a refusal is returned (no callback then) instead of being
     // reported through a result callback. WA_OK: exactly one result follows on `context`.
     virtual wa_result TrySendMessage(UWhatsAppClient* context, const char* message, const char* remoteNum,
-                                     const char* type, const char* channel, const char* callback_info = 0,
-                                     const char* refersToID = 0) = 0;
+                                     const char* type, const char* channel, const char* callback_info = nullptr,
+                                     const char* refersToID = nullptr) = 0;
 
     // Downloads media `mediaID` from Graph and forwards it to `destination` (an HTTP URL);
     // `detailsType` is the expected MIME type (may be NULL). The result arrives on `context` as
@@ -592,7 +593,7 @@ public:
     }
 
     void SendMessage(UWhatsAppClient* context, const char* message, const char* remoteNum, const char* type,
-                     const char* channel, const char* callback_info = 0, const char* refersToID = 0) override
+                     const char* channel, const char* callback_info = nullptr, const char* refersToID = nullptr) override
     {
         wa_result r = TrySendMessage(context, message, remoteNum, type, channel, callback_info, refersToID);
         if (r != WA_OK)
@@ -600,8 +601,8 @@ public:
     }
 
     wa_result TrySendMessage(UWhatsAppClient* context, const char* message, const char* remoteNum,
-                             const char* type, const char* channel, const char* callback_info = 0,
-                             const char* refersToID = 0) override
+                             const char* type, const char* channel, const char* callback_info = nullptr,
+                             const char* refersToID = nullptr) override
     {
         Record* record = NewRecord(context);
         wa_result r = wa_client_send_message(client_, message, remoteNum, type, channel, callback_info,
@@ -1325,7 +1326,7 @@ public:
     // The result of one Onboard()/Resume() (see RESULTS above). Persist `token` when you want to
     // resume later (it is also the client's token from now on).
     virtual void WhatsAppOnboardingOnboardResult(IWhatsAppOnboarding* onboarding, const char* callback_info,
-                                                 onboardingStatus status, const char* token = 0)
+                                                 onboardingStatus status, const char* token = nullptr)
     {
         (void)onboarding, (void)callback_info, (void)status, (void)token;
     }
