@@ -694,6 +694,14 @@ wa_result wa_options_set_dispatch_mode(wa_options *options,
 wa_result wa_options_set_dispatch_batching_us(wa_options *options,
                                               uint32_t batching_us);
 
+// Poll mode: the most events one `wa_client_dispatch` (or `wa_client_wait`) runs; the rest
+// wait, in order, for the next call, with the event fd still readable. A host whose loop
+// serves other sockets too bounds the time one dispatch may take under a burst (a backlog of
+// webhooks can hold tens of thousands of events). 0 (the default): every pending event, and
+// those arriving meanwhile for a few rounds. Thread mode ignores it.
+wa_result wa_options_set_dispatch_max_events(wa_options *options,
+                                             size_t max_events);
+
 // `level` is a `wa_log_level` value: lines up to that severity reach the log callback
 // (default `WA_LOG_INFO`).
 wa_result wa_options_set_log_level(wa_options *options,

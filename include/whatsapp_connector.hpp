@@ -245,6 +245,8 @@ public:
     Options& ApiVersion(std::string version) { return Str(&wa_options_set_api_version, std::move(version)); }
     Options& AppId(std::string id) { return Str(&wa_options_set_app_id, std::move(id)); }
     Options& WebhookListen(std::string address) { return Str(&wa_options_set_webhook_listen, std::move(address)); }
+    // Poll mode: at most n events per Dispatch() (the rest wait, the fd stays readable); 0: all.
+    Options& DispatchMaxEvents(size_t n) { return Size(&wa_options_set_dispatch_max_events, n); }
     // false: the WA_* environment variables are not read for this client.
     Options& UseEnvironment(bool use) { return U32(&wa_options_set_use_environment, use ? 1u : 0u); }
     Options& WebhookPath(std::string path) { return Str(&wa_options_set_webhook_path, std::move(path)); }

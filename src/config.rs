@@ -96,6 +96,8 @@ pub struct ClientConfig {
     /// Thread mode: while events stream in, how long the dispatcher lets a batch gather
     /// (it runs sooner once 32 events are pending); zero = every event at once.
     pub dispatch_batching: Duration,
+    /// Poll mode: the most events one `wa_client_dispatch` runs (0 = all pending).
+    pub dispatch_max_events: usize,
     pub log_level: LogLevel,
     pub worker_threads: usize,
 }
@@ -135,6 +137,7 @@ impl Default for ClientConfig {
             max_media_in_flight: DEFAULT_MAX_MEDIA_IN_FLIGHT,
             dispatch_mode: DispatchMode::Poll,
             dispatch_batching: DEFAULT_DISPATCH_BATCHING,
+            dispatch_max_events: 0,
             log_level: LogLevel::Info,
             worker_threads: 1,
         }
@@ -176,6 +179,7 @@ pub struct Options {
     pub max_media_in_flight: Option<usize>,
     pub dispatch_mode: Option<DispatchMode>,
     pub dispatch_batching: Option<Duration>,
+    pub dispatch_max_events: Option<usize>,
     pub log_level: Option<LogLevel>,
     pub worker_threads: Option<usize>,
     /// `Some(false)`: the `WA_*` environment variables are not read.
@@ -288,6 +292,7 @@ impl Options {
                 .max(1),
             dispatch_mode: self.dispatch_mode.unwrap_or(d.dispatch_mode),
             dispatch_batching: self.dispatch_batching.unwrap_or(d.dispatch_batching),
+            dispatch_max_events: self.dispatch_max_events.unwrap_or(d.dispatch_max_events),
             log_level: self.log_level.unwrap_or(d.log_level),
             worker_threads: self.worker_threads.unwrap_or(d.worker_threads).clamp(1, 64),
         })

@@ -772,3 +772,61 @@ fn posted_tasks_run_among_the_callbacks() {
     assert_eq!(ran.iter().map(|r| r.0).collect::<Vec<_>>(), [201, 202]);
     assert!(ran.iter().all(|r| r.1 != me && r.1 == ran[0].1));
 }
+
+/// `wa_options_set_dispatch_max_events`: one dispatch runs at most that many events, the rest
+/// wait in order with the fd still readable.
+#[test]
+fn a_dispatch_runs_at_most_its_bound_and_keeps_the_fd_readable() {
+    let emu = Emulator::start();
+    let opts = Opts::for_emulator(&emu);
+    assert_eq!(
+        wa_options_set_dispatch_max_events(opts.0, 3),
+        wa_result::WA_OK
+    );
+    assert_eq!(
+        wa_options_set_log_level(opts.0, wa_log_level::WA_LOG_OFF as u32),
+        wa_result::WA_OK
+    );
+    let host = Host::new(&opts);
+    host.set_token(TOKEN);
+    let messages: Vec<_> = (0..10)
+        .map(|i| serde_json::json!({"from":"16505551234","id":format!("wamid.BOUND{i}"),"type":"text","text":{"body":format!("m{i}")}}))
+        .collect();
+    let mut body = inbound_message(serde_json::json!(null));
+    body["entry"][0]["changes"][0]["value"]["messages"] = serde_json::Value::Array(messages);
+    let body = meta_json(&body);
+    let reply = host.webhook("POST", "/webhook", Some(&sign(APP_SECRET, &body)), &body);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let mut fd = -1;
+    assert_eq!(wa_client_event_fd(host.client, &mut fd), wa_result::WA_OK);
+    let readable = || {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 1000) == 1 }
+    };
+    let mut counts = Vec::new();
+    while host.seen().inbound.len() < 11 {
+        assert!(readable(), "events pending: the fd is readable");
+        let mut count = 0;
+        assert_eq!(
+            wa_client_dispatch(host.client, &mut count),
+            wa_result::WA_OK
+        );
+        counts.push(count);
+        assert!(counts.len() < 10, "{counts:?}");
+    }
+    // The raw change and its ten messages, three at a time.
+    assert_eq!(counts, vec![3, 3, 3, 2]);
+    let texts: Vec<_> = host
+        .seen()
+        .inbound
+        .iter()
+        .filter(|i| i.kind == "message")
+        .map(|i| i.args[0].clone().unwrap())
+        .collect();
+    assert_eq!(texts, (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
+}

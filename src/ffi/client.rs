@@ -109,6 +109,8 @@ pub(crate) struct Shared {
     events: Arc<EventQueue>,
     callbacks: Callbacks,
     mode: DispatchMode,
+    /// Poll mode: the most events per dispatch call (`usize::MAX`: no bound).
+    dispatch_max_events: usize,
     version: CString,
     /// Serialises dispatch (poll mode, and the thread-mode dispatcher so that freeing an
     /// onboarding object waits for its running callback): callbacks never run concurrently.
@@ -394,11 +396,19 @@ impl Shared {
             // the queue believing a dispatch is running (the fd would never be signalled).
             let _drain = DrainEnd(&self.events);
             let mut count = 0;
+            let mut budget = self.dispatch_max_events;
             for _ in 0..4 {
-                if events.is_empty() {
+                if events.is_empty() || budget == 0 {
                     break;
                 }
+                // Beyond the host's bound, the rest waits for its next call.
+                let later = (events.len() > budget).then(|| events.split_off(budget));
+                budget -= events.len();
                 count += self.invoke_all(events);
+                if let Some(later) = later {
+                    events = later;
+                    break;
+                }
                 events = self.events.take_during_drain();
             }
             // Whatever is left goes back for the next call, with the fd readable.
@@ -505,6 +515,10 @@ pub extern "C" fn wa_client_new(
         config.raw_changes = callbacks.raw_change.is_some();
         let mode = config.dispatch_mode;
         let batching = config.dispatch_batching;
+        let dispatch_max_events = match config.dispatch_max_events {
+            0 => usize::MAX,
+            n => n,
+        };
         let version = CString::new(config.api_version.clone())
             .map_err(|_| fail(wa_result::WA_ERR_INVALID_ARGUMENT, "version contains NUL"))?;
         let events = Arc::new(EventQueue::new(mode == DispatchMode::Poll).map_err(|e| {
@@ -522,6 +536,7 @@ pub extern "C" fn wa_client_new(
             events,
             callbacks: Callbacks(callbacks),
             mode,
+            dispatch_max_events,
             version,
             dispatching: Mutex::new(()),
             dispatcher_thread: Mutex::new(None),

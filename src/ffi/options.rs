@@ -421,6 +421,22 @@ pub extern "C" fn wa_options_set_dispatch_batching_us(
     })
 }
 
+/// Poll mode: the most events one `wa_client_dispatch` (or `wa_client_wait`) runs; the rest
+/// wait, in order, for the next call, with the event fd still readable. A host whose loop
+/// serves other sockets too bounds the time one dispatch may take under a burst (a backlog of
+/// webhooks can hold tens of thousands of events). 0 (the default): every pending event, and
+/// those arriving meanwhile for a few rounds. Thread mode ignores it.
+#[no_mangle]
+pub extern "C" fn wa_options_set_dispatch_max_events(
+    options: *mut wa_options,
+    max_events: usize,
+) -> wa_result {
+    with_options(options, |o| {
+        o.dispatch_max_events = Some(max_events);
+        Ok(())
+    })
+}
+
 /// `level` is a `wa_log_level` value: lines up to that severity reach the log callback
 /// (default `WA_LOG_INFO`).
 #[no_mangle]
