@@ -457,6 +457,11 @@ wa_result wa_client_post(wa_client *client,
 // not run yet: a result waiting to be dispatched counts (0 for NULL).
 size_t wa_client_pending(const wa_client *client);
 
+// Events waiting to be dispatched: results, inbound messages, log lines and other callbacks
+// not yet run (0 for NULL). Read without a lock: events may arrive at any moment. A poll-mode
+// host with `wa_options_set_dispatch_max_events` learns from it whether a dispatch left some.
+size_t wa_client_events_pending(const wa_client *client);
+
 // The port the built-in webhook listener is bound to (useful after listening on port 0).
 // `WA_ERR_INVALID_STATE` when no listen address was configured.
 wa_result wa_client_webhook_port(const wa_client *client,

@@ -656,7 +656,9 @@ public:
             return;
         if (r != WA_OK)
             LogLine(WA_LOG_ERROR, ("Dispatch: " + LastErrorMessage()).c_str());
-        if (!nested)
+        // Tasks posted to follow the library's callbacks wait while a bounded dispatch
+        // (DispatchMaxEvents) left some of them: the library's fd stays readable for those.
+        if (!nested && wa_client_events_pending(client_) == 0)
             RunTasks(watch, true);
         if (!watch.expired())
             dispatchDepth_--;

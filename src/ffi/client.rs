@@ -16,7 +16,7 @@ use super::{
 };
 use crate::client::{Client, SendRejected, StartError};
 use crate::config::{DispatchMode, Options};
-use crate::events::{Event, EventQueue, HostTask};
+use crate::events::{Event, EventQueue, EventSink, HostTask};
 use crate::message::{InvalidMessage, MessageInput};
 
 /// A client. Create with `wa_client_new`, end with `wa_client_close`, wait for close-complete,
@@ -843,6 +843,14 @@ pub extern "C" fn wa_client_post(
 #[no_mangle]
 pub extern "C" fn wa_client_pending(client: *const wa_client) -> usize {
     guard_value(0, || shared_of(client).map_or(0, |s| s.core.outstanding()))
+}
+
+/// Events waiting to be dispatched: results, inbound messages, log lines and other callbacks
+/// not yet run (0 for NULL). Read without a lock: events may arrive at any moment. A poll-mode
+/// host with `wa_options_set_dispatch_max_events` learns from it whether a dispatch left some.
+#[no_mangle]
+pub extern "C" fn wa_client_events_pending(client: *const wa_client) -> usize {
+    guard_value(0, || shared_of(client).map_or(0, |s| s.events.backlog()))
 }
 
 /// The port the built-in webhook listener is bound to (useful after listening on port 0).

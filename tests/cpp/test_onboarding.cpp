@@ -355,6 +355,35 @@ int main()
         delete client;
     });
 
+    test::Run("DispatchMaxEvents(1): a CloseComplete posted after the library's events still follows them", [&] {
+        struct OrderedUser : public ClientUser {
+            std::vector<std::string>* order = nullptr;
+            void WhatsAppClientSendMessageResult(IWhatsAppClient*, whatsapp_error_t, const char*, const char*) override
+            {
+                order->push_back("result");
+            }
+        };
+        OnboardingRecorder r;
+        OrderedUser u;
+        u.order = &r.order;
+        wa::Options o;
+        o.GraphBaseUrl(test::EmulatorUrl()).AppId(kAppId).DispatchMaxEvents(1);
+        IWhatsAppClient* client = IWhatsAppClient::Create(o, &u); // no token: the sends are held
+        CHECK(client != nullptr);
+        if (client == nullptr)
+            return;
+        IWhatsAppOnboarding* onboarding = IWhatsAppOnboarding::Create(client, &r);
+        for (int i = 0; i < 3; i++)
+            client->SendMessage(nullptr, "{\"body\":\"held\"}", kTo, "text", "1234", "held");
+        client->Close();
+        std::this_thread::sleep_for(std::chrono::milliseconds(300)); // their CLOSING results queued
+        onboarding->Close(); // the client is closed: the wrapper posts CloseComplete after them
+        CHECK(test::Pump(client, [&] { return r.closed.size() == 1 && u.closed.size() == 1; }));
+        CHECK((r.order == std::vector<std::string>{"result", "result", "result", "close"}));
+        delete onboarding;
+        delete client;
+    });
+
     test::Run("exceptions from onboarding callbacks stay in C++ (refusal path)", [&] {
         ClientUser u;
         IWhatsAppClient* client = OnboardingClient(&u);
