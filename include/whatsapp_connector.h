@@ -14,11 +14,12 @@
  *
  * NETWORK: Graph is reached over HTTPS with rustls; certificates are checked against the
  *   operating system's CA certificates (the ca-certificates package; SSL_CERT_FILE and
- *   SSL_CERT_DIR override); a certificate that fails verification ends the message at once
- *   (OTHER_HTTP, the text names the problem), without retries. The standard proxy variables
- *   (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, also in lower case) apply as they do for
- *   curl, except that a Graph base URL on a loopback address (the emulator) is always reached
- *   directly.
+ *   SSL_CERT_DIR override). Without any, wa_client_new refuses an https Graph (WA_ERR_SYSTEM,
+ *   the detail says why); a plain-http one (the emulator) still works. A certificate that fails
+ *   verification ends the message at once (OTHER_HTTP, the text names the problem). The
+ *   standard proxy variables (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, also in lower case)
+ *   apply as they do for curl, except that a Graph base URL on a loopback address (the
+ *   emulator) is always reached directly.
  *
  * OWNERSHIP
  *   1. wa_options_new() gives the caller an options object; the caller frees it with

@@ -72,6 +72,37 @@ fn is_loopback_url(url: &str) -> bool {
     }
 }
 
+/// Builds the client `make` describes, with the proxy policy above. On a machine without CA
+/// certificates no https server can be verified and the builder fails: for an https Graph
+/// that is an error now, naming the cause; a plain-http Graph (the emulator, a test double)
+/// still gets a client, whose https requests (a media host) fail verification.
+pub(crate) fn build_client(
+    graph_base_url: &str,
+    make: impl Fn() -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, String> {
+    let error = match with_proxy_policy(make(), graph_base_url).build() {
+        Ok(client) => return Ok(client),
+        Err(error) => error,
+    };
+    if graph_base_url.starts_with("http://") {
+        if let Ok(client) = with_proxy_policy(make(), graph_base_url)
+            .tls_certs_only(Vec::new())
+            .build()
+        {
+            tracing::warn!(
+                "no CA certificates could be loaded ({}): https requests will fail",
+                error_text(&error)
+            );
+            return Ok(client);
+        }
+    }
+    Err(format!(
+        "cannot create the HTTP client: {} (are the system's CA certificates installed: \
+         ca-certificates, SSL_CERT_FILE?)",
+        error_text(&error)
+    ))
+}
+
 /// Graph's send endpoint for one configuration.
 pub struct GraphClient {
     http: reqwest::Client,
@@ -85,21 +116,21 @@ pub struct GraphClient {
 impl GraphClient {
     pub fn new(config: &ClientConfig) -> Result<Self, String> {
         install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout)
-            .pool_max_idle_per_host(config.max_in_flight)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            // One place decides retries: the outbox (bounded, with backoff and Retry-After,
-            // counted per message). reqwest's own layer copies every request to replay HTTP/2
-            // refusals (GOAWAY, REFUSED_STREAM) at once; without it those few requests come back
-            // as transport errors and the outbox retries them after its first backoff.
-            .retry(reqwest::retry::never().max_retries_per_request(0));
-        let http = with_proxy_policy(http, &config.graph_base_url)
-            .build()
-            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        let http = build_client(&config.graph_base_url, || {
+            reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .timeout(config.request_timeout)
+                .connect_timeout(config.connect_timeout)
+                .pool_max_idle_per_host(config.max_in_flight)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .tcp_nodelay(true)
+                // One place decides retries: the outbox (bounded, with backoff and Retry-After,
+                // counted per message). reqwest's own layer copies every request to replay
+                // HTTP/2 refusals (GOAWAY, REFUSED_STREAM) at once; without it those few
+                // requests come back as transport errors and the outbox retries them after its
+                // first backoff.
+                .retry(reqwest::retry::never().max_retries_per_request(0))
+        })?;
         Ok(Self {
             http,
             base_url: config.graph_base_url.clone(),

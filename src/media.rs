@@ -440,27 +440,28 @@ impl MediaClient {
         let mut allowed_hosts: HashSet<String> = config.media_hosts.iter().cloned().collect();
         allowed_hosts.insert(graph_host.clone());
         let redirect_hosts = allowed_hosts.clone();
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(config.connect_timeout)
-            // No client-wide timeout: a 100 MB transfer may take long, a stalled one may not.
-            // reqwest's `read_timeout` would bound the whole request body (it runs until the
-            // answer's head), so each stage has its own bound: `Watchdog`, `verified_stream`.
-            // Redirects keep the Authorization header only within the allow-list.
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                let allowed = attempt
-                    .url()
-                    .host_str()
-                    .is_some_and(|h| redirect_hosts.contains(h));
-                if attempt.previous().len() >= 5 || !allowed {
-                    attempt.stop()
-                } else {
-                    attempt.follow()
-                }
-            }));
-        let http = crate::graph::with_proxy_policy(http, &config.graph_base_url)
-            .build()
-            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        let http = crate::graph::build_client(&config.graph_base_url, || {
+            let redirect_hosts = redirect_hosts.clone();
+            reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .connect_timeout(config.connect_timeout)
+                // No client-wide timeout: a 100 MB transfer may take long, a stalled one may
+                // not. reqwest's `read_timeout` would bound the whole request body (it runs
+                // until the answer's head), so each stage has its own bound: `Watchdog`,
+                // `verified_stream`. Redirects keep the Authorization header only within the
+                // allow-list.
+                .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                    let allowed = attempt
+                        .url()
+                        .host_str()
+                        .is_some_and(|h| redirect_hosts.contains(h));
+                    if attempt.previous().len() >= 5 || !allowed {
+                        attempt.stop()
+                    } else {
+                        attempt.follow()
+                    }
+                }))
+        })?;
         Ok(Self {
             http,
             graph_base: format!("{}/{}", config.graph_base_url, config.api_version),

@@ -1,6 +1,6 @@
-//! The standard proxy variables: honoured for Graph on the network (a host's egress proxy),
-//! never for a Graph on a loopback address (the emulator). Its own test binary, one test: the
-//! variables are process-wide.
+//! The process environment's network settings: the proxy variables (honoured for Graph on the
+//! network, never for a Graph on a loopback address) and a missing CA store. Its own test
+//! binary: the variables are process-wide (the CA case runs in a child process).
 
 mod common;
 
@@ -61,4 +61,69 @@ fn proxy_variables_apply_to_graph_on_the_network_and_never_to_loopback() {
         format!("http://graph.example.test/v26.0/{PHONE_ID}/messages")
     );
     assert_eq!(emu.sends().len(), 1, "the emulator saw nothing more");
+}
+
+/// Without CA certificates (SSL_CERT_FILE and SSL_CERT_DIR naming nothing, as in a container
+/// without ca-certificates): a client for an https Graph is refused at creation with the
+/// reason; one for a plain-http Graph (the emulator) still works. Runs the scenario in a child
+/// process of this test binary, since the variables are process-wide.
+#[test]
+fn without_ca_certificates_https_graph_is_refused_and_http_still_works() {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "no_ca_certificates_scenario",
+            "--test-threads=1",
+        ])
+        .env("SSL_CERT_FILE", "/nonexistent/ca.pem")
+        .env("SSL_CERT_DIR", "/nonexistent")
+        .env("WA_TEST_NO_CA_CHILD", "1")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("ALL_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("all_proxy")
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the scenario failed in the child: {status}"
+    );
+}
+
+#[test]
+#[ignore = "run by without_ca_certificates_https_graph_is_refused_and_http_still_works"]
+fn no_ca_certificates_scenario() {
+    assert_eq!(
+        std::env::var("WA_TEST_NO_CA_CHILD").as_deref(),
+        Ok("1"),
+        "only as the child of its parent test"
+    );
+    use whatsapp_connector::ffi::client::*;
+    let mut raw = std::ptr::null_mut();
+    assert_eq!(wa_options_new(&mut raw), wa_result::WA_OK);
+    let https = Opts(raw);
+    assert_eq!(
+        wa_options_set_graph_base_url(https.0, cstr("https://graph.example.test").as_ptr()),
+        wa_result::WA_OK
+    );
+    let mut client = std::ptr::null_mut();
+    // SAFETY: all-zero is a valid callback table (no callbacks).
+    let callbacks: wa_client_callbacks = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        wa_client_new(https.0, &callbacks, &mut client),
+        wa_result::WA_ERR_SYSTEM
+    );
+    let detail = last_error();
+    assert!(detail.contains("CA certificates"), "{detail}");
+
+    let emu = Emulator::start();
+    let host = Host::with_token(&emu);
+    assert_eq!(
+        host.text("no CA needed", "16505551234", 1),
+        wa_result::WA_OK
+    );
+    let results = host.wait_results(1, Duration::from_secs(10));
+    assert_eq!(results[0].error, WHATSAPP_ERR_OK, "{results:?}");
 }
