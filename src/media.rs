@@ -867,8 +867,9 @@ mod tests {
                 drop(futures_util::FutureExt::now_or_never(create));
             }
             // And the completed path still removes its file when the guard goes.
+            // (Cancelled opens may still be running: only this file's own existence is certain.)
             let (partial, file) = PartialFile::create(&destination).await.unwrap();
-            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+            assert!(partial.path.as_ref().is_some_and(|p| p.exists()));
             drop((partial, file));
         });
         // Shutting the runtime down waits for the blocking opens still running.
