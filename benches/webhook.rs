@@ -9,7 +9,7 @@
 //! stable to about a percent from round to round. On two CPUs the rates swing with where the
 //! scheduler places four busy threads on two cores (a placement that lasts seconds, so
 //! successive rounds are not independent, and that shorter runs change): identical code gave
-//! ratios from 0.58 to 1.21 per round, so those sets are information, not the verdict. Each
+//! ratios from 0.55 to 1.23 per round, so those sets are information, not the verdict. Each
 //! thread's share comes from the scheduler's run time per thread (/proc/self/task/*/schedstat).
 //!
 //! Prints a Markdown table on stdout (scripts/bench.sh adds it to BENCHMARKS.md).

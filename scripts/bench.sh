@@ -72,7 +72,7 @@ earlier ones to their last answer, so that each round pays the dispatch thread's
 gathering pause once, as a whole run does). On this 2-core VM the two-CPU figures measure
 where the scheduler places the four busy threads more than the library: the placement lasts
 seconds (successive rounds are not independent), the bare server alone runs at about 60k or
-90k/s, and with identical code single rounds gave 0.58-1.21 and a set's median 0.68-0.96.
+90k/s, and with identical code single rounds gave 0.55-1.23 and a set's median 0.68-0.96.
 Until 2026-11 the two-CPU median was the verdict; it was moved to the one-CPU rate because a
 figure whose spread is wider than the margin it judges cannot tell a regression from a
 placement (notes on issue 3). CPU per thread is

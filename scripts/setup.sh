@@ -26,7 +26,8 @@ ensure_cmake() {
     cmake_recent && return 0
     echo "== installing CMake >= 3.25 from PyPI (none here, or the distribution's is older)"
     python3 -m pip install --quiet 'cmake>=3.25' 2>/dev/null ||
-        python3 -m pip install --quiet --user 'cmake>=3.25'
+        python3 -m pip install --quiet --user 'cmake>=3.25' ||
+        { echo "CMake 3.25 or newer is needed, and pip could not install it: install it first" >&2; exit 1; }
     export PATH="$HOME/.local/bin:$PATH"
     hash -r
     cmake_recent || { echo "CMake 3.25 or newer is needed: $(command -v cmake || echo none)" >&2; exit 1; }

@@ -67,8 +67,14 @@ fn is_loopback_url(url: &str) -> bool {
     // An IPv6 host comes in brackets.
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     match bare.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
         Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
+        Err(_) => {
+            let name = host.strip_suffix('.').unwrap_or(host);
+            name.eq_ignore_ascii_case("localhost")
+        }
     }
 }
 
@@ -428,7 +434,9 @@ mod tests {
             "http://127.0.0.1:9",
             "http://127.8.0.1",
             "http://[::1]:80",
+            "http://[::ffff:127.0.0.1]:80",
             "http://LocalHost:1",
+            "http://localhost.:1",
         ] {
             assert!(is_loopback_url(loopback), "{loopback}");
         }
