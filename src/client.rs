@@ -422,11 +422,13 @@ impl Client {
     }
 
     /// Ends the runs of `onboarding`: each gets its result with the stage reached, then
-    /// `OnboardingClosed` when `announce` is set (once: closing it again does nothing).
-    pub fn close_onboarding(&self, onboarding: u64, announce: bool) {
+    /// `OnboardingClosed` when `announce` is set (once: closing it again does nothing). False
+    /// when that announcement could not be queued: the client's close-complete came first (a
+    /// close racing the client's), so nothing will follow.
+    pub fn close_onboarding(&self, onboarding: u64, announce: bool) -> bool {
         let mut runs = self.onboarding_runs.lock();
         if announce && !runs.closed.insert(onboarding) {
-            return;
+            return true;
         }
         for run in runs.by_onboarding.remove(&onboarding).unwrap_or_default() {
             if let Some(abort) = &run.abort {
@@ -441,9 +443,10 @@ impl Client {
                 error: Some("closed before the onboarding finished".into()),
             });
         }
-        if announce {
-            self.sink.push(Event::OnboardingClosed { onboarding });
-        }
+        !announce
+            || self
+                .sink
+                .push_batch(vec![Event::OnboardingClosed { onboarding }])
     }
 
     /// Drops the runs of `onboarding` without any event (its object is being freed).

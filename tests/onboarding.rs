@@ -747,3 +747,48 @@ fn runs_racing_the_client_close_each_report_before_it_completes() {
         );
     }
 }
+
+/// An onboarding closed while its client closes: WA_OK means its close_complete comes (before
+/// the client's), WA_ERR_CLOSED means none does; never WA_OK and silence.
+#[test]
+fn an_onboarding_close_racing_the_clients_is_answered_truthfully() {
+    for round in 0..40 {
+        let o = Onboarder::new();
+        let onboarding = o.onboarding as usize;
+        let client = o.host.client as usize;
+        let go = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let closer = {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                go.wait();
+                wa_onboarding_close(onboarding as *mut wa_onboarding)
+            })
+        };
+        go.wait();
+        if round % 2 == 1 {
+            std::thread::sleep(Duration::from_micros(round as u64 * 5));
+        }
+        assert_eq!(
+            whatsapp_connector::ffi::client::wa_client_close(
+                client as *mut whatsapp_connector::ffi::client::wa_client
+            ),
+            wa_result::WA_OK
+        );
+        let answer = closer.join().unwrap();
+        o.host.close_and_wait(10 * SECS);
+        let closes = o
+            .seen
+            .lock()
+            .unwrap()
+            .order
+            .iter()
+            .filter(|e| **e == "close")
+            .count();
+        wa_onboarding_free(o.onboarding);
+        match answer {
+            wa_result::WA_OK => assert_eq!(closes, 1, "round {round}: WA_OK, then its callback"),
+            wa_result::WA_ERR_CLOSED => assert_eq!(closes, 0, "round {round}"),
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+}

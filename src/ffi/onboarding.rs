@@ -218,7 +218,11 @@ pub extern "C" fn wa_onboarding_close(onboarding: *mut wa_onboarding) -> wa_resu
         if handle.client.core.is_closed() {
             return Err(fail(wa_result::WA_ERR_CLOSED, "the client is closed"));
         }
-        handle.client.core.close_onboarding(handle.id, true);
+        // The client may close between the check above and this call: then no close_complete
+        // can follow, and the host is told so.
+        if !handle.client.core.close_onboarding(handle.id, true) {
+            return Err(fail(wa_result::WA_ERR_CLOSED, "the client is closed"));
+        }
         Ok(())
     })
 }
