@@ -555,3 +555,24 @@ fn uploads_are_validated_before_any_request() {
     assert!(host.seen().results.is_empty());
     assert!(emu.requests().is_empty(), "nothing was sent");
 }
+
+/// A destination whose certificate does not verify: the result says so and names the CA store.
+#[test]
+fn a_destination_with_an_untrusted_certificate_is_named_as_such() {
+    let emu = Emulator::start();
+    let host = media_host(&emu, |_| {});
+    let server = UntrustedTls::start();
+    let (id, _) = emu.create_media("image/png", 1000);
+    assert_eq!(
+        request_media(&host, &format!("{}/upload", server.url), &id, None, 1),
+        wa_result::WA_OK
+    );
+    let r = host.wait_results(1, 10 * SECS).remove(0);
+    assert_eq!(r.error, WHATSAPP_ERR_OTHER_HTTP, "{r:?}");
+    assert!(
+        r.content.starts_with(
+            "posting to the destination failed: TLS: the server's certificate was refused"
+        ) && r.content.contains("CA certificates"),
+        "{r:?}"
+    );
+}

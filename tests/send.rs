@@ -880,50 +880,6 @@ fn secrets_never_reach_results_or_logs() {
     }
 }
 
-/// A TLS server on loopback whose certificate no CA vouches for (tests/data: self-signed, for
-/// 127.0.0.1); it counts the connections that reached it.
-struct UntrustedTls {
-    url: String,
-    connections: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl UntrustedTls {
-    fn start() -> Self {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        whatsapp_connector::graph::install_crypto_provider();
-        let cert = CertificateDer::from_pem_slice(include_bytes!("data/untrusted-cert.pem"))
-            .expect("certificate");
-        let key =
-            PrivateKeyDer::from_pem_slice(include_bytes!("data/untrusted-key.pem")).expect("key");
-        let config = Arc::new(
-            rustls::ServerConfig::builder()
-                .with_no_client_auth()
-                .with_single_cert(vec![cert], key)
-                .expect("server config"),
-        );
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("https://{}", listener.local_addr().unwrap());
-        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = connections.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let config = config.clone();
-                std::thread::spawn(move || {
-                    use std::io::Read;
-                    let connection = rustls::ServerConnection::new(config).unwrap();
-                    let mut tls = rustls::StreamOwned::new(connection, stream);
-                    // The client gives up during the handshake.
-                    let _ = tls.read(&mut [0u8; 64]);
-                });
-            }
-        });
-        UntrustedTls { url, connections }
-    }
-}
-
 /// A Graph whose certificate does not verify (no CA certificates on the machine, an
 /// intercepting proxy): the message fails at once with a text that says so, instead of being
 /// retried for the whole retry time.
