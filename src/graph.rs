@@ -48,7 +48,7 @@ pub fn install_crypto_provider() {
 /// in lower case) apply to Graph on the network, as a host's egress proxy expects; a Graph on a
 /// loopback address (the emulator) is always reached directly: a proxy cannot reach this
 /// machine's loopback, and test traffic with its token would otherwise go through it.
-pub(crate) fn with_proxy_policy(
+fn with_proxy_policy(
     builder: reqwest::ClientBuilder,
     graph_base_url: &str,
 ) -> reqwest::ClientBuilder {
@@ -103,8 +103,7 @@ pub(crate) fn build_client(
         }
     }
     Err(format!(
-        "cannot create the HTTP client: {} (are the system's CA certificates installed: \
-         ca-certificates, SSL_CERT_FILE?)",
+        "cannot create the HTTP client: {}; {CA_STORE_HINT}",
         error_text(&error)
     ))
 }
@@ -344,13 +343,10 @@ pub fn wamid_of(body: &[u8]) -> Option<String> {
 /// certificate that fails verification is not: retrying only hides a missing CA store or an
 /// interception proxy for the whole retry time, so the message fails at once, saying why.
 fn transport_failure(e: &reqwest::Error) -> Attempt {
-    if let Some(problem) = certificate_problem(e) {
+    if let Some(text) = certificate_refusal(e) {
         return Attempt::Failed(Failure {
             error: DeliveryError::OtherHttp,
-            text: format!(
-                "TLS: the server's certificate was refused ({problem}); are the system's CA \
-                 certificates installed (ca-certificates, SSL_CERT_FILE)?"
-            ),
+            text,
             retryable: false,
             retry_after: None,
             pair_rate_limited: false,
@@ -376,9 +372,20 @@ fn transport_failure(e: &reqwest::Error) -> Attempt {
     })
 }
 
+/// Where a certificate that fails verification most often comes from.
+const CA_STORE_HINT: &str =
+    "are the system's CA certificates installed (ca-certificates, SSL_CERT_FILE)?";
+
+/// The host-facing text of a transport error that is a refused certificate, if it is one.
+pub(crate) fn certificate_refusal(e: &reqwest::Error) -> Option<String> {
+    certificate_problem(e).map(|problem| {
+        format!("TLS: the server's certificate was refused ({problem}); {CA_STORE_HINT}")
+    })
+}
+
 /// The certificate verification failure behind a transport error, if that is what it is. TLS
 /// errors come wrapped in I/O errors, whose `source` skips the wrapped error itself.
-pub(crate) fn certificate_problem(e: &reqwest::Error) -> Option<rustls::Error> {
+fn certificate_problem(e: &reqwest::Error) -> Option<rustls::Error> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
         // I/O errors may wrap I/O errors (hyper-util's connect error wraps tokio-rustls's).

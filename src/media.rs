@@ -93,13 +93,9 @@ pub fn validate_upload(mime_type: &str, size: u64) -> Result<(), String> {
 }
 
 fn transport_text(what: &str, e: &reqwest::Error) -> String {
-    match crate::graph::certificate_problem(e) {
-        Some(problem) => format!(
-            "{what}: TLS: the server's certificate was refused ({problem}); are the system's CA \
-             certificates installed (ca-certificates, SSL_CERT_FILE)?"
-        ),
-        None => format!("{what}: {}", crate::graph::error_text(e)),
-    }
+    let detail =
+        crate::graph::certificate_refusal(e).unwrap_or_else(|| crate::graph::error_text(e));
+    format!("{what}: {detail}")
 }
 
 fn timed_out_text(what: &str, idle: Duration) -> String {
