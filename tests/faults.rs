@@ -564,18 +564,7 @@ fn a_success_answer_cut_off_is_not_retried() {
             );
         }
     });
-    let mut raw = std::ptr::null_mut();
-    assert_eq!(wa_options_new(&mut raw), wa_result::WA_OK);
-    let opts = Opts(raw);
-    let base = format!("http://127.0.0.1:{port}");
-    assert_eq!(
-        wa_options_set_graph_base_url(opts.0, cstr(&base).as_ptr()),
-        wa_result::WA_OK
-    );
-    assert_eq!(
-        wa_options_set_retry(opts.0, 4, 60_000, 20, 200),
-        wa_result::WA_OK
-    );
+    let opts = Opts::for_graph(&format!("http://127.0.0.1:{port}"));
     let host = Host::new(&opts);
     host.set_token(TOKEN);
     assert_eq!(host.text("hi", "+15551234567", 1), wa_result::WA_OK);

@@ -38,11 +38,7 @@ fn proxy_variables_apply_to_graph_on_the_network_and_never_to_loopback() {
     assert!(proxy.requests().is_empty(), "{:?}", proxy.requests());
 
     // Graph on the network: the request goes to the proxy, in absolute form.
-    let opts = Opts::for_emulator(&emu);
-    assert_eq!(
-        wa_options_set_graph_base_url(opts.0, cstr("http://graph.example.test").as_ptr()),
-        wa_result::WA_OK
-    );
+    let opts = Opts::for_graph("http://graph.example.test");
     assert_eq!(
         wa_options_set_retry(opts.0, 1, 5_000, 20, 200),
         wa_result::WA_OK
@@ -101,13 +97,7 @@ fn no_ca_certificates_scenario() {
         "only as the child of its parent test"
     );
     use whatsapp_connector::ffi::client::*;
-    let mut raw = std::ptr::null_mut();
-    assert_eq!(wa_options_new(&mut raw), wa_result::WA_OK);
-    let https = Opts(raw);
-    assert_eq!(
-        wa_options_set_graph_base_url(https.0, cstr("https://graph.example.test").as_ptr()),
-        wa_result::WA_OK
-    );
+    let https = Opts::for_graph("https://graph.example.test");
     let mut client = std::ptr::null_mut();
     // SAFETY: all-zero is a valid callback table (no callbacks).
     let callbacks: wa_client_callbacks = unsafe { std::mem::zeroed() };

@@ -381,15 +381,10 @@ fn error_mapping_other_http_after_retries_are_exhausted() {
     assert_eq!(sends.len(), 1);
 
     // Nothing listening: connection refused on every attempt.
-    let opts = Opts::for_emulator(&emu);
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    assert_eq!(
-        wa_options_set_graph_base_url(opts.0, cstr(&dead_url).as_ptr()),
-        wa_result::WA_OK
-    );
-    let host = Host::new(&opts);
+    let host = Host::new(&Opts::for_graph(&dead_url));
     host.set_token(TOKEN);
     assert_eq!(host.text("x", TO, 1), wa_result::WA_OK);
     let r = host.wait_results(1, 10 * SECS).remove(0);
@@ -886,18 +881,7 @@ fn secrets_never_reach_results_or_logs() {
 #[test]
 fn an_untrusted_certificate_fails_the_send_at_once() {
     let server = UntrustedTls::start();
-    let mut raw = std::ptr::null_mut();
-    assert_eq!(wa_options_new(&mut raw), wa_result::WA_OK);
-    let opts = Opts(raw);
-    assert_eq!(
-        wa_options_set_graph_base_url(raw, cstr(&server.url).as_ptr()),
-        wa_result::WA_OK
-    );
-    assert_eq!(
-        wa_options_set_retry(raw, 4, 60_000, 20, 200),
-        wa_result::WA_OK
-    );
-    let host = Host::new(&opts);
+    let host = Host::new(&Opts::for_graph(&server.url));
     host.set_token(TOKEN);
     assert_eq!(host.text("hi", TO, 1), wa_result::WA_OK);
     let result = host.wait_results(1, 10 * SECS).remove(0);

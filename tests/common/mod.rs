@@ -289,11 +289,16 @@ pub struct Opts(pub *mut wa_options);
 
 impl Opts {
     pub fn for_emulator(emu: &Emulator) -> Self {
+        Self::for_graph(&emu.url)
+    }
+
+    /// Options for a Graph at `url` (the emulator, or a stand-in server of a test).
+    pub fn for_graph(url: &str) -> Self {
         let mut raw = std::ptr::null_mut();
         assert_eq!(wa_options_new(&mut raw), wa_result::WA_OK);
         let o = Opts(raw);
         assert_eq!(
-            wa_options_set_graph_base_url(raw, cstr(&emu.url).as_ptr()),
+            wa_options_set_graph_base_url(raw, cstr(url).as_ptr()),
             wa_result::WA_OK
         );
         // Fast retries so that tests of retry behaviour stay short.
