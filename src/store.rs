@@ -548,6 +548,28 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `threads` senders storing `each` messages at once; every persist's answer.
+    fn persist_concurrently(
+        durable: &std::sync::Arc<Durable>,
+        threads: usize,
+        each: usize,
+    ) -> Vec<Result<u64, String>> {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let d = durable.clone();
+                std::thread::spawn(move || {
+                    (0..each)
+                        .map(|i| d.persist(message("1", &format!("{t}-{i}"))))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    }
+
     /// Fails every batch that holds a seq divisible by 3, and says which seqs it refused.
     struct FlakyStore {
         refused: std::sync::Arc<Mutex<std::collections::HashSet<u64>>>,
@@ -582,32 +604,14 @@ mod tests {
         let store = FlakyStore {
             refused: refused.clone(),
         };
-        let (durable, _) = Durable::new(Box::new(store)).unwrap();
-        let durable = std::sync::Arc::new(durable);
-        let handles: Vec<_> = (0..8)
-            .map(|t| {
-                let d = durable.clone();
-                std::thread::spawn(move || {
-                    (0..300)
-                        .map(|i| {
-                            let message = message("1", &format!("{t}-{i}"));
-                            // The seq is assigned inside; an error names its batch's first.
-                            match d.persist(message) {
-                                Ok(seq) => (Some(seq), None),
-                                Err(reason) => (None, Some(reason)),
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let results: Vec<_> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
+        let durable = std::sync::Arc::new(Durable::new(Box::new(store)).unwrap().0);
+        let results = persist_concurrently(&durable, 8, 300);
         let refused = refused.lock().unwrap();
-        let accepted: Vec<u64> = results.iter().filter_map(|r| r.0).collect();
-        let errors = results.iter().filter(|r| r.1.is_some()).count();
+        let accepted: Vec<u64> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        let errors = results.iter().filter(|r| r.is_err()).count();
         assert!(accepted.iter().all(|seq| !refused.contains(seq)));
         assert_eq!(
             errors,
@@ -625,21 +629,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wa-store-group-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("outbox.db");
-        let (durable, _) = Durable::new(Box::new(SqliteStore::open(&path).unwrap())).unwrap();
-        let durable = std::sync::Arc::new(durable);
-        let handles: Vec<_> = (0..4)
-            .map(|t| {
-                let d = durable.clone();
-                std::thread::spawn(move || {
-                    (0..250)
-                        .map(|i| d.persist(message("1", &format!("{t}-{i}"))).unwrap())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut all: Vec<u64> = handles
+        let store = SqliteStore::open(&path).unwrap();
+        let durable = std::sync::Arc::new(Durable::new(Box::new(store)).unwrap().0);
+        let mut all: Vec<u64> = persist_concurrently(&durable, 4, 250)
             .into_iter()
-            .flat_map(|h| h.join().unwrap())
+            .map(Result::unwrap)
             .collect();
         all.sort();
         assert_eq!(all, (1..=1000).collect::<Vec<_>>());
