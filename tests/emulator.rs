@@ -1447,6 +1447,15 @@ impl Emulator {
 }
 
 /// The single `value` of a one-entry, one-change payload.
+/// Each webhook names the WABA as its entry id and concerns `phone` (cloud-api.md §5.3).
+fn assert_routed(received: &[Received], waba: &str, phone: &str) {
+    for request in received {
+        let payload = request.json();
+        assert_eq!(payload["entry"][0]["id"], waba, "{payload}");
+        assert_eq!(only_value(&payload)["metadata"]["phone_number_id"], phone);
+    }
+}
+
 fn only_value(payload: &Value) -> &Value {
     assert_eq!(payload["object"], "whatsapp_business_account");
     assert_eq!(payload["entry"].as_array().map(Vec::len), Some(1));
@@ -3957,14 +3966,7 @@ fn onboarded_number_webhooks_follow_waba_subscription() {
     assert_eq!(response.status(), 200);
     // Verification GET + sent, delivered, read.
     let received = waba_receiver.wait_for(4);
-    for request in &received[1..] {
-        let payload = request.json();
-        assert_eq!(payload["entry"][0]["id"], waba.as_str(), "{payload}");
-        assert_eq!(
-            only_value(&payload)["metadata"]["phone_number_id"],
-            phone.as_str()
-        );
-    }
+    assert_routed(&received[1..], &waba, &phone);
     assert!(app.received().is_empty(), "the app URL got nothing");
 
     // Subscribed without override: the app URL, still with the WABA as entry id.
@@ -4558,14 +4560,7 @@ fn phone_number_override_wins_over_its_waba_override() {
         .expect("send");
     assert_eq!(response.status(), 200);
     let received = phone_receiver.wait_for(5);
-    for request in &received[1..] {
-        let payload = request.json();
-        assert_eq!(payload["entry"][0]["id"], waba.as_str(), "{payload}");
-        assert_eq!(
-            only_value(&payload)["metadata"]["phone_number_id"],
-            phone.as_str()
-        );
-    }
+    assert_routed(&received[1..], &waba, &phone);
     let (status, answer) = inbound(&sibling, "to the sibling");
     assert_eq!(status, 200, "{answer}");
     let received = waba_receiver.wait_for(2);
