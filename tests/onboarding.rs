@@ -147,16 +147,39 @@ impl Onboarder {
         pin: &str,
         start: wa_onboarding_status,
     ) -> wa_result {
-        let code = code.map(cstr);
+        let src = format!("src-{ctx}");
+        self.onboard_nullable(
+            ctx,
+            [Some(&src), code, Some(VERIFY), Some(waba), Some(uri)],
+            phone,
+            pin,
+            start,
+        )
+    }
+
+    /// `wa_onboarding_onboard` with src, code, webhook token, WABA and callback URI given as
+    /// they are (`None` = NULL); the version is always NULL.
+    fn onboard_nullable(
+        &self,
+        ctx: usize,
+        texts: [Option<&str>; 5],
+        phone: &str,
+        pin: &str,
+        start: wa_onboarding_status,
+    ) -> wa_result {
+        let texts = texts.map(|text| text.map(cstr));
+        let [src, code, verify, waba, uri] = texts
+            .each_ref()
+            .map(|t| t.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()));
         wa_onboarding_onboard(
             self.onboarding,
             common::ctx(ctx),
-            cstr(&format!("src-{ctx}")).as_ptr(),
+            src,
             std::ptr::null(),
-            code.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-            cstr(VERIFY).as_ptr(),
-            cstr(waba).as_ptr(),
-            cstr(uri).as_ptr(),
+            code,
+            verify,
+            waba,
+            uri,
             cstr(phone).as_ptr(),
             cstr(pin).as_ptr(),
             start as u32,
@@ -472,18 +495,12 @@ fn resuming_at_register_phone_with_a_known_token() {
     let before = oauth_calls(&o);
     // Resuming at REGISTER_PHONE: the webhook arguments are unused and may be NULL.
     assert_eq!(
-        wa_onboarding_onboard(
-            o.onboarding,
-            common::ctx(2),
-            cstr("src-2").as_ptr(),
-            std::ptr::null(),
-            std::ptr::null(),
-            std::ptr::null(),
-            std::ptr::null(),
-            std::ptr::null(),
-            cstr(&phone).as_ptr(),
-            cstr(PIN).as_ptr(),
-            WA_ONBOARDING_REGISTER_PHONE as u32,
+        o.onboard_nullable(
+            2,
+            [Some("src-2"), None, None, None, None],
+            &phone,
+            PIN,
+            WA_ONBOARDING_REGISTER_PHONE
         ),
         wa_result::WA_OK,
         "{}",
@@ -518,18 +535,12 @@ fn resuming_without_a_verify_token_keeps_the_clients() {
     };
     assert_eq!(verify(VERIFY), 200);
     assert_eq!(
-        wa_onboarding_onboard(
-            o.onboarding,
-            common::ctx(2),
-            std::ptr::null(),
-            std::ptr::null(),
-            std::ptr::null(),
-            std::ptr::null(),
-            cstr(&waba).as_ptr(),
-            std::ptr::null(),
-            cstr(&phone).as_ptr(),
-            cstr(PIN).as_ptr(),
-            WA_ONBOARDING_REGISTER_WEBHOOKS as u32,
+        o.onboard_nullable(
+            2,
+            [None, None, None, Some(&waba), None],
+            &phone,
+            PIN,
+            WA_ONBOARDING_REGISTER_WEBHOOKS
         ),
         wa_result::WA_OK,
         "{}",
