@@ -183,6 +183,21 @@ impl Inner {
     /// onboarding state and every id is taken as given (the emulator's defaults, tests that
     /// register arbitrary numbers); once there is, only the ids of codes are known, plus the
     /// emulator's default phone number id and WABA (and the WABA of the webhook config).
+    /// Graph's 100/33 answer to `method` on an object this emulator does not know.
+    fn require(
+        &self,
+        object: Object,
+        id: &str,
+        configured_waba: &str,
+        method: &hyper::Method,
+    ) -> Result<(), GraphError> {
+        if self.knows(object, id, configured_waba) {
+            Ok(())
+        } else {
+            Err(GraphError::unsupported(method, id))
+        }
+    }
+
     fn knows(&self, object: Object, id: &str, configured_waba: &str) -> bool {
         if self.codes.is_empty() {
             return true;
@@ -643,9 +658,7 @@ struct AppData {
 pub fn list_subscribed_apps(state: &AppState, waba_id: &str) -> Result<Reply, GraphError> {
     let configured_waba = state.webhooks.config().waba_id.clone();
     let inner = state.onboarding.lock();
-    if !inner.knows(Object::Waba, waba_id, &configured_waba) {
-        return Err(GraphError::unsupported(&hyper::Method::GET, waba_id));
-    }
+    inner.require(Object::Waba, waba_id, &configured_waba, &hyper::Method::GET)?;
     let data = match inner.wabas.get(waba_id) {
         Some(waba) if waba.subscribed => vec![SubscribedApp {
             whatsapp_business_api_data: AppData {
@@ -667,9 +680,12 @@ pub fn list_subscribed_apps(state: &AppState, waba_id: &str) -> Result<Reply, Gr
 pub fn unsubscribe(state: &AppState, waba_id: &str) -> Result<Reply, GraphError> {
     let configured_waba = state.webhooks.config().waba_id.clone();
     let mut inner = state.onboarding.lock();
-    if !inner.knows(Object::Waba, waba_id, &configured_waba) {
-        return Err(GraphError::unsupported(&hyper::Method::DELETE, waba_id));
-    }
+    inner.require(
+        Object::Waba,
+        waba_id,
+        &configured_waba,
+        &hyper::Method::DELETE,
+    )?;
     let waba = inner.wabas.entry(waba_id.to_string()).or_default();
     waba.subscribed = false;
     waba.override_callback_uri = None;
@@ -686,13 +702,12 @@ pub async fn subscribe(
     waba_id: &str,
 ) -> Result<Reply, GraphError> {
     let configured_waba = state.webhooks.config().waba_id.clone();
-    if !state
-        .onboarding
-        .lock()
-        .knows(Object::Waba, waba_id, &configured_waba)
-    {
-        return Err(GraphError::unsupported(&hyper::Method::POST, waba_id));
-    }
+    state.onboarding.lock().require(
+        Object::Waba,
+        waba_id,
+        &configured_waba,
+        &hyper::Method::POST,
+    )?;
     let parameters = parameters(request)?;
     let uri = text_parameter(&parameters, "override_callback_uri")?.filter(|uri| !uri.is_empty());
     let Some(uri) = uri else {
@@ -789,16 +804,12 @@ pub async fn configure_phone(
     phone_number_id: &str,
 ) -> Result<Reply, GraphError> {
     let configured_waba = state.webhooks.config().waba_id.clone();
-    if !state
-        .onboarding
-        .lock()
-        .knows(Object::Phone, phone_number_id, &configured_waba)
-    {
-        return Err(GraphError::unsupported(
-            &hyper::Method::POST,
-            phone_number_id,
-        ));
-    }
+    state.onboarding.lock().require(
+        Object::Phone,
+        phone_number_id,
+        &configured_waba,
+        &hyper::Method::POST,
+    )?;
     let parameters = parameters(request)?;
     if let Some(other) = parameters
         .keys()
@@ -887,12 +898,12 @@ pub fn phone_webhook_configuration(
 ) -> Result<Reply, GraphError> {
     let webhook_config = state.webhooks.config();
     let inner = state.onboarding.lock();
-    if !inner.knows(Object::Phone, phone_number_id, &webhook_config.waba_id) {
-        return Err(GraphError::unsupported(
-            &hyper::Method::GET,
-            phone_number_id,
-        ));
-    }
+    inner.require(
+        Object::Phone,
+        phone_number_id,
+        &webhook_config.waba_id,
+        &hyper::Method::GET,
+    )?;
     let phone = inner.phones.get(phone_number_id);
     let waba_override = phone
         .and_then(|phone| phone.waba_id.as_ref())
@@ -950,12 +961,12 @@ pub fn register(
     let mut inner = state.onboarding.lock();
     // An unknown number is refused before its calls are counted: there is nothing to count
     // them against.
-    if !inner.knows(Object::Phone, phone_number_id, &configured_waba) {
-        return Err(GraphError::unsupported(
-            &hyper::Method::POST,
-            phone_number_id,
-        ));
-    }
+    inner.require(
+        Object::Phone,
+        phone_number_id,
+        &configured_waba,
+        &hyper::Method::POST,
+    )?;
     let fail_code = inner.config.register_fail_code;
     let phone = inner
         .phones
@@ -1075,9 +1086,7 @@ struct Cursors {
 pub fn phone_numbers(state: &AppState, waba_id: &str) -> Result<Reply, GraphError> {
     let configured_waba = state.webhooks.config().waba_id.clone();
     let inner = state.onboarding.lock();
-    if !inner.knows(Object::Waba, waba_id, &configured_waba) {
-        return Err(GraphError::unsupported(&hyper::Method::GET, waba_id));
-    }
+    inner.require(Object::Waba, waba_id, &configured_waba, &hyper::Method::GET)?;
     let data: Vec<PhoneNumber> = inner
         .phones
         .iter()
